@@ -1,0 +1,49 @@
+"""The one interface every generation backend implements: chats in, texts out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterator, Protocol
+
+Chat = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling parameters that mean the same on every backend."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    index: int  # position in the list of chats given to generate()
+    text: str
+    finish_reason: str | None = None  # "stop" or "length" (truncated at max_new_tokens)
+    n_tokens: int | None = None
+
+
+class Backend(Protocol):
+    name: str  # "hf", "vllm", "openai"
+    fingerprint: str  # identity of the model behind it: weights, adapter, dtype
+    info: dict  # what results.json records about the model (never secrets)
+
+    def render(self, chat: Chat) -> str:
+        """The exact prompt the model sees; part of every generation's cache key."""
+
+    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+        """Yield completions in groups as they finish, so callers can save each group at once."""
+
+    def close(self) -> None: ...
+
+
+def render_as_json(chat: Chat) -> str:
+    """The canonical prompt for endpoints that apply their template server-side."""
+    return json.dumps(chat, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

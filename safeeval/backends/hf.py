@@ -1,0 +1,86 @@
+"""transformers in-process: batched, left-padded, batches of similar length."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+from ..errors import SafeevalError
+from ..models import ModelRef, folder_fingerprint, load_tokenizer
+from .base import Chat, Completion, GenParams
+
+
+def resolve_dtype(dtype: str, config_dtype) -> str:
+    """'auto' keeps a half-precision checkpoint as it is and runs float32 ones in bfloat16, as vLLM does."""
+    if dtype != "auto":
+        return dtype
+    name = str(config_dtype).replace("torch.", "") if config_dtype is not None else "float32"
+    return name if name in ("bfloat16", "float16") else "bfloat16"
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
+                 chat_template: str | None = None, batch_size: int = 16, **_ignored):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.tokenizer = load_tokenizer(model.path, chat_template)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        config = AutoConfig.from_pretrained(model.path)
+        self.dtype = resolve_dtype(dtype, getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, self.dtype)).to(device)
+        adapter_fp = ""
+        if adapter:
+            from pathlib import Path
+
+            from peft import PeftModel
+
+            if not Path(adapter).is_dir():
+                raise SafeevalError(f"Adapter folder {adapter} does not exist.")
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+            adapter_fp = folder_fingerprint(Path(adapter))
+        self.model.eval()
+        self.batch_size = batch_size
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self.fingerprint = hashlib.sha256(
+            f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
+        ).hexdigest()[:16]
+        self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
+                     "dtype": self.dtype, "device": device, "fingerprint": self.fingerprint}
+
+    def render(self, chat: Chat) -> str:
+        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+        import torch
+        from transformers import set_seed
+
+        ids = [self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in chats]
+        # Longest first: similar lengths waste less padding, and an out-of-memory shows up at once.
+        order = sorted(range(len(chats)), key=lambda i: -len(ids[i]))
+        set_seed(params.seed)
+        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p} \
+            if params.temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            enc = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.model.device)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, max_new_tokens=params.max_new_tokens,
+                                          pad_token_id=self.tokenizer.pad_token_id, **sampling)
+            new = out[:, enc["input_ids"].shape[1]:].tolist()
+            yield [self._completion(i, row, params.max_new_tokens) for i, row in zip(batch, new)]
+
+    def _completion(self, index: int, row: list[int], limit: int) -> Completion:
+        stop = next((k for k, t in enumerate(row) if t in self.eos_ids), None)
+        tokens = row if stop is None else row[:stop]
+        reason = "stop" if stop is not None or len(row) < limit else "length"
+        return Completion(index, self.tokenizer.decode(tokens, skip_special_tokens=True), reason, len(tokens))
+
+    def close(self) -> None:
+        self.model = None

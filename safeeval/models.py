@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -111,8 +112,22 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def folder_fingerprint(path: Path) -> str:
-    """Hash of the weights and config: two folders with equal weights get equal fingerprints."""
+    """Hash of the weights and config: two folders with equal weights get equal fingerprints.
+
+    Remembered per (file, size, mtime) in safeeval's home, so a warm re-run does not re-read the weights.
+    """
     files = sorted(p for p in Path(path).rglob("*") if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name.endswith("config.json")))
+    stamp = hashlib.sha256(json.dumps([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()).hexdigest()
+    memo = home() / "fingerprints" / stamp
+    if memo.exists():
+        return memo.read_text().strip()
+    value = _hash_files(Path(path), files)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(value)
+    return value
+
+
+def _hash_files(path: Path, files: list[Path]) -> str:
     total = sum(p.stat().st_size for p in files)
     h = hashlib.sha256()
     for p in files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Iterator
 
 from ..errors import SafeevalError
@@ -24,7 +25,7 @@ class HFBackend:
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
                  chat_template: str | None = None, batch_size: int = 16, **_ignored):
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoConfig
 
         self.tokenizer = load_tokenizer(model.path, chat_template)
         self.tokenizer.padding_side = "left"
@@ -32,27 +33,33 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         config = AutoConfig.from_pretrained(model.path)
         self.dtype = resolve_dtype(dtype, getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, self.dtype)).to(device)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.path, self.adapter, self.batch_size = model.path, adapter, batch_size
+        self.model = None  # loaded on first generate(): a run served from the store never pays for it
         adapter_fp = ""
         if adapter:
-            from pathlib import Path
-
-            from peft import PeftModel
-
             if not Path(adapter).is_dir():
                 raise SafeevalError(f"Adapter folder {adapter} does not exist.")
-            self.model = PeftModel.from_pretrained(self.model, adapter)
             adapter_fp = folder_fingerprint(Path(adapter))
-        self.model.eval()
-        self.batch_size = batch_size
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.fingerprint = hashlib.sha256(
             f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
         ).hexdigest()[:16]
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
-                     "dtype": self.dtype, "device": device, "fingerprint": self.fingerprint}
+                     "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
+
+    def _load(self):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.dtype)).to(self.device)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter)
+        model.eval()
+        eos = model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
+        self.model = model
 
     def render(self, chat: Chat) -> str:
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -61,6 +68,8 @@ class HFBackend:
         import torch
         from transformers import set_seed
 
+        if self.model is None:
+            self._load()
         ids = [self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in chats]
         # Longest first: similar lengths waste less padding, and an out-of-memory shows up at once.
         order = sorted(range(len(chats)), key=lambda i: -len(ids[i]))

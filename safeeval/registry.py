@@ -1,0 +1,121 @@
+"""Finds, validates and describes the declarative specs in tasks/ and judges/."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import SafeevalError
+
+_PACKAGE = Path(__file__).resolve().parent
+TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
+             "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
+             "harmful", "meta", "breakdowns", "needs_judge", "access"}
+JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url"}
+
+
+def builtin_dir(kind: str) -> Path:
+    """Specs ship in the wheel as safeeval/specs/<kind>; in a source checkout they sit at the top level."""
+    packaged = _PACKAGE / "specs" / kind
+    return packaged if packaged.is_dir() else _PACKAGE.parent / kind
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    path: Path
+    data: dict = field(repr=False)
+    hash: str = ""
+
+    def __getattr__(self, key):  # spec fields read as attributes; absent optional fields are None
+        if key in TASK_KEYS:
+            return self.data.get(key)
+        raise AttributeError(key)
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    name: str
+    path: Path
+    data: dict = field(repr=False)
+    hash: str = ""
+
+
+def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SafeevalError(f"Spec {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SafeevalError(f"Spec {path} must be a YAML mapping.")
+    unknown = set(data) - allowed
+    if unknown:
+        raise SafeevalError(f"Spec {path} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}.")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise SafeevalError(f"Spec {path} lacks required keys {missing}.")
+    return data
+
+
+def _spec_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
+    files: dict[str, Path] = {}
+    for folder in [builtin_dir(kind), *extra_dirs]:
+        if not Path(folder).is_dir():
+            raise SafeevalError(f"{kind.capitalize()} folder {folder} does not exist.")
+        for path in sorted(Path(folder).glob("*.yaml")):
+            files[path.stem] = path  # a user's spec of the same name replaces the built-in one
+    return list(files.values())
+
+
+def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, TaskSpec]:
+    specs = {}
+    for path in _collect("tasks", list(extra_dirs)):
+        data = _read(path, TASK_KEYS, ("name", "prompt"))
+        if not (data.get("local") or data.get("hub") or data.get("inline")):
+            raise SafeevalError(f"Spec {path} names no data: give 'local', 'hub' or 'inline'.")
+        specs[data["name"]] = TaskSpec(data["name"], path, data, _spec_hash(data))
+    return specs
+
+
+def load_judges(extra_dirs: list[Path] = ()) -> dict[str, JudgeSpec]:
+    specs = {}
+    for path in _collect("judges", list(extra_dirs)):
+        if path.stem == "refusal_markers":
+            continue  # a data file of marker lists, referenced by keyword judges
+        data = _read(path, JUDGE_KEYS, ("name", "kind"))
+        specs[data["name"]] = JudgeSpec(data["name"], path, data, _spec_hash(data))
+    return specs
+
+
+def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
+    lists = {}
+    for folder in [builtin_dir("judges"), *extra_dirs]:
+        path = Path(folder) / "refusal_markers.yaml"
+        if path.exists():
+            lists.update(yaml.safe_load(path.read_text())["lists"])
+    return lists
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""
+    base, _, variant = name.partition(":")
+    return base.strip(), (variant.strip() or None)
+
+
+def pick(specs: dict, names: list[str], what: str) -> list[tuple[object, str | None]]:
+    """Look names up, naming the valid choices when one is unknown."""
+    chosen = []
+    for name in names:
+        base, variant = split_name(name)
+        if base not in specs:
+            raise SafeevalError(f"Unknown {what} '{base}'. Valid {what}s: {', '.join(sorted(specs))}.")
+        chosen.append((specs[base], variant))
+    return chosen

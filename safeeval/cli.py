@@ -57,11 +57,11 @@ def _errors():
     try:
         yield
     except SafeevalError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Everything generated so far is saved in the store; "
-                      "run the same command again to resume.")
+                      "run the same command again to resume.", soft_wrap=True)
         raise typer.Exit(130)
 
 
@@ -106,6 +106,8 @@ def score(
 ):
     from .run import ScoreConfig, score as run_score
 
+    _quiet_libraries()
+
     options = {"adapter": adapter, "dtype": dtype, "chat_template": chat_template, "batch_size": batch_size,
                "tensor_parallel_size": tensor_parallel, "data_parallel_size": data_parallel}
     if backend == "openai":
@@ -113,10 +115,25 @@ def score(
     cfg = ScoreConfig(model=model, tasks=_split(tasks), judges=_split(judges), backend=backend, limit=limit,
                       seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                       system_prompt=system_prompt, out=out, store=store, data_dir=data_dir,
-                      tasks_dirs=list(tasks_dir), judges_dirs=list(judges_dir), backend_options=options)
+                      tasks_dirs=list(tasks_dir), judges_dirs=list(judges_dir), backend_options=options,
+                      command=["safeeval", *sys.argv[1:]])
     with _errors():
         summary = run_score(cfg, reporter=_rich_stage)
     _print_summary(summary)
+
+
+def _quiet_libraries() -> None:
+    """Our progress bars are the ones to read; the libraries' own bars and notices are noise here."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
 
 
 def _pct(block: dict | None) -> str:

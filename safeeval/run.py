@@ -44,6 +44,7 @@ class ScoreConfig:
     judges_dirs: list[Path] = field(default_factory=list)
     backend_options: dict = field(default_factory=dict)  # adapter, dtype, batch_size, base_url, ...
     judge_batch: int = 512
+    command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
 
     def params(self) -> GenParams:
         return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
@@ -120,6 +121,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = _silent, backend: Backend | Non
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "model": {**backend.info, "backend": backend.name},
         "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt},
+        "command": cfg.command,
         "seed": cfg.seed,
         "limit": cfg.limit,
         "tasks": {label: {"spec": spec.name, "spec_hash": spec.hash, "split": got.split, "source": got.source,

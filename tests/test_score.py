@@ -1,0 +1,148 @@
+"""`safeeval score` end to end on a tiny model: results, resumption, interruption and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from safeeval.cli import app
+from safeeval.run import ScoreConfig, score
+
+runner = CliRunner()
+
+
+def _cfg(tiny_model, tmp_path, **kw) -> ScoreConfig:
+    base = dict(model=str(tiny_model), tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run",
+                store=tmp_path / "store.sqlite", backend_options={"batch_size": 8})
+    return ScoreConfig(**{**base, **kw})
+
+
+def test_results_and_samples_are_complete(tiny_model, tmp_path, data_dir):
+    cfg = _cfg(tiny_model, tmp_path, tasks=["smoke", "harmbench:val"], data_dir=data_dir, limit=30)
+    res = score(cfg)
+    assert res["schema_version"] == 1
+    assert res["model"]["backend"] == "hf" and len(res["model"]["fingerprint"]) == 16
+    assert set(res["tasks"]) == {"smoke", "harmbench:val"} and res["tasks"]["harmbench:val"]["n_samples"] == 30
+    assert "sha256:" in res["tasks"]["harmbench:val"]["source"]
+    assert {"torch", "transformers", "python"} <= set(res["versions"])
+    hb = res["metrics"]["harmbench:val"]["keyword"]
+    copyright_n = sum(1 for line in open(tmp_path / "run" / "samples.jsonl")
+                      if json.loads(line)["meta"].get("functional_category") == "copyright")
+    assert copyright_n > 0 and hb["not_judged"] == copyright_n  # reported as not judged, never as safe
+    assert hb["n_judged"] + hb["not_judged"] == hb["n_harmful"] == 30
+    assert set(hb["by"]) == {"category", "semantic_category", "functional_category"}
+    smoke = res["metrics"]["smoke"]["keyword"]
+    assert smoke["n_harmful"] + smoke["n_benign"] == 30 and smoke["benign_refusal_rate"]["n"] == smoke["n_benign"] > 0
+    assert smoke["asr"]["ci_low"] <= smoke["asr"]["value"] <= smoke["asr"]["ci_high"]
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert len(rows) == 60
+    assert all(r["response"] is not None and "keyword" in r["verdicts"] and r["messages"][-1]["role"] == "user" for r in rows)
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["metrics"] == res["metrics"]
+
+
+def test_rerun_generates_nothing_and_a_new_judge_only_judges(tiny_model, tmp_path):
+    first = score(_cfg(tiny_model, tmp_path))
+    assert first["counts"]["generated_now"] == 40 and first["counts"]["judged_now"] == 40
+    again = score(_cfg(tiny_model, tmp_path))
+    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
+    assert again["metrics"] == first["metrics"]
+    more = score(_cfg(tiny_model, tmp_path, judges=["keyword", "keyword:llm-attacks-short"]))
+    assert more["counts"]["generated_now"] == 0 and more["counts"]["judged_now"] == 40
+    # A different setting is a different generation: never a stale hit.
+    other = score(_cfg(tiny_model, tmp_path, max_new_tokens=9))
+    assert other["counts"]["generated_now"] == 40
+
+
+def test_system_prompt_changes_the_cache_key(tiny_model, tmp_path):
+    score(_cfg(tiny_model, tmp_path))
+    res = score(_cfg(tiny_model, tmp_path, system_prompt="Be safe."))
+    assert res["counts"]["generated_now"] == 40
+    row = json.loads(open(tmp_path / "run" / "samples.jsonl").readline())
+    assert row["messages"][0] == {"role": "system", "content": "Be safe."}
+
+
+def _cli(tiny_model, tmp_path, data_dir, *extra) -> list[str]:
+    return [sys.executable, "-m", "safeeval", "score", "--model", str(tiny_model), "--tasks", "advbench",
+            "--limit", "60", "--batch-size", "1", "--max-new-tokens", "24", "--data-dir", str(data_dir),
+            "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "run"), *extra]
+
+
+def _count(db_path: Path) -> int:
+    try:
+        with sqlite3.connect(db_path, timeout=30) as db:
+            return db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _start_and_wait(cmd, db_path, at_least: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _count(db_path) < at_least:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no generations appeared"
+        time.sleep(0.2)
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_model, tmp_path, data_dir, sig):
+    cmd = _cli(tiny_model, tmp_path, data_dir)
+    proc = _start_and_wait(cmd, tmp_path / "store.sqlite", at_least=5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "run the same command again to resume" in err
+        assert "Traceback" not in err
+    else:
+        assert proc.returncode == -9
+    saved = _count(tmp_path / "store.sqlite")
+    assert 5 <= saved < 60
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["counts"]["generated_now"] == 60 - saved  # nothing regenerated
+    with sqlite3.connect(tmp_path / "store.sqlite") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM generations").fetchone() == (60, 60)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    assert len(rows) == 60 and len({r["id"] for r in rows}) == 60
+
+
+def _fails_cleanly(args, *needles):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    text = " ".join(result.output.split())  # rich wraps long lines
+    for needle in needles:
+        assert needle in text, text
+    assert "Traceback" not in result.output
+
+
+def test_bad_input_gets_one_clear_sentence(tiny_model, tiny_model_no_template, tmp_path, data_dir):
+    base = ["score", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]
+    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbnch"], "Unknown task 'advbnch'", "advbench, harmbench")
+    _fails_cleanly([*base, "--model", str(tiny_model), "--judges", "gpt5"], "Unknown judge 'gpt5'", "keyword")
+    _fails_cleanly([*base, "--model", str(tiny_model), "--backend", "tgi"], "Unknown backend 'tgi'", "hf, vllm, openai")
+    _fails_cleanly([*base, "--model", str(tmp_path / "missing-model")], "does not exist")
+    _fails_cleanly([*base, "--model", str(tiny_model_no_template)], "no chat template", "--chat-template")
+    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbench", "--data-dir", str(tmp_path)],
+                   "No data for task 'advbench'", str(tmp_path / "advbench"))
+    _fails_cleanly([*base, "--model", "tiny", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
+                   "127.0.0.1:9")
+
+
+def test_help_teaches_with_examples():
+    result = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "safeeval score --model smollm2 --tasks smoke" in result.output
+    assert "harmbench:val" in result.output and "--data-dir" in result.output

@@ -100,6 +100,7 @@ def score(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Prompts per batch (hf)."),
     tensor_parallel: int = typer.Option(1, "--tensor-parallel", min=1, help="vLLM tensor parallel size."),
     data_parallel: int = typer.Option(1, "--data-parallel", min=1, help="vLLM data parallel size."),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vLLM: skip graph compilation (starts ~4x faster on CPU, runs ~25% slower)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Name of the environment variable holding the endpoint's key (the key itself is never written anywhere)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Parallel requests (openai)."),
@@ -109,7 +110,8 @@ def score(
     _quiet_libraries()
 
     options = {"adapter": adapter, "dtype": dtype, "chat_template": chat_template, "batch_size": batch_size,
-               "tensor_parallel_size": tensor_parallel, "data_parallel_size": data_parallel}
+               "tensor_parallel_size": tensor_parallel, "data_parallel_size": data_parallel,
+               "enforce_eager": enforce_eager}
     if backend == "openai":
         options = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency}
     cfg = ScoreConfig(model=model, tasks=_split(tasks), judges=_split(judges), backend=backend, limit=limit,

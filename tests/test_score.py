@@ -146,3 +146,24 @@ def test_help_teaches_with_examples():
     assert result.exit_code == 0
     assert "safeeval score --model smollm2 --tasks smoke" in result.output
     assert "harmbench:val" in result.output and "--data-dir" in result.output
+
+
+def test_score_through_an_endpoint_never_records_the_key(tmp_path, monkeypatch):
+    from fault_server import FaultServer
+
+    secret = "sk-test-SECRET-1234567890"
+    monkeypatch.setenv("MY_ENDPOINT_KEY", secret)
+    with FaultServer() as srv:
+        srv.script(["429", "500"], default="ok")  # retried by the client, invisible in the results
+        result = runner.invoke(app, ["score", "--backend", "openai", "--model", "served", "--base-url", srv.base_url,
+                                     "--api-key-env", "MY_ENDPOINT_KEY", "--tasks", "smoke", "--concurrency", "4",
+                                     "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert srv.auth_headers[-1] == f"Bearer {secret}"  # the key was used ...
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["counts"]["generated_now"] == 40 and res["model"]["backend"] == "openai"
+    assert json.loads(open(tmp_path / "run" / "samples.jsonl").readline())["response"].startswith("echo: ")
+    # ... and written nowhere.
+    for path in [tmp_path / "run" / "results.json", tmp_path / "run" / "samples.jsonl", tmp_path / "s.sqlite"]:
+        assert secret not in path.read_bytes().decode("utf-8", "replace")
+    assert secret not in result.output

@@ -35,6 +35,9 @@ class Backend(Protocol):
     fingerprint: str  # identity of the model behind it: weights, adapter, dtype
     info: dict  # what results.json records about the model (never secrets)
 
+    def load(self) -> None:
+        """Start the engine now; backends otherwise start it lazily, so a run served from the store is cheap."""
+
     def render(self, chat: Chat) -> str:
         """The exact prompt the model sees; part of every generation's cache key."""
 

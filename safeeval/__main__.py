@@ -1,3 +1,4 @@
 from .cli import app
 
-app()
+if __name__ == "__main__":  # vLLM starts workers with spawn, which re-imports this module
+    app()

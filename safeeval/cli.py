@@ -97,7 +97,7 @@ def score(
     chat_template: Optional[str] = typer.Option(None, "--chat-template", help="Jinja chat template (file or text) for models without one."),
     adapter: Optional[str] = typer.Option(None, "--adapter", help="LoRA adapter folder (hf, vllm)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32 (hf, vllm). auto runs float32 checkpoints in bfloat16."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Prompts per batch (hf)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per batch (hf, default 16) or per saved chunk (vllm, default 256)."),
     tensor_parallel: int = typer.Option(1, "--tensor-parallel", min=1, help="vLLM tensor parallel size."),
     data_parallel: int = typer.Option(1, "--data-parallel", min=1, help="vLLM data parallel size."),
     enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vLLM: skip graph compilation (starts ~4x faster on CPU, runs ~25% slower)."),
@@ -109,9 +109,11 @@ def score(
 
     _quiet_libraries()
 
-    options = {"adapter": adapter, "dtype": dtype, "chat_template": chat_template, "batch_size": batch_size,
+    options = {"adapter": adapter, "dtype": dtype, "chat_template": chat_template,
                "tensor_parallel_size": tensor_parallel, "data_parallel_size": data_parallel,
                "enforce_eager": enforce_eager}
+    if batch_size:
+        options["batch_size"] = batch_size
     if backend == "openai":
         options = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency}
     cfg = ScoreConfig(model=model, tasks=_split(tasks), judges=_split(judges), backend=backend, limit=limit,
@@ -158,23 +160,33 @@ def _print_summary(summary: dict) -> None:
                       f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json", highlight=False)
 
 
-@app.command("tasks", help="List the benchmarks: name, splits, rows, source and licence.")
+@app.command("tasks", help="List the benchmarks: name, splits, rows, source and licence, and whether a local copy is found.")
 def list_tasks(
     tasks_dir: list[Path] = typer.Option([], "--tasks-dir", help="Extra folder of task YAML specs (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies to look in."),
 ):
     from .registry import load_tasks
 
     with _errors():
         specs = load_tasks(tasks_dir)
     table = Table(title="safeeval tasks")
-    for col in ("name", "splits", "rows", "description", "source", "licence"):
+    for col in ("name", "splits", "rows", "source", "licence", "local copy"):
         table.add_column(col, overflow="fold")
     for name, spec in sorted(specs.items()):
         rows = spec.rows if not isinstance(spec.rows, dict) else ", ".join(f"{k} {v}" for k, v in spec.rows.items())
         source = spec.hub["dataset"] if spec.hub and spec.hub.get("dataset") != "csv" else (spec.url or "inline")
         splits = ", ".join(spec.splits or []) + (f" (default {spec.default_split})" if spec.default_split else "")
-        table.add_row(name, splits or "-", str(rows or "?"), spec.description or "", source, spec.license or "?")
+        table.add_row(name, splits or "-", str(rows or "?"), source, spec.license or "?", _local_copy(spec, data_dir))
     out_console.print(table)
+
+
+def _local_copy(spec, data_dir: Optional[Path]) -> str:
+    if spec.inline:
+        return "built in"
+    if not spec.local or data_dir is None:
+        return "-"
+    pattern = spec.local["path"].format(split=spec.default_split or "")
+    return "found" if any(data_dir.glob(pattern)) else f"missing ({pattern})"
 
 
 @app.command("judges", help="List the judges and the refusal-marker lists the keyword judge can use.")

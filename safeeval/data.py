@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import SafeevalError
-from .registry import TaskSpec
+from .registry import Spec
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -42,7 +42,7 @@ def data_dir(option: str | Path | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def load(spec: TaskSpec, split: str | None, data_root: Path | None) -> Loaded:
+def load(spec: Spec, split: str | None, data_root: Path | None) -> Loaded:
     split = _check_split(spec, split)
     if spec.inline:
         rows, source = [(i + 1, r) for i, r in enumerate(spec.inline)], f"inline:{spec.path.name}"
@@ -57,7 +57,7 @@ def load(spec: TaskSpec, split: str | None, data_root: Path | None) -> Loaded:
     return Loaded(samples, source, split)
 
 
-def _check_split(spec: TaskSpec, split: str | None) -> str | None:
+def _check_split(spec: Spec, split: str | None) -> str | None:
     splits = spec.splits or []
     if split is None:
         return spec.default_split
@@ -67,7 +67,7 @@ def _check_split(spec: TaskSpec, split: str | None) -> str | None:
     return split
 
 
-def _rows(spec: TaskSpec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
+def _rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
     local = spec.local or {}
     looked = None
     if root is not None and local:
@@ -87,7 +87,7 @@ def _rows(spec: TaskSpec, split: str | None, root: Path | None) -> tuple[list[tu
     raise SafeevalError(_missing_message(spec, looked, None))
 
 
-def _missing_message(spec: TaskSpec, looked: str | None, hub_error: str | None) -> str:
+def _missing_message(spec: Spec, looked: str | None, hub_error: str | None) -> str:
     parts = [f"No data for task '{spec.name}'."]
     if looked:
         parts.append(f"Looked for a local copy at {looked}.")
@@ -100,7 +100,7 @@ def _missing_message(spec: TaskSpec, looked: str | None, hub_error: str | None) 
     return " ".join(parts)
 
 
-def _read_file(path: Path, fmt: dict, spec: TaskSpec) -> list[tuple[int, dict]]:
+def _read_file(path: Path, fmt: dict, spec: Spec) -> list[tuple[int, dict]]:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     kind = fmt.get("format") or name.rsplit(".", 1)[-1]
     opener = gzip.open if path.suffix == ".gz" else open
@@ -125,7 +125,7 @@ def _hub_error(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _hub_files(spec: TaskSpec, split: str | None, looked: str | None) -> list[tuple[int, dict]]:
+def _hub_files(spec: Spec, split: str | None, looked: str | None) -> list[tuple[int, dict]]:
     """Datasets published as plain files: fetch them, then read them exactly like a local copy."""
     from huggingface_hub import snapshot_download
 
@@ -141,7 +141,7 @@ def _hub_files(spec: TaskSpec, split: str | None, looked: str | None) -> list[tu
     return [r for p in paths for r in _read_file(p, spec.local or {}, spec)]
 
 
-def _hub_rows(spec: TaskSpec, split: str | None, looked: str | None) -> list[tuple[int, dict]]:
+def _hub_rows(spec: Spec, split: str | None, looked: str | None) -> list[tuple[int, dict]]:
     import datasets
 
     hub = spec.hub
@@ -165,7 +165,7 @@ def _render(template: str, row: dict, where: str) -> str:
         raise SafeevalError(f"{where}: {exc}") from None
 
 
-def _sample(spec: TaskSpec, split: str | None, index: int, line: int, row: dict, source: str) -> Sample:
+def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, source: str) -> Sample:
     where = f"{source.split(' ')[0]}, row at line {line}"
     for col in spec.columns or []:
         if col not in row or row[col] is None:

@@ -17,33 +17,24 @@ TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows"
              "harmful", "meta", "breakdowns", "needs_judge", "access"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url"}
 
-
 def builtin_dir(kind: str) -> Path:
     """Specs ship in the wheel as safeeval/specs/<kind>; in a source checkout they sit at the top level."""
     packaged = _PACKAGE / "specs" / kind
     return packaged if packaged.is_dir() else _PACKAGE.parent / kind
 
-
 @dataclass(frozen=True)
-class TaskSpec:
+class Spec:
+    """A validated spec file; its fields read as attributes, absent optional ones as None."""
+
     name: str
     path: Path
     data: dict = field(repr=False)
-    hash: str = ""
+    hash: str = ""  # of the parsed content: part of every result's provenance
 
-    def __getattr__(self, key):  # spec fields read as attributes; absent optional fields are None
-        if key in TASK_KEYS:
-            return self.data.get(key)
-        raise AttributeError(key)
-
-
-@dataclass(frozen=True)
-class JudgeSpec:
-    name: str
-    path: Path
-    data: dict = field(repr=False)
-    hash: str = ""
-
+    def __getattr__(self, key):
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self.data.get(key)
 
 def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
     try:
@@ -60,10 +51,8 @@ def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
         raise SafeevalError(f"Spec {path} lacks required keys {missing}.")
     return data
 
-
 def _spec_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
 
 def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
     files: dict[str, Path] = {}
@@ -74,26 +63,23 @@ def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
             files[path.stem] = path  # a user's spec of the same name replaces the built-in one
     return list(files.values())
 
-
-def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, TaskSpec]:
+def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     specs = {}
     for path in _collect("tasks", list(extra_dirs)):
         data = _read(path, TASK_KEYS, ("name", "prompt"))
         if not (data.get("local") or data.get("hub") or data.get("inline")):
             raise SafeevalError(f"Spec {path} names no data: give 'local', 'hub' or 'inline'.")
-        specs[data["name"]] = TaskSpec(data["name"], path, data, _spec_hash(data))
+        specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
-
-def load_judges(extra_dirs: list[Path] = ()) -> dict[str, JudgeSpec]:
+def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     specs = {}
     for path in _collect("judges", list(extra_dirs)):
         if path.stem == "refusal_markers":
             continue  # a data file of marker lists, referenced by keyword judges
         data = _read(path, JUDGE_KEYS, ("name", "kind"))
-        specs[data["name"]] = JudgeSpec(data["name"], path, data, _spec_hash(data))
+        specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
-
 
 def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
     lists = {}
@@ -103,12 +89,10 @@ def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
             lists.update(yaml.safe_load(path.read_text())["lists"])
     return lists
 
-
 def split_name(name: str) -> tuple[str, str | None]:
     """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""
     base, _, variant = name.partition(":")
     return base.strip(), (variant.strip() or None)
-
 
 def pick(specs: dict, names: list[str], what: str) -> list[tuple[object, str | None]]:
     """Look names up, naming the valid choices when one is unknown."""

@@ -54,7 +54,7 @@ class ScoreConfig:
 class Prepared:
     """Everything a run needs before it touches a model, so bad input fails in seconds."""
 
-    tasks: list[tuple[str, data.Loaded, registry.TaskSpec]]
+    tasks: list[tuple[str, data.Loaded, registry.Spec]]
     judges: list[Judge]
 
 
@@ -151,14 +151,18 @@ def _chat(sample: data.Sample, system_prompt: str | None) -> list[dict]:
     return chat + [{"role": "user", "content": sample.prompt}]
 
 
+def _missing(keys: list[str], have: dict) -> list[int]:
+    """Positions of the keys the store lacks, each key once (the same prompt may recur across tasks)."""
+    first = {}
+    for i, k in enumerate(keys):
+        if k not in have:
+            first.setdefault(k, i)
+    return list(first.values())
+
+
 def _generate(backend, store, params, chats, rendered, gen_keys, reporter) -> int:
     """Generate what the store lacks, committing each finished group so an interruption loses little."""
-    have = store.get_generations(gen_keys)
-    pending, seen = [], set()
-    for i, k in enumerate(gen_keys):
-        if k not in have and k not in seen:
-            seen.add(k)
-            pending.append(i)
+    pending = _missing(gen_keys, store.get_generations(gen_keys))
     if not pending:
         return 0
     done = 0
@@ -179,12 +183,7 @@ def _generate(backend, store, params, chats, rendered, gen_keys, reporter) -> in
 def _judge(judge, store, samples, responses, gen_keys, reporter, batch) -> tuple[list[dict], int]:
     """Judge what the store lacks; a sample that needs another judge is recorded as not judged."""
     j_keys = [key("judgment", judge.fingerprint, g) for g in gen_keys]
-    have = store.get_judgments(j_keys)
-    pending, seen = [], set()
-    for i, k in enumerate(j_keys):
-        if k not in have and k not in seen:
-            seen.add(k)
-            pending.append(i)
+    pending = _missing(j_keys, store.get_judgments(j_keys))
     with reporter(f"judging ({judge.name})", len(pending)) as advance:
         for start in range(0, len(pending), batch):
             chunk = pending[start:start + batch]

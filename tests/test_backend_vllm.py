@@ -168,3 +168,18 @@ def test_score_runs_on_vllm_and_reuses_the_store(engine, tmp_path):
     first = score(cfg, backend=engine)
     assert first["model"]["backend"] == "vllm" and first["counts"]["generated_now"] == 40
     assert score(cfg, backend=engine)["counts"]["generated_now"] == 0
+
+
+def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
+    """Through the command users type: vLLM's spawned workers must not re-run the CLI."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "safeeval", "score", "--backend", "vllm", "--enforce-eager", "--model", str(tiny_model),
+           "--tasks", "smoke", "--limit", "4", "--max-new-tokens", "4", "--store", str(tmp_path / "s.sqlite"),
+           "--out", str(tmp_path / "run")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["model"]["backend"] == "vllm" and res["counts"]["generated_now"] == 4

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SafeevalError
-from ..registry import JudgeSpec, marker_lists
+from ..registry import Spec, marker_lists
 from .base import Judge, Verdict
 
 __all__ = ["Judge", "Verdict", "make_judge"]
 
 
-def make_judge(spec: JudgeSpec, variant: str | None, extra_dirs: list[Path] = ()) -> Judge:
+def make_judge(spec: Spec, variant: str | None, extra_dirs: list[Path] = ()) -> Judge:
     kind = spec.data["kind"]
     if kind == "keyword":
         from .keyword import KeywordJudge

@@ -63,15 +63,18 @@ def prepare(cfg: ScoreConfig) -> Prepared:
         raise SafeevalError("No tasks given; list them with `safeeval tasks`.")
     if not cfg.judges:
         raise SafeevalError("No judges given; list them with `safeeval judges`.")
-    task_specs = registry.pick(registry.load_tasks(cfg.tasks_dirs), cfg.tasks, "task")
-    judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), cfg.judges, "judge")
+    # Each name once: a task or judge listed twice would be scored twice under one label.
+    task_specs = registry.pick(registry.load_tasks(cfg.tasks_dirs), list(dict.fromkeys(cfg.tasks)), "task")
+    judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
     judges = [make_judge(spec, variant, cfg.judges_dirs) for spec, variant in judge_specs]
     root = data.data_dir(cfg.data_dir)
     loaded = []
     for spec, split in task_specs:
         got = data.load(spec, split, root)
         got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
-        loaded.append((spec.name if got.split is None else f"{spec.name}:{got.split}", got, spec))
+        label = spec.name if got.split is None else f"{spec.name}:{got.split}"
+        if label not in {lab for lab, _, _ in loaded}:  # 'harmbench' and 'harmbench:test' are one task
+            loaded.append((label, got, spec))
     return Prepared(loaded, judges)
 
 
@@ -101,18 +104,6 @@ def score(cfg: ScoreConfig, reporter: Reporter = _silent, backend: Backend | Non
             backend.close()
         store.close()
 
-    metric_block = {}
-    for label, got, spec in prep.tasks:
-        idx = [i for i, (lab, _, _) in enumerate(items) if lab == label]
-        samples = [items[i][2] for i in idx]
-        groups = {"category": [s.category for s in samples]} if any(s.category for s in samples) else {}
-        for field_name in spec.breakdowns or []:
-            groups[field_name] = [s.meta.get(field_name) for s in samples]
-        metric_block[label] = {
-            judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
-                                                groups, cfg.seed)
-            for judge in prep.judges
-        }
     out = cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}"
     summary = {
         "schema_version": results.SCHEMA_VERSION,
@@ -128,7 +119,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = _silent, backend: Backend | Non
                           "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
                   for label, got, spec in prep.tasks},
         "judges": {j.name: j.info for j in prep.judges},
-        "metrics": metric_block,
+        "metrics": _metrics(prep, items, verdicts, cfg.seed),
         "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
                    "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
         "store": str(store.path),
@@ -144,6 +135,23 @@ def score(cfg: ScoreConfig, reporter: Reporter = _silent, backend: Backend | Non
     results.write(Path(out), summary, rows)
     summary["out"] = str(out)
     return summary
+
+
+def _metrics(prep: Prepared, items: list, verdicts: dict[str, list[dict]], seed: int) -> dict:
+    """Per task and judge: ASR, benign refusal, and breakdowns by category and the spec's extra fields."""
+    block = {}
+    for label, _, spec in prep.tasks:
+        idx = [i for i, (lab, _, _) in enumerate(items) if lab == label]
+        samples = [items[i][2] for i in idx]
+        groups = {"category": [s.category for s in samples]} if any(s.category for s in samples) else {}
+        for field_name in spec.breakdowns or []:
+            groups[field_name] = [s.meta.get(field_name) for s in samples]
+        block[label] = {
+            judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
+                                                groups, seed)
+            for judge in prep.judges
+        }
+    return block
 
 
 def _chat(sample: data.Sample, system_prompt: str | None) -> list[dict]:

@@ -167,3 +167,12 @@ def test_score_through_an_endpoint_never_records_the_key(tmp_path, monkeypatch):
     for path in [tmp_path / "run" / "results.json", tmp_path / "run" / "samples.jsonl", tmp_path / "s.sqlite"]:
         assert secret not in path.read_bytes().decode("utf-8", "replace")
     assert secret not in result.output
+
+
+def test_a_task_named_twice_is_scored_once(data_dir):
+    from safeeval.run import prepare
+
+    prep = prepare(ScoreConfig(model="unused", tasks=["harmbench", "harmbench:test", "smoke", "smoke"],
+                               judges=["keyword", "keyword"], data_dir=data_dir))
+    assert [label for label, _, _ in prep.tasks] == ["harmbench:test", "smoke"]
+    assert len(prep.judges) == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -143,21 +144,30 @@ def _quiet_libraries() -> None:
 def _pct(block: dict | None) -> str:
     if not block or block.get("value") is None:
         return "-"
-    return f"{100 * block['value']:.1f}% [{100 * block['ci_low']:.1f}, {100 * block['ci_high']:.1f}]"
+    return f"{100 * block['value']:.1f} [{100 * block['ci_low']:.0f}, {100 * block['ci_high']:.0f}]"
 
 
 def _print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['model']['name']} ({summary['model']['backend']}, {summary['model']['fingerprint']})")
-    for col in ("task", "judge", "ASR (95% CI)", "judged", "not judged", "unparsed", "benign refusal"):
-        table.add_column(col, justify="left" if col in ("task", "judge") else "right")
-    for task, by_judge in summary["metrics"].items():
-        for judge, m in by_judge.items():
-            table.add_row(task, judge, _pct(m["asr"]), f"{m['n_judged']}/{m['n_harmful']}", str(m["not_judged"]),
-                          str(m["unparsed"]), _pct(m.get("benign_refusal_rate")))
+    model = summary["model"]
+    rows = [[task, judge, _pct(m["asr"]), f"{m['n_judged']}/{m['n_harmful']}", str(m["not_judged"]),
+             str(m["unparsed"]), _pct(m.get("benign_refusal_rate"))]
+            for task, by_judge in summary["metrics"].items() for judge, m in by_judge.items()]
+    table = Table(title=f"{model['name']} ({model['backend']}, fingerprint {model['fingerprint']})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # Numbers are never cut: their columns are as wide as their widest cell. Names fold instead.
+    table.add_column("task", overflow="fold", min_width=min(16, max(len(r[0]) for r in rows)))
+    table.add_column("judge", overflow="fold", min_width=7)
+    headers = ("ASR %\n[95% CI]", "judged", "not\njudged", "un-\nparsed", "benign\nrefusal %")
+    for k, header in enumerate(headers, start=2):
+        width = max(max(len(r[k]) for r in rows), *(len(h) for h in header.split("\n")))
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     out_console.print(table)
     c = summary["counts"]
     out_console.print(f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
-                      f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json", highlight=False)
+                      f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("tasks", help="List the benchmarks: name, splits, rows, source and licence, and whether a local copy is found.")

@@ -15,7 +15,9 @@ _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
              "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
              "harmful", "meta", "breakdowns", "needs_judge", "access"}
-JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url"}
+JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
+              "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
+              "members", "rule", "citation"}
 
 def builtin_dir(kind: str) -> Path:
     """Specs ship in the wheel as safeeval/specs/<kind>; in a source checkout they sit at the top level."""

@@ -9,7 +9,7 @@ import pytest
 from safeeval import registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
-from safeeval.judging import make_judge
+from safeeval.judging import JudgeRuntime, make_judge
 from safeeval.metrics import rate, verdict_summary
 
 REFERENCE = {
@@ -54,7 +54,7 @@ def test_unknown_variant_lists_valid_ones():
 
 def test_custom_list_in_a_judges_folder(tmp_path):
     (tmp_path / "polite.yaml").write_text("name: polite\nkind: keyword\nmarkers: ['No thanks']\n")
-    judge = make_judge(registry.load_judges([tmp_path])["polite"], None, [tmp_path])
+    judge = make_judge(registry.load_judges([tmp_path])["polite"], None, JudgeRuntime(dirs=[tmp_path]))
     assert [v.harmful for v in judge.judge([Sample("t", "0", "p")] * 2, ["No thanks.", "Yes."])] == [False, True]
 
 

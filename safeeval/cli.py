@@ -105,6 +105,10 @@ def score(
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Name of the environment variable holding the endpoint's key (the key itself is never written anywhere)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Parallel requests (openai)."),
+    judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend for model judges (hf, vllm, openai) [default: each judge spec's own]."),
+    judge_model: list[str] = typer.Option([], "--judge-model", help="JUDGE=MODEL: the model a model judge runs on, e.g. llama-guard=./LlamaGuard3 (repeatable)."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint for model judges."),
+    judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="Name of the environment variable holding the judge endpoint's key."),
 ):
     from .run import ScoreConfig, score as run_score
 
@@ -121,10 +125,28 @@ def score(
                       seed=seed, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                       system_prompt=system_prompt, out=out, store=store, data_dir=data_dir,
                       tasks_dirs=list(tasks_dir), judges_dirs=list(judges_dir), backend_options=options,
-                      command=["safeeval", *sys.argv[1:]])
+                      command=["safeeval", *sys.argv[1:]], judge_backend=judge_backend,
+                      judge_models=_judge_models(judge_model),
+                      judge_options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, dtype))
     with _errors():
         summary = run_score(cfg, reporter=_rich_stage)
     _print_summary(summary)
+
+
+def _judge_models(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, model = pair.partition("=")
+        if not sep or not name or not model:
+            raise typer.BadParameter(f"'{pair}' is not JUDGE=MODEL, e.g. llama-guard=./LlamaGuard3", param_hint="--judge-model")
+        out[name.strip()] = model.strip()
+    return out
+
+
+def _judge_options(backend: str | None, base_url: str | None, api_key_env: str, dtype: str) -> dict:
+    if backend == "openai" or base_url:
+        return {"base_url": base_url, "api_key_env": api_key_env}
+    return {"dtype": dtype}
 
 
 def _quiet_libraries() -> None:
@@ -164,6 +186,15 @@ def _print_summary(summary: dict) -> None:
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
+    for task, by_judge in summary["metrics"].items():
+        for judge, m in by_judge.items():
+            if m.get("asr_corrected", {}).get("value") is not None:
+                out_console.print(f"{task} / {judge}: ASR corrected for judge error (Rogan-Gladen, from its validation) "
+                                  f"{_pct(m['asr_corrected'])} %", highlight=False, soft_wrap=True)
+            if m.get("mean_score", {}).get("value") is not None:
+                ms = m["mean_score"]
+                out_console.print(f"{task} / {judge}: mean score {ms['value']:.2f} [{ms['ci_low']:.2f}, {ms['ci_high']:.2f}]",
+                                  highlight=False, soft_wrap=True)
     c = summary["counts"]
     out_console.print(f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
                       f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json",
@@ -219,6 +250,104 @@ def list_judges(
     for name, spec in lists.items():
         markers.add_row(name, str(len(spec["markers"])), spec.get("source", ""), spec.get("license", ""))
     out_console.print(markers)
+
+
+judge_app = typer.Typer(help="Check how far a judge can be trusted: against human labels, or against another judge.",
+                        no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("validate", help="""Score a judge against human labels: agreement with the majority label, Cohen's kappa,
+precision, recall, F1 and the confusion matrix, overall and per category.
+
+The default labels are HarmBench's classifier validation set (602 generations, three human labels each),
+read from --data-dir. The result is kept in the store, and later `safeeval score` runs with the same judge
+report a judge-error-corrected ASR (Rogan-Gladen) beside the raw one.
+
+[bold]Examples[/bold]
+
+  safeeval judge validate --judge keyword --data-dir ~/benchmarks
+  safeeval judge validate --judge harmbench-cls --judge-model harmbench-cls=./HarmBench-Llama-2-13b-cls --judge-backend vllm
+  safeeval judge validate --judge rubric --labels my_labels.json --judge-backend openai
+""")
+def judge_validate(
+    judge: str = typer.Option(..., "--judge", "-j", help="The judge to validate, e.g. keyword or keyword:harmbench-refusal."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="A file shaped like HarmBench's text_behaviors_val_set.json [default: from --data-dir]."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies."),
+    store: Optional[Path] = typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store [default: ~/.cache/safeeval/store.sqlite]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the report as JSON here."),
+    judges_dir: list[Path] = typer.Option([], "--judges-dir", help="Extra folder of judge YAML specs (repeatable)."),
+    judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend for a model judge (hf, vllm, openai)."),
+    judge_model: list[str] = typer.Option([], "--judge-model", help="JUDGE=MODEL (repeatable)."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint for a model judge."),
+    judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env"),
+):
+    import json
+
+    from . import data as data_mod
+    from .judging import JudgeRuntime, make_judge
+    from .models import home
+    from .registry import load_judges, pick
+    from .store import Store
+    from .validate import validate
+
+    _quiet_libraries()
+    with _errors():
+        (spec, variant), = pick(load_judges(judges_dir), [judge], "judge")
+        db = Store(store or home() / "store.sqlite")
+        runtime = JudgeRuntime(store=db, reporter=_rich_stage, backend=judge_backend, models=_judge_models(judge_model),
+                               options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, "auto"),
+                               dirs=judges_dir)
+        built = make_judge(spec, variant, runtime)
+        try:
+            report = validate(built, db, labels, data_mod.data_dir(data_dir), _rich_stage)
+        finally:
+            getattr(built, "close", lambda: None)()
+            db.close()
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    _print_validation(report)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def _print_validation(report: dict) -> None:
+    cols = {"n": "n", "unparsed": "unparsed", "agreement": "agree", "cohen_kappa": "kappa", "precision": "prec",
+            "recall": "recall", "f1": "F1"}
+    rows = [["all", *(_fmt(report.get(c)) for c in cols)]]
+    rows += [[cat, *(_fmt(sub.get(c)) for c in cols)] for cat, sub in report.get("by_category", {}).items()]
+    table = Table(title=f"{report['judge']} against the human majority label", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True, caption=f"labels: {report['labels']}; confusion "
+                  f"tp {report.get('tp')} fp {report.get('fp')} tn {report.get('tn')} fn {report.get('fn')}")
+    table.add_column("category", overflow="fold", min_width=8)
+    for k, header in enumerate(cols.values(), start=1):
+        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), *(len(r[k]) for r in rows)))
+    for i, row in enumerate(rows):
+        table.add_row(*row, style="bold" if i == 0 else None)
+    out_console.print(table)
+
+
+@judge_app.command("agree", help="Agreement between two judges on a finished run: Cohen's kappa and Krippendorff's alpha.")
+def judge_agree(
+    run: Path = typer.Argument(..., help="A run folder holding samples.jsonl."),
+    judges: str = typer.Option(..., "--judges", "-j", help="Two judges that judged this run, e.g. keyword,llama-guard."),
+):
+    import json
+
+    from .validate import judge_agreement
+
+    with _errors():
+        names = _split(judges)
+        if len(names) != 2:
+            raise SafeevalError("--judges takes exactly two judges, e.g. keyword,llama-guard.")
+        path = run / "samples.jsonl" if run.is_dir() else run
+        if not path.exists():
+            raise SafeevalError(f"No samples.jsonl at {path}.")
+        rows = [json.loads(line) for line in path.open()]
+        report = judge_agreement(rows, *names)
+    out_console.print_json(data=report)
 
 
 @app.callback(invoke_without_command=True)

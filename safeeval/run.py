@@ -9,8 +9,8 @@ from pathlib import Path
 from . import __version__, data, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
 from .errors import SafeevalError
-from .judging import Judge, JudgeRuntime, Verdict, make_judge
-from .generation import Reporter, generate_cached, missing, silent
+from .judging import Judge, JudgeRuntime, judge_cached, make_judge
+from .generation import Reporter, generate_cached, silent
 from .models import home
 from .store import Store, key
 
@@ -90,9 +90,10 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         responses = [generations[k]["response"] for k in gen_keys]
         verdicts, judged_now = {}, 0
         for judge in judges:
-            verdicts[judge.name], n = _judge(judge, store, [s for _, _, s in items], responses, gen_keys,
+            verdicts[judge.name], n = judge_cached(judge, store, [s for _, _, s in items], responses, gen_keys,
                                              reporter, getattr(judge, "batch", cfg.judge_batch))
             judged_now += n
+        validations = {j.name: store.get_validation(j.fingerprint) for j in judges}
     finally:
         for judge in judges:
             getattr(judge, "close", lambda: None)()
@@ -114,8 +115,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "tasks": {label: {"spec": spec.name, "spec_hash": spec.hash, "split": got.split, "source": got.source,
                           "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
                   for label, got, spec in prep.tasks},
-        "judges": {j.name: j.info for j in judges},
-        "metrics": _metrics(prep, judges, items, verdicts, cfg.seed),
+        "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name))} for j in judges},
+        "metrics": _metrics(prep, judges, items, verdicts, validations, cfg.seed),
         "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
                    "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
         "store": str(store.path),
@@ -133,7 +134,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     return summary
 
 
-def _metrics(prep: Prepared, judges: list[Judge], items: list, verdicts: dict[str, list[dict]], seed: int) -> dict:
+def _metrics(prep: Prepared, judges: list[Judge], items: list, verdicts: dict[str, list[dict]],
+             validations: dict[str, dict | None], seed: int) -> dict:
     """Per task and judge: ASR, benign refusal, and breakdowns by category and the spec's extra fields."""
     block = {}
     for label, _, spec in prep.tasks:
@@ -144,36 +146,22 @@ def _metrics(prep: Prepared, judges: list[Judge], items: list, verdicts: dict[st
             groups[field_name] = [s.meta.get(field_name) for s in samples]
         block[label] = {
             judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
-                                                groups, seed)
+                                                groups, seed, validations.get(judge.name))
             for judge in judges
         }
     return block
 
 
+def _validation_brief(report: dict | None) -> dict | None:
+    """Which validation a corrected rate rests on, so a reader can judge it."""
+    if not report:
+        return None
+    return {k: report.get(k) for k in ("labels", "labels_hash", "n", "agreement", "cohen_kappa", "tp", "fn", "tn", "fp", "unparsed")}
+
+
 def _chat(sample: data.Sample, system_prompt: str | None) -> list[dict]:
     chat = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return chat + [{"role": "user", "content": sample.prompt}]
-
-
-def _judge(judge, store, samples, responses, gen_keys, reporter, batch) -> tuple[list[dict], int]:
-    """Judge what the store lacks; a sample that needs another judge is recorded as not judged."""
-    j_keys = [key("judgment", judge.fingerprint, g) for g in gen_keys]
-    pending = missing(j_keys, store.get_judgments(j_keys))
-    with reporter(f"judging ({judge.name})", len(pending)) as advance:
-        for start in range(0, len(pending), batch):
-            chunk = pending[start:start + batch]
-            todo = [i for i in chunk if not (samples[i].needs_judge and samples[i].needs_judge != judge.kind)]
-            found = dict(zip(todo, judge.judge([samples[i] for i in todo], [responses[i] for i in todo]))) if todo else {}
-            rows = []
-            for i in chunk:
-                verdict = found.get(i) or Verdict(None, status="not_judged",
-                                                   note=f"needs the {samples[i].needs_judge} judge")
-                rows.append({"key": j_keys[i], "judge": judge.fingerprint, "generation": gen_keys[i],
-                             "verdict": verdict.as_dict()})
-            store.put_judgments(rows)
-            advance(len(chunk))
-    got = store.get_judgments(j_keys)
-    return [got[k] for k in j_keys], len(pending)
 
 
 def _slug(model: str) -> str:

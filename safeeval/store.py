@@ -29,6 +29,13 @@ CREATE TABLE IF NOT EXISTS judgments (
     verdict TEXT NOT NULL,      -- JSON of Verdict
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS validations (
+    judge TEXT NOT NULL,        -- judge fingerprint
+    labels TEXT NOT NULL,       -- hash of the labelled set
+    report TEXT NOT NULL,       -- JSON: confusion counts, agreement, kappa, ...
+    created REAL NOT NULL,
+    PRIMARY KEY (judge, labels)
+);
 """
 _CHUNK = 500  # SQLite limits the number of bound parameters per statement
 
@@ -87,6 +94,18 @@ class Store:
     def put_judgments(self, rows: list[dict]) -> None:
         now = time.time()
         self._put("judgments", [(r["key"], r["judge"], r["generation"], json.dumps(r["verdict"]), now) for r in rows])
+
+    def put_validation(self, judge: str, labels: str, report: dict) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO validations VALUES (?, ?, ?, ?)",
+                            (judge, labels, json.dumps(report), time.time()))
+
+    def get_validation(self, judge: str) -> dict | None:
+        """The newest validation of this exact judge (same model, prompt format and parser)."""
+        row = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC LIMIT 1",
+                              (judge,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def count(self, table: str) -> int:
         return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

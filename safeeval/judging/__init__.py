@@ -10,8 +10,9 @@ from ..errors import SafeevalError
 from ..generation import Reporter, silent
 from ..registry import Spec, marker_lists
 from .base import Judge, Verdict
+from .cached import judge_cached
 
-__all__ = ["Judge", "JudgeRuntime", "Verdict", "make_judge", "MODEL_KINDS"]
+__all__ = ["Judge", "JudgeRuntime", "Verdict", "judge_cached", "make_judge", "MODEL_KINDS"]
 
 # kind -> (module, class) of the judges that ask a model; each is one small file in this folder.
 MODEL_KINDS = {
@@ -41,6 +42,8 @@ def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = N
     name = spec.name if variant is None else f"{spec.name}:{variant}"
     if kind == "keyword":
         return _keyword(spec, variant, name, runtime.dirs)
+    if kind == "ensemble":
+        return _ensemble(spec, name, runtime)
     if kind in MODEL_KINDS:
         config = dict(spec.data)
         if variant is not None:
@@ -60,7 +63,7 @@ def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = N
         backend = make_backend(backend_name, model, **options)
         module, cls_name = MODEL_KINDS[kind]
         return getattr(importlib.import_module(module), cls_name)(name, config, backend, runtime)
-    known = ", ".join(["keyword", *MODEL_KINDS])
+    known = ", ".join(["keyword", "ensemble", *MODEL_KINDS])
     raise SafeevalError(f"Judge {spec.name} ({spec.path}) has kind '{kind}', which this safeeval cannot run. Known kinds: {known}.")
 
 
@@ -77,3 +80,17 @@ def _keyword(spec: Spec, variant: str | None, name: str, dirs: list[Path]) -> Ju
     else:
         list_name = f"inline:{spec.path.name}"
     return KeywordJudge(name, markers, list_name, spec.data.get("case_sensitive", True))
+
+
+def _ensemble(spec: Spec, name: str, runtime: JudgeRuntime) -> Judge:
+    from ..registry import load_judges, pick
+    from .ensemble import RULES, EnsembleJudge
+
+    rule = spec.data.get("rule", "majority")
+    members = spec.data.get("members") or []
+    if rule not in RULES or len(members) < 2:
+        raise SafeevalError(f"Ensemble {spec.path} needs 'members' (two or more judges) and 'rule' in {', '.join(RULES)}.")
+    if spec.name in {m.partition(":")[0] for m in members}:
+        raise SafeevalError(f"Ensemble {spec.path} lists itself as a member.")
+    chosen = pick(load_judges(runtime.dirs), members, "judge")
+    return EnsembleJudge(name, [make_judge(s, v, runtime) for s, v in chosen], rule)

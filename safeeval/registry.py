@@ -17,7 +17,7 @@ TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows"
              "harmful", "meta", "breakdowns", "needs_judge", "access"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
               "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
-              "members", "rule", "citation"}
+              "members", "rule", "citation", "threshold"}
 
 def builtin_dir(kind: str) -> Path:
     """Specs ship in the wheel as safeeval/specs/<kind>; in a source checkout they sit at the top level."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import SafeevalError
 from ..generation import Reporter, silent
-from ..registry import Spec, marker_lists
+from ..registry import JUDGE_KEYS, Spec, marker_lists
 from .base import Judge, Verdict
 from .cached import judge_cached
 
@@ -50,6 +50,9 @@ def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = N
             variants = spec.data.get("variants") or {}
             if variant not in variants:
                 raise SafeevalError(f"Judge {spec.name} has no variant '{variant}'. Valid variants: {', '.join(variants) or 'none'}.")
+            unknown = set(variants[variant]) - JUDGE_KEYS
+            if unknown:
+                raise SafeevalError(f"Judge {spec.path} variant '{variant}' has unknown keys {sorted(unknown)}.")
             config.update(variants[variant])
         model = runtime.models.get(name) or runtime.models.get(spec.name) or config.get("model")
         if not model:

@@ -59,7 +59,11 @@ class ModelJudge:
     def special_markers(self) -> list[str]:
         """Strings a response must not be able to produce verbatim inside the judge prompt."""
         tokenizer = getattr(self.backend, "tokenizer", None)
-        return list(getattr(tokenizer, "all_special_tokens", []) or [])
+        if tokenizer is None:
+            return []
+        # transformers 5 leaves added chat-turn tokens (e.g. <|assistant|>) out of all_special_tokens.
+        added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)]
+        return list(dict.fromkeys([*(tokenizer.all_special_tokens or []), *added]))
 
     # -- shared ---------------------------------------------------------------------------------------
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:

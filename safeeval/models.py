@@ -151,8 +151,11 @@ def load_tokenizer(path: Path, chat_template: str | None = None):
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if chat_template:
-        template_path = Path(chat_template)
-        tokenizer.chat_template = template_path.read_text() if template_path.is_file() else chat_template
+        try:
+            is_file = Path(chat_template).is_file()
+        except OSError:  # template text longer than a file name can be
+            is_file = False
+        tokenizer.chat_template = Path(chat_template).read_text() if is_file else chat_template
     if not tokenizer.chat_template:
         raise SafeevalError(
             f"Model {path} has no chat template; pass one with --chat-template FILE (a Jinja template)."

@@ -239,10 +239,11 @@ def list_judges(
     with _errors():
         specs, lists = load_judges(judges_dir), marker_lists(judges_dir)
     table = Table(title="safeeval judges")
-    for col in ("name", "kind", "description"):
+    for col in ("name", "kind", "default model", "variants (name:variant)"):
         table.add_column(col, overflow="fold")
     for name, spec in sorted(specs.items()):
-        table.add_row(name, spec.data["kind"], " ".join(str(spec.data.get("description", "")).split()))
+        variants = spec.data.get("variants") or ({"any marker list below": 1} if spec.data["kind"] == "keyword" else {})
+        table.add_row(name, spec.data["kind"], str(spec.data.get("model") or "-"), ", ".join(map(str, variants)) or "-")
     out_console.print(table)
     markers = Table(title="refusal-marker lists (keyword:NAME)")
     for col in ("name", "markers", "source", "licence"):

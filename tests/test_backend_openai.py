@@ -293,3 +293,31 @@ def test_real_vllm_server(vllm_server, monkeypatch):
         assert [c.text for c in first] == [c.text for c in second]
     finally:
         b.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("judge_name", ["harmbench-cls", "rubric", "strongreject"])
+def test_model_judges_on_a_real_server(vllm_server, judge_name, tmp_path):
+    """Raw-prompt judges go to /v1/completions, chat judges to /v1/chat/completions; both for real."""
+    from safeeval import registry
+    from safeeval.data import Sample
+    from safeeval.judging import JudgeRuntime, make_judge
+    from safeeval.store import Store
+
+    store = Store(tmp_path / "s.sqlite")
+    runtime = JudgeRuntime(store=store, backend="openai", models={judge_name: "tiny"},
+                           options={"base_url": vllm_server, "api_key_env": KEY_ENV, "max_retries": 1})
+    spec = registry.load_judges()[judge_name]
+    judge = make_judge(spec, None, runtime)
+    judge.params = GenParams(max_new_tokens=4)  # the tiny model's answers are noise; keep them short
+    samples = [Sample("t", str(i), p, meta={"behavior": p, "context": ""}) for i, p in enumerate(["Do a bad thing.", "Do another."])]
+    try:
+        verdicts = judge.judge(samples, ["Sure, here is how.", "I cannot help with that."])
+        assert len(verdicts) == 2 and all(v.raw is not None for v in verdicts)
+        assert all(v.status in ("ok", "unparsed") for v in verdicts)
+        rows = store.count("generations")
+        assert rows == 2
+        judge.judge(samples, ["Sure, here is how.", "I cannot help with that."])
+        assert store.count("generations") == rows  # served from the store: no new request
+    finally:
+        judge.close()

@@ -399,3 +399,31 @@ def test_hf_backend_judges_through_the_store(tmp_path, tiny_model):
     finally:
         judge.close()
         store.close()
+
+
+@pytest.mark.slow
+def test_vllm_backend_judges_through_the_store(tmp_path, tiny_model):
+    """The rubric and StrongREJECT judges on in-process vLLM, as on a GPU machine; one engine each, in turn."""
+    (tmp_path / "judges").mkdir()
+    for kind, template in (("rubric", "rubric_harmfulness.txt"), ("strongreject", "strongreject_rubric.txt")):
+        (tmp_path / "judges" / f"quick-{kind}.yaml").write_text(
+            f"name: quick-{kind}\nkind: {kind}\ntemplate_file: {template}\nmax_new_tokens: 8\n")
+    specs = registry.load_judges([tmp_path / "judges"])
+    store = Store(tmp_path / "s.sqlite")
+    samples = [Sample("t", str(i), f"request {i}") for i in range(3)]
+    responses = ["No.", "Sure, here is how.", "#thescore: 5"]
+    try:
+        for name in ("quick-rubric", "quick-strongreject"):
+            judge = make_judge(specs[name], None, JudgeRuntime(store=store, models={name: str(tiny_model)}, backend="vllm",
+                                                               options={"enforce_eager": True}, dirs=[tmp_path / "judges"]))
+            try:
+                verdicts = judge.judge(samples, responses)
+                assert len(verdicts) == 3 and all(isinstance(v.raw, str) for v in verdicts)
+                rows = store.count("generations")
+                judge.judge(samples, responses)
+                assert store.count("generations") == rows  # served from the store
+            finally:
+                judge.close()
+        assert store.count("generations") == 6
+    finally:
+        store.close()

@@ -176,3 +176,15 @@ def test_a_task_named_twice_is_scored_once(data_dir):
                                judges=["keyword", "keyword"], data_dir=data_dir))
     assert [label for label, _, _ in prep.tasks] == ["harmbench:test", "smoke"]
     assert len(prep.judges) == 1
+
+
+def test_a_judge_that_cannot_run_stops_cleanly_and_keeps_generations(tiny_model, tmp_path):
+    base = ["score", "--model", str(tiny_model), "--tasks", "smoke", "--max-new-tokens", "4",
+            "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "run")]
+    # A judge model that cannot be found stops the run before anything is generated.
+    _fails_cleanly([*base, "--judges", "llama-guard"], "meta-llama/Llama-Guard-3-8B", "could not be fetched")
+    # A judge endpoint that is down stops the judging; the generations made before it stay in the store.
+    _fails_cleanly([*base, "--judges", "rubric", "--judge-backend", "openai", "--judge-model", "rubric=gpt-x",
+                    "--judge-base-url", "http://127.0.0.1:9/v1"], "127.0.0.1:9", "Is the server running?")
+    res = score(_cfg(tiny_model, tmp_path, max_new_tokens=4, out=tmp_path / "run2"))
+    assert res["counts"]["generated_now"] == 0 and res["counts"]["judged_now"] == 40

@@ -48,12 +48,14 @@ def main() -> None:
     backend = judge.backend
     backend.load()
     prompts = [judge.build(s, neutralize(r, judge.special_markers())) for s, r in zip(samples, responses)]
-    ids = [tokenize(backend.tokenizer, p, backend.render(p)) for p in prompts]
+    texts = [backend.render(p) for p in prompts]
     max_new = judge.params.max_new_tokens
 
     def raw() -> None:
+        """The engine given the finished prompt texts: it tokenizes them itself, as engines do."""
         if args.backend == "hf":
             tok, model = backend.tokenizer, backend.model
+            ids = [tokenize(tok, p, t) for p, t in zip(prompts, texts)]
             for i in range(0, len(ids), backend.batch_size):
                 enc = tok.pad({"input_ids": ids[i:i + backend.batch_size]}, return_tensors="pt")
                 with torch.inference_mode():
@@ -61,8 +63,9 @@ def main() -> None:
         else:
             from vllm import SamplingParams
 
-            backend.llm.generate([{"prompt_token_ids": x} for x in ids], SamplingParams(max_tokens=max_new, temperature=0),
-                                 use_tqdm=False)
+            backend.llm.generate(texts if isinstance(prompts[0], str) else
+                                 [{"prompt_token_ids": tokenize(backend.tokenizer, p, t)} for p, t in zip(prompts, texts)],
+                                 SamplingParams(max_tokens=max_new, temperature=0), use_tqdm=False)
 
     def ours(r: int) -> None:
         judge.runtime.store = Store(work / f"cold{r}.sqlite")

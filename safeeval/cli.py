@@ -169,23 +169,33 @@ def _pct(block: dict | None) -> str:
     return f"{100 * block['value']:.1f} [{100 * block['ci_low']:.0f}, {100 * block['ci_high']:.0f}]"
 
 
-def _print_summary(summary: dict) -> None:
-    model = summary["model"]
-    rows = [[task, judge, _pct(m["asr"]), f"{m['n_judged']}/{m['n_harmful']}", str(m["not_judged"]),
-             str(m["unparsed"]), _pct(m.get("benign_refusal_rate"))]
-            for task, by_judge in summary["metrics"].items() for judge, m in by_judge.items()]
-    table = Table(title=f"{model['name']} ({model['backend']}, fingerprint {model['fingerprint']})",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+def _print_rows(title: str, names: list[str], numeric: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     # Numbers are never cut: their columns are as wide as their widest cell. Names fold instead.
-    table.add_column("task", overflow="fold", min_width=min(16, max(len(r[0]) for r in rows)))
-    table.add_column("judge", overflow="fold", min_width=7)
-    headers = ("ASR %\n[95% CI]", "judged", "not\njudged", "un-\nparsed", "benign\nrefusal %")
-    for k, header in enumerate(headers, start=2):
+    table.add_column(names[0], overflow="fold", min_width=min(16, max(len(r[0]) for r in rows)))
+    table.add_column(names[1], overflow="fold", min_width=7)
+    for k, header in enumerate(numeric, start=2):
         width = max(max(len(r[k]) for r in rows), *(len(h) for h in header.split("\n")))
         table.add_column(header, justify="right", no_wrap=True, min_width=width)
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
+
+
+def _print_summary(summary: dict) -> None:
+    model = summary["model"]
+    out_console.print(f"[bold]{model['name']}[/bold] ({model['backend']}, fingerprint {model['fingerprint']})",
+                      highlight=False)
+    utility = [[task, scorer, _pct(m["accuracy"]), str(m["n"]), str(m["no_answer"])]
+               for task, by in summary["metrics"].items() for scorer, m in by.items() if "accuracy" in m]
+    if utility:
+        _print_rows("utility", ["task", "scorer"], ["accuracy %\n[95% CI]", "n", "no\nanswer"], utility)
+    rows = [[task, judge, _pct(m["asr"]), f"{m['n_judged']}/{m['n_harmful']}", str(m["not_judged"]),
+             str(m["unparsed"]), _pct(m.get("benign_refusal_rate"))]
+            for task, by_judge in summary["metrics"].items() for judge, m in by_judge.items() if "asr" in m]
+    if rows:
+        _print_rows("safety", ["task", "judge"], ["ASR %\n[95% CI]", "judged", "not\njudged", "un-\nparsed",
+                                                  "benign\nrefusal %"], rows)
     for task, by_judge in summary["metrics"].items():
         for judge, m in by_judge.items():
             if m.get("asr_corrected", {}).get("value") is not None:

@@ -28,6 +28,7 @@ class Sample:
     harmful: bool = True  # False for benign look-alikes, whose refusal rate is reported instead of ASR
     meta: dict = field(default_factory=dict)
     needs_judge: str | None = None  # a judge this sample must have; others report it as not judged
+    target: str | None = None  # the reference answer of a utility task
 
 
 @dataclass
@@ -107,7 +108,8 @@ def _read_file(path: Path, fmt: dict, spec: Spec) -> list[tuple[int, dict]]:
     with opener(path, "rt", encoding="utf-8", newline="") as f:
         if kind in ("csv", "tsv"):
             names = fmt.get("header_names")  # for files without a header row
-            reader = csv.DictReader(f, fieldnames=names, delimiter="\t" if kind == "tsv" else ",")
+            quoting = csv.QUOTE_NONE if fmt.get("quoting") == "none" else csv.QUOTE_MINIMAL  # GLUE's TSVs
+            reader = csv.DictReader(f, fieldnames=names, delimiter="\t" if kind == "tsv" else ",", quoting=quoting)
             rows = []
             for row in reader:
                 rows.append((reader.line_num, {**row, "_file": path.stem}))
@@ -193,6 +195,7 @@ def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, sou
         harmful=True if harmful is None else bool(harmful),
         meta={k: _render(v, row, where) for k, v in (spec.meta or {}).items()},
         needs_judge=needs,
+        target=_render(spec.target, row, where) if spec.target else None,
     )
 
 

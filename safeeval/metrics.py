@@ -97,3 +97,11 @@ def _asr_block(verdicts: list[dict], indexes: list[int], seed: int) -> dict:
         "not_judged": sum(verdicts[i]["status"] == "not_judged" for i in indexes),
         "unparsed": sum(verdicts[i]["status"] == "unparsed" for i in indexes),
     }
+
+
+def utility_summary(verdicts: list[dict], seed: int = 0) -> dict:
+    """Accuracy over every sample: an answer that could not be extracted counts as wrong, and is counted."""
+    scores = [float(v["score"] or 0.0) if v["status"] == "ok" else 0.0 for v in verdicts if v["status"] != "not_judged"]
+    return {"accuracy": rate(scores, seed), "n": len(verdicts),
+            "no_answer": sum(v["status"] == "unparsed" for v in verdicts),
+            "not_scored": sum(v["status"] == "not_judged" for v in verdicts)}

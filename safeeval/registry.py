@@ -14,7 +14,8 @@ from .errors import SafeevalError
 _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
              "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
-             "harmful", "meta", "breakdowns", "needs_judge", "access"}
+             "harmful", "meta", "breakdowns", "needs_judge", "access", "target", "scorer",
+             "scorer_options", "fewshot"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
               "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
               "members", "rule", "citation", "threshold"}
@@ -71,6 +72,8 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         data = _read(path, TASK_KEYS, ("name", "prompt"))
         if not (data.get("local") or data.get("hub") or data.get("inline")):
             raise SafeevalError(f"Spec {path} names no data: give 'local', 'hub' or 'inline'.")
+        if data.get("kind") == "utility" and not data.get("scorer"):
+            raise SafeevalError(f"Spec {path} is a utility task: name its 'scorer'.")
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 

@@ -12,6 +12,7 @@ from .errors import SafeevalError
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
 from .generation import Reporter, generate_cached, silent
 from .models import home
+from .scoring import make_scorer
 from .store import Store, key
 
 @dataclass
@@ -78,24 +79,31 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     runtime = JudgeRuntime(store=store, reporter=reporter, backend=cfg.judge_backend, models=cfg.judge_models,
                            options=cfg.judge_options, dirs=cfg.judges_dirs)
     judges: list[Judge] = []
+    scorers = {label: make_scorer(spec) for label, _, spec in prep.tasks if spec.kind == "utility"}
     try:
         # Judges first: a judge model that cannot be found stops the run before any generation.
-        for spec, variant in prep.judges:
-            judges.append(make_judge(spec, variant, runtime))
+        if any(spec.kind != "utility" for _, _, spec in prep.tasks):
+            for spec, variant in prep.judges:
+                judges.append(make_judge(spec, variant, runtime))
         backend = backend or make_backend(cfg.backend, cfg.model, **cfg.backend_options)
         params = cfg.params()
         items = [(label, spec, s) for label, got, spec in prep.tasks for s in got.samples]
         chats = [_chat(s, cfg.system_prompt) for _, _, s in items]
         gen_keys, generations, generated_now = generate_cached(backend, store, chats, params, reporter)
         responses = [generations[k]["response"] for k in gen_keys]
-        verdicts, judged_now = {}, 0
-        for judge in judges:
-            verdicts[judge.name], n = judge_cached(judge, store, [s for _, _, s in items], responses, gen_keys,
-                                             reporter, getattr(judge, "batch", cfg.judge_batch))
+        # Judges read safety tasks' answers; each utility task's scorer reads its own. Verdicts by position.
+        evaluators = [(judge, [i for i, (_, spec, _) in enumerate(items) if spec.kind != "utility"]) for judge in judges]
+        evaluators += [(scorer, [i for i, (lab, _, _) in enumerate(items) if lab == label]) for label, scorer in scorers.items()]
+        verdicts: dict[str, dict[int, dict]] = {}
+        judged_now = 0
+        for evaluator, idx in evaluators:
+            found, n = judge_cached(evaluator, store, [items[i][2] for i in idx], [responses[i] for i in idx],
+                                    [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
+            verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
         validations = {j.name: store.get_validation(j.fingerprint) for j in judges}
     finally:
-        for judge in judges:
+        for judge in [*judges, *scorers.values()]:
             getattr(judge, "close", lambda: None)()
         if own_backend and backend is not None:
             backend.close()
@@ -116,7 +124,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                           "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
                   for label, got, spec in prep.tasks},
         "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name))} for j in judges},
-        "metrics": _metrics(prep, judges, items, verdicts, validations, cfg.seed),
+        "scorers": {s.name: s.info for s in scorers.values()},
+        "metrics": _metrics(prep, judges, scorers, items, verdicts, validations, cfg.seed),
         "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
                    "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
         "store": str(store.path),
@@ -126,7 +135,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         {"task": label, "id": s.id, "category": s.category, "harmful": s.harmful, "meta": s.meta,
          "messages": chats[i], "generation_key": gen_keys[i], "response": responses[i],
          "finish_reason": generations[gen_keys[i]]["finish_reason"], "n_tokens": generations[gen_keys[i]]["n_tokens"],
-         "verdicts": {j.name: verdicts[j.name][i] for j in judges}}
+         "verdicts": {name: by_index[i] for name, by_index in verdicts.items() if i in by_index}}
         for i, (label, _, s) in enumerate(items)
     ]
     results.write(Path(out), summary, rows)
@@ -134,13 +143,18 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     return summary
 
 
-def _metrics(prep: Prepared, judges: list[Judge], items: list, verdicts: dict[str, list[dict]],
+def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, verdicts: dict[str, dict[int, dict]],
              validations: dict[str, dict | None], seed: int) -> dict:
-    """Per task and judge: ASR, benign refusal, and breakdowns by category and the spec's extra fields."""
+    """Safety tasks: per judge, ASR, benign refusal and breakdowns. Utility tasks: accuracy and the scorer's own."""
     block = {}
     for label, _, spec in prep.tasks:
         idx = [i for i, (lab, _, _) in enumerate(items) if lab == label]
         samples = [items[i][2] for i in idx]
+        if label in scorers:
+            scorer = scorers[label]
+            found = [verdicts[scorer.name][i] for i in idx]
+            block[label] = {scorer.name: {**metrics.utility_summary(found, seed), **scorer.summarize(samples, found, seed)}}
+            continue
         groups = {"category": [s.category for s in samples]} if any(s.category for s in samples) else {}
         for field_name in spec.breakdowns or []:
             groups[field_name] = [s.meta.get(field_name) for s in samples]

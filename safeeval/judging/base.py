@@ -16,6 +16,7 @@ class Verdict:
     score: float | None = None
     raw: str | None = None  # the judge model's own output, kept for audits
     note: str | None = None
+    extra: dict | None = None  # structured details: category codes, extracted answers, test outcomes
 
     def as_dict(self) -> dict:
         return asdict(self)

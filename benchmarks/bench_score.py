@@ -12,7 +12,7 @@ Measures, for the hf backend:
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import os
 import statistics
 import tempfile
@@ -28,7 +28,7 @@ from safeeval.data import Sample
 from safeeval.judging import make_judge
 from safeeval.models import resolve_model
 from safeeval.registry import load_judges
-from safeeval.run import ScoreConfig, score
+from safeeval.run import ScoreConfig, prepare, score
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -58,13 +58,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     ref = resolve_model(args.model)
-    goals = [row["goal"] for row in csv.DictReader(open(args.data / "advbench" / "harmful_behaviors.csv"))]
     backend = HFBackend(ref, dtype="bfloat16", batch_size=args.batch_size)
     backend.load()  # both sides start with the model in memory
     tokenizer = backend.tokenizer
     work = Path(tempfile.mkdtemp())
     cfg = dict(model=args.model, tasks=["advbench"], limit=args.n, max_new_tokens=args.max_new_tokens, data_dir=args.data)
-    prompts = [s.prompt for s in __import__("safeeval.run", fromlist=["prepare"]).prepare(ScoreConfig(**cfg)).tasks[0][1].samples]
+    prompts = [s.prompt for s in prepare(ScoreConfig(**cfg)).tasks[0][1].samples]
 
     raw_generate(backend.model, tokenizer, prompts[:args.batch_size], 4, args.batch_size)  # warm-up, untimed
     raw_tps, ours_tps, cold_s, warm_s, warm_cli_s = [], [], [], [], []
@@ -76,7 +75,7 @@ def main() -> None:
         t = time.perf_counter()
         res = score(ScoreConfig(**cfg, store=store, out=work / f"run{r}"), backend=backend)
         cold = time.perf_counter() - t
-        rows = [__import__("json").loads(line) for line in open(work / f"run{r}" / "samples.jsonl")]
+        rows = [json.loads(line) for line in open(work / f"run{r}" / "samples.jsonl")]
         ours_tps.append(sum(x["n_tokens"] for x in rows) / cold)
         cold_s.append(cold)
         t = time.perf_counter()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, data, metrics, registry, results
+from . import __version__, data, lmeval, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
 from .errors import SafeevalError
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
@@ -57,12 +57,18 @@ def prepare(cfg: ScoreConfig) -> Prepared:
     if not cfg.judges:
         raise SafeevalError("No judges given; list them with `safeeval judges`.")
     # Each name once: a task or judge listed twice would be scored twice under one label.
-    task_specs = registry.pick(registry.load_tasks(cfg.tasks_dirs), list(dict.fromkeys(cfg.tasks)), "task")
+    names = list(dict.fromkeys(cfg.tasks))
+    native = [n for n in names if not lmeval.is_lmeval(n)]  # lmeval:<task> is any lm-eval generative task
+    picked = dict(zip(native, registry.pick(registry.load_tasks(cfg.tasks_dirs), native, "task")))
     judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
     root = data.data_dir(cfg.data_dir)
     loaded = []
-    for spec, split in task_specs:
-        got = data.load(spec, split, root)
+    for name in names:
+        if lmeval.is_lmeval(name):
+            spec, got = lmeval.load_lmeval_task(name, root)
+        else:
+            spec, split = picked[name]
+            got = data.load(spec, split, root)
         got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
         label = spec.name if got.split is None else f"{spec.name}:{got.split}"
         if label not in {lab for lab, _, _ in loaded}:  # 'harmbench' and 'harmbench:test' are one task

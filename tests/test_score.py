@@ -129,7 +129,7 @@ def _fails_cleanly(args, *needles):
 
 def test_bad_input_gets_one_clear_sentence(tiny_model, tiny_model_no_template, tmp_path, data_dir):
     base = ["score", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]
-    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbnch"], "Unknown task 'advbnch'", "advbench, harmbench")
+    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbnch"], "Unknown task 'advbnch'", "Valid tasks: advbench,", "harmbench")
     _fails_cleanly([*base, "--model", str(tiny_model), "--judges", "gpt5"], "Unknown judge 'gpt5'", "keyword")
     _fails_cleanly([*base, "--model", str(tiny_model), "--backend", "tgi"], "Unknown backend 'tgi'", "hf, vllm, openai")
     _fails_cleanly([*base, "--model", str(tmp_path / "missing-model")], "does not exist")

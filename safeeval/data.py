@@ -49,6 +49,9 @@ def load(spec: Spec, split: str | None, data_root: Path | None) -> Loaded:
         rows, source = [(i + 1, r) for i, r in enumerate(spec.inline)], f"inline:{spec.path.name}"
     else:
         rows, source = _rows(spec, split, data_root)
+    if spec.fewshot:  # worked examples for the prompt template, as `fewshot`
+        shots, shot_source = _fewshot(spec, split, data_root)
+        rows, source = [(line, {**row, "fewshot": shots}) for line, row in rows], f"{source} fewshot:{shot_source}"
     samples = [_sample(spec, split, i, line, row, source) for i, (line, row) in enumerate(rows)]
     seen = set()
     for s in samples:
@@ -101,7 +104,36 @@ def _missing_message(spec: Spec, looked: str | None, hub_error: str | None) -> s
     return " ".join(parts)
 
 
+def _fewshot(spec: Spec, split: str | None, root: Path | None) -> tuple[list[dict], str]:
+    """`fewshot: {local: ..., hub: ..., n: 5, seed: 0}`: n rows of another file (a train split), drawn by a
+    seeded hash of their position, so every run and every sample gets the same examples."""
+    shot = spec.fewshot
+    rows, source = _rows(Spec(spec.name, spec.path, {"local": shot.get("local"), "hub": shot.get("hub")}), split, root)
+    seed = shot.get("seed", 0)
+    ranked = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"{seed}|{i}".encode()).hexdigest())
+    return [rows[i][1] for i in ranked[: int(shot["n"])]], source
+
+
+def _read_tar(path: Path, fmt: dict) -> list[tuple[int, dict]]:
+    """A tarball of JSON files, one problem each (the MATH release): members matching `member`, in name
+    order; `_member` is the path inside the tarball, `_file` its stem."""
+    import fnmatch
+    import tarfile
+
+    rows = []
+    with tarfile.open(path) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, fmt.get("member", "*.json"))),
+                         key=lambda m: m.name)
+        for m in members:
+            data = json.load(tar.extractfile(m))
+            for r in data if isinstance(data, list) else [data]:
+                rows.append((len(rows) + 1, {**r, "_file": Path(m.name).stem, "_member": m.name}))
+    return rows
+
+
 def _read_file(path: Path, fmt: dict, spec: Spec) -> list[tuple[int, dict]]:
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _read_tar(path, fmt)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     kind = fmt.get("format") or name.rsplit(".", 1)[-1]
     opener = gzip.open if path.suffix == ".gz" else open

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import gzip
 import hashlib
@@ -192,9 +193,14 @@ def _hub_rows(spec: Spec, split: str | None, looked: str | None) -> list[tuple[i
     return [(i + 1, {rename.get(k, k): v for k, v in row.items()}) for i, row in enumerate(ds)]
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> jinja2.Template:
+    return _JINJA.from_string(template)  # compiling is most of the cost of a row: do it once per template
+
+
 def _render(template: str, row: dict, where: str) -> str:
     try:
-        return _JINJA.from_string(template).render(**row)
+        return _compiled(template).render(**row)
     except jinja2.UndefinedError as exc:
         raise SafeevalError(f"{where}: {exc}") from None
 

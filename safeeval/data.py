@@ -230,7 +230,7 @@ def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, sou
         id=_render(spec.id, row, where) if spec.id else str(index),
         prompt=_render(spec.prompt, row, where),
         category=category,
-        harmful=True if harmful is None else bool(harmful),
+        harmful=(spec.kind != "utility") if harmful is None else bool(harmful),
         meta={k: _render(v, row, where) for k, v in (spec.meta or {}).items()},
         needs_judge=needs,
         target=_render(spec.target, row, where) if spec.target else None,

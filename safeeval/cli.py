@@ -228,6 +228,7 @@ def list_tasks(
         source = spec.hub["dataset"] if spec.hub and spec.hub.get("dataset") != "csv" else (spec.url or "inline")
         splits = ", ".join(spec.splits or []) + (f" (default {spec.default_split})" if spec.default_split else "")
         table.add_row(name, splits or "-", str(rows or "?"), source, spec.license or "?", _local_copy(spec, data_dir))
+    table.add_row("lmeval:TASK", "-", "-", "any generative lm-evaluation-harness task (lmeval:TASK:5shot)", "the task's", "-")
     out_console.print(table)
 
 

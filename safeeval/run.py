@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,6 +147,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     ]
     results.write(Path(out), summary, rows)
     summary["out"] = str(out)
+    with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
+        db.put_run(str(Path(out).resolve()), {k: v for k, v in summary.items() if k != "out"})
     return summary
 
 

@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS judgments (
     verdict TEXT NOT NULL,      -- JSON of Verdict
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    out TEXT PRIMARY KEY,       -- the run folder; a re-run into the same folder replaces its row
+    results TEXT NOT NULL,      -- JSON of results.json
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS validations (
     judge TEXT NOT NULL,        -- judge fingerprint
     labels TEXT NOT NULL,       -- hash of the labelled set
@@ -106,6 +111,14 @@ class Store:
         row = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC LIMIT 1",
                               (judge,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def put_run(self, out: str, results: dict) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", (out, json.dumps(results), time.time()))
+
+    def get_runs(self) -> list[tuple[str, dict]]:
+        return [(out, json.loads(r)) for out, r in self.db.execute("SELECT out, results FROM runs ORDER BY created")]
 
     def count(self, table: str) -> int:
         return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

@@ -1,0 +1,184 @@
+"""The HTML report: self-contained, escaped, deterministic, a correct Pareto front, and it renders in a real
+browser without console errors (Debian's chromium; CI installs it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from safeeval import metrics, results
+from safeeval.report.html import pareto_front, render_html
+from safeeval.report.runs import Run, load_run
+
+MALICIOUS = ("Sure! <script>alert(1)</script></details></pre></td></tr></table><img src=\"https://evil.example/x.png\" "
+             "onerror=\"alert(2)\"> " + "step " * 200 + "<script>alert(3)</script>")
+CATEGORIES = ["cybercrime", "chemical & <b>bio</b>", "harassment"]
+
+# (utility accuracy, harmful-and-attacked pattern): run 1 and 2 are on the front, run 3 is beaten by run 1.
+RUNS = [("base", 0.7, 3), ("lora-a", 0.8, 6), ("lora-b", 0.6, 5)]
+
+
+def _verdict(harmful: bool, refused: bool | None = None) -> dict:
+    return {"harmful": harmful, "refused": (not harmful) if refused is None else refused, "status": "ok", "score": None,
+            "raw": None, "note": None, "extra": None}
+
+
+def _write_run(folder: Path, method: str, accuracy: float, k: int, malicious: bool) -> Path:
+    """advbench (harmful, 3 categories, 10 each: an attack succeeds when i % 10 < k), smoke (benign half),
+    and a utility task, with metrics computed by safeeval.metrics as a real run computes them."""
+    rows, adv_v, adv_h, adv_cat = [], [], [], []
+    for i in range(30):
+        cat = CATEGORIES[i // 10]
+        hit = (i % 10) < k + (i // 10)  # categories differ
+        v = _verdict(hit)
+        response = MALICIOUS if (malicious and i == 0) else ("Here is how. " if hit else "I can't help with that.")
+        rows.append({"task": "advbench", "id": f"advbench-{i:03d}", "category": cat, "harmful": True, "meta": {},
+                     "messages": [{"role": "user", "content": f"Harmful request {i} <i>with tags</i>"}],
+                     "generation_key": f"g{i}", "response": response, "finish_reason": "stop", "n_tokens": 5,
+                     "verdicts": {"keyword": v}})
+        adv_v.append(v), adv_h.append(True), adv_cat.append(cat)
+    smoke_v, smoke_h = [], []
+    for i in range(10):
+        harmful = i < 5
+        v = _verdict(harmful and i < 2, refused=(not harmful and i == 9) or (harmful and i >= 2))
+        rows.append({"task": "smoke", "id": f"smoke-{i}", "category": None, "harmful": harmful, "meta": {},
+                     "messages": [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": f"q{i}"}],
+                     "generation_key": f"s{i}", "response": f"answer {i}", "finish_reason": "length" if i == 3 else "stop",
+                     "n_tokens": 5, "verdicts": {"keyword": v}})
+        smoke_v.append(v), smoke_h.append(harmful)
+    util_v = []
+    for i in range(20):
+        v = {"harmful": None, "refused": None, "status": "ok", "score": 1.0 if i < accuracy * 20 else 0.0,
+             "raw": None, "note": None, "extra": None}
+        rows.append({"task": "gsm8k", "id": f"gsm8k-{i}", "category": None, "harmful": False, "meta": {},
+                     "messages": [{"role": "user", "content": f"What is {i} + {i}?"}], "generation_key": f"u{i}",
+                     "response": str(2 * i), "finish_reason": "stop", "n_tokens": 2, "verdicts": {"exact": v}})
+        util_v.append(v)
+    summary = {
+        "schema_version": results.SCHEMA_VERSION, "model": {"name": "tiny-llama", "backend": "hf"},
+        "training": {"method": method, "scenario": "harmful-ft", "seed": 0}, "seed": 0,
+        "metrics": {
+            "advbench": {"keyword": metrics.verdict_summary(adv_v, adv_h, {"category": adv_cat}, 0)},
+            "smoke": {"keyword": metrics.verdict_summary(smoke_v, smoke_h, {}, 0)},
+            "gsm8k": {"exact": metrics.utility_summary(util_v, 0)},
+        },
+    }
+    results.write(folder, summary, rows)
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Run]:
+    return [load_run(_write_run(tmp_path / f"run{i}", m, acc, k, malicious=(i == 2)))
+            for i, (m, acc, k) in enumerate(RUNS)]
+
+
+def test_pareto_front():
+    pts = [(0.8, 0.2), (0.6, 0.1), (0.5, 0.3), (0.8, 0.25), (None, 0.0), (0.9, None), (0.6, 0.1)]
+    assert pareto_front(pts) == [0, 1, 6]  # 2 and 3 are beaten by 0; missing coordinates are on no front
+    assert pareto_front(pts, maximize=(False, False)) == [1, 2, 6]  # e.g. benign refusal on x: lower is better
+    assert pareto_front([]) == [] and pareto_front([(0.5, 0.5)]) == [0]
+
+
+def test_page_is_self_contained_escaped_and_linked(runs):
+    page = render_html(runs, baseline=runs[0])
+    # nothing loads from elsewhere: no http(s) or protocol-relative URL in any src/href/url()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", page, re.IGNORECASE)
+    assert not re.search(r"url\(", page) and "@import" not in page
+    # the only script is ours; the response's markup arrives as text
+    assert page.count("<script") == 1 and "alert(" not in page.split("<script>")[1]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;/details&gt;" in page
+    assert "<b>bio</b>" not in page and "chemical &amp; &lt;b&gt;bio&lt;/b&gt;" in page
+    assert 'onerror="' not in page and "<img" not in page
+    # the long malicious response folds into a <details>; its own </details> cannot close ours
+    assert page.count("<details>") == page.count("</details>")
+    # anchors: every in-page link has a target, samples have the documented ids
+    ids = set(re.findall(r'\sid="([^"]+)"', page))
+    assert len(ids) == len(re.findall(r'\sid="([^"]+)"', page)), "duplicate ids"
+    assert {"run-3-advbench-advbench-001", "run-1-smoke-smoke-0", "run-2-gsm8k-gsm8k-19", "run-3-advbench"} <= ids
+    assert set(re.findall(r'href="#([^"]*)"', page)) <= ids
+    # leaderboard: a cell per metric with its CI, linking to that run's task section; deltas against the baseline
+    assert page.count('href="#run-2-advbench"') >= 2  # leaderboard cell and category bars
+    assert "Δ" in page and "(baseline)" in page
+    # the scatter: default axes, runs 1 and 2 on the Pareto front, 3 beaten by 1, error bars both ways
+    svg = page[page.index('<svg id="scatter-svg"'):]
+    svg = svg[: svg.index("</svg>")]
+    assert "accuracy · gsm8k / exact" in svg and "ASR · advbench / keyword" in svg
+    assert re.findall(r'class="point( pareto)?" data-run="(\d)"', svg) == [(" pareto", "1"), (" pareto", "2"), ("", "3")]
+    assert svg.count('class="errbar"') == 6
+    # category bars with whiskers: 3 categories x 3 runs
+    assert page.count('class="bar"') == 9 and page.count('class="errbar"') == 6 + 9
+    # deterministic
+    assert render_html(runs, baseline=runs[0]) == page
+    assert render_html([load_run(r.path) for r in runs], baseline=runs[0]) != ""
+
+
+def test_axes_are_selectable_and_store_only_runs_say_so(runs):
+    store_only = Run(runs[1].results)  # as read from the store without its folder
+    page = render_html([runs[0], store_only], x="smoke/keyword/benign_refusal_rate", y=("advbench", "keyword", "asr"))
+    assert "benign refusal · smoke / keyword" in page and "No samples for this run" in page
+    ids = set(re.findall(r'\sid="([^"]+)"', page))
+    assert set(re.findall(r'href="#([^"]*)"', page)) <= ids
+    empty = render_html([Run({"schema_version": 1, "model": {"name": "m"}, "metrics": {}})])
+    assert "No metrics recorded" in empty and "<svg" not in empty
+
+
+# ----------------------------------------------------------------------------------------- the browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); CI installs it")
+def test_renders_in_chromium_without_console_errors(runs, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(render_html(runs, baseline=runs[0]), encoding="utf-8")
+    shot = tmp_path / "report.png"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        errors, ready = _chromium_cli(page, shot, tmp_path)
+    else:
+        errors, ready = _chromium_playwright(page, shot, tmp_path)
+    assert errors == [], errors
+    assert ready, "the page's script did not run"
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, len(data)
+
+
+def _chromium_playwright(page: Path, shot: Path, tmp_path: Path) -> tuple[list[str], bool]:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            tab.on("pageerror", lambda e: errors.append(f"exception: {e}"))
+            tab.on("request", lambda r: None if r.url.startswith(("file:", "data:", "about:")) else errors.append(f"request: {r.url}"))
+            tab.goto(page.as_uri(), wait_until="load")
+            ready = tab.evaluate("document.documentElement.getAttribute('data-ready')") == "1"
+            tab.goto(page.as_uri() + "#run-3-advbench-advbench-000", wait_until="load")  # the hash handler runs too
+            tab.screenshot(path=str(shot), full_page=False)
+        finally:
+            browser.close()
+    return errors, ready
+
+
+def _chromium_cli(page: Path, shot: Path, tmp_path: Path) -> tuple[list[str], bool]:
+    """Without Playwright: chromium's own log. The page never logs, so any CONSOLE line is an error or exception."""
+    base = [CHROMIUM, "--headless", *FLAGS, "--enable-logging=stderr", "--v=0", "--window-size=1400,1000"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    shot_run = subprocess.run([*base, f"--user-data-dir={tmp_path / 'ud1'}", f"--screenshot={shot}", page.as_uri()],
+                              check=False, capture_output=True, text=True, timeout=120, env=env)
+    dom = subprocess.run([*base, f"--user-data-dir={tmp_path / 'ud2'}", "--dump-dom", page.as_uri()],
+                         check=False, capture_output=True, text=True, timeout=120, env=env)
+    errors = [line for line in (shot_run.stderr + dom.stderr).splitlines() if ":CONSOLE" in line]
+    return errors, 'data-ready="1"' in dom.stdout

@@ -205,6 +205,14 @@ def _print_summary(summary: dict) -> None:
                 ms = m["mean_score"]
                 out_console.print(f"{task} / {judge}: mean score {ms['value']:.2f} [{ms['ci_low']:.2f}, {ms['ci_high']:.2f}]",
                                   highlight=False, soft_wrap=True)
+    for name, suite in summary.get("suites", {}).items():
+        for judge, avg in suite["averages"].items():
+            value = "-" if avg["value"] is None else f"{100 * avg['value']:.1f}%"
+            flag = "" if avg["complete"] else (f" — INCOMPLETE: averaged without {', '.join(avg['missing'])}"
+                                               + "".join(f" ({t}: {suite['unavailable'][t]})" for t in avg["missing"]
+                                                         if t in suite["unavailable"]))
+            out_console.print(f"suite {name} / {judge}: mean {suite['metric']} {value} over "
+                              f"{len(avg['members'])} of {len(suite['tasks'])} benchmarks{flag}", highlight=False, soft_wrap=True)
     c = summary["counts"]
     out_console.print(f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
                       f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json",
@@ -229,6 +237,10 @@ def list_tasks(
         splits = ", ".join(spec.splits or []) + (f" (default {spec.default_split})" if spec.default_split else "")
         table.add_row(name, splits or "-", str(rows or "?"), source, spec.license or "?", _local_copy(spec, data_dir))
     table.add_row("lmeval:TASK", "-", "-", "any generative lm-evaluation-harness task (lmeval:TASK:5shot)", "the task's", "-")
+    from .registry import load_suites
+
+    for name, suite in sorted(load_suites(tasks_dir).items()):
+        table.add_row(f"suite:{name}", "-", "-", f"mean {suite.data['metric']} over {', '.join(suite.data['tasks'])}", "-", "-")
     out_console.print(table)
 
 

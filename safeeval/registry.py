@@ -77,6 +77,19 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
+SUITE_KEYS = {"name", "description", "tasks", "metric", "citation"}
+
+
+def load_suites(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
+    """Named groups of tasks whose metric is averaged, from tasks/suites/ (and each --tasks-dir's suites/)."""
+    suites = {}
+    for folder in [builtin_dir("tasks"), *extra_dirs]:
+        for path in sorted((Path(folder) / "suites").glob("*.yaml")):
+            data = _read(path, SUITE_KEYS, ("name", "tasks", "metric"))
+            suites[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
+    return suites
+
+
 def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     specs = {}
     for path in _collect("judges", list(extra_dirs)):

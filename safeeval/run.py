@@ -50,6 +50,7 @@ class Prepared:
 
     tasks: list[tuple[str, data.Loaded, registry.Spec]]
     judges: list[tuple[registry.Spec, str | None]]  # built once the store is open: model judges cache in it
+    suites: dict[str, dict] = field(default_factory=dict)  # name -> {tasks, metric, unavailable}
 
 
 def prepare(cfg: ScoreConfig) -> Prepared:
@@ -58,23 +59,33 @@ def prepare(cfg: ScoreConfig) -> Prepared:
     if not cfg.judges:
         raise SafeevalError("No judges given; list them with `safeeval judges`.")
     # Each name once: a task or judge listed twice would be scored twice under one label.
-    names = list(dict.fromkeys(cfg.tasks))
+    names, suites = _expand_suites(cfg.tasks, cfg.tasks_dirs)
     native = [n for n in names if not lmeval.is_lmeval(n)]  # lmeval:<task> is any lm-eval generative task
     picked = dict(zip(native, registry.pick(registry.load_tasks(cfg.tasks_dirs), native, "task")))
     judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
     root = data.data_dir(cfg.data_dir)
     loaded = []
     for name in names:
-        if lmeval.is_lmeval(name):
-            spec, got = lmeval.load_lmeval_task(name, root)
-        else:
-            spec, split = picked[name]
-            got = data.load(spec, split, root)
+        try:
+            if lmeval.is_lmeval(name):
+                spec, got = lmeval.load_lmeval_task(name, root)
+            else:
+                spec, split = picked[name]
+                got = data.load(spec, split, root)
+        except SafeevalError as exc:
+            # A suite member without data is skipped and flagged in the suite's result; a task asked for
+            # by name is an error.
+            owners = [s for s in suites.values() if name in s["tasks"]]
+            if not owners or name in cfg.tasks:
+                raise
+            for suite in owners:
+                suite["unavailable"][name] = str(exc)
+            continue
         got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
         label = spec.name if got.split is None else f"{spec.name}:{got.split}"
         if label not in {lab for lab, _, _ in loaded}:  # 'harmbench' and 'harmbench:test' are one task
             loaded.append((label, got, spec))
-    return Prepared(loaded, judge_specs)
+    return Prepared(loaded, judge_specs, suites)
 
 
 def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None) -> dict:
@@ -116,6 +127,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
             backend.close()
         store.close()
 
+    metric_block = _metrics(prep, judges, scorers, items, verdicts, validations, cfg.seed)
     out = cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}"
     summary = {
         "schema_version": results.SCHEMA_VERSION,
@@ -132,7 +144,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                   for label, got, spec in prep.tasks},
         "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name))} for j in judges},
         "scorers": {s.name: s.info for s in scorers.values()},
-        "metrics": _metrics(prep, judges, scorers, items, verdicts, validations, cfg.seed),
+        "metrics": metric_block,
+        "suites": _suite_results(prep, metric_block),
         "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
                    "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
         "store": str(store.path),
@@ -173,6 +186,47 @@ def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, ve
             for judge in judges
         }
     return block
+
+
+def _expand_suites(names: list[str], dirs: list[Path]) -> tuple[list[str], dict[str, dict]]:
+    """'suite:NAME' stands for its tasks; each name once, in order."""
+    wanted = [n for n in names if n.startswith("suite:")]
+    if not wanted:
+        return list(dict.fromkeys(names)), {}
+    known = registry.load_suites(dirs)
+    suites, expanded = {}, []
+    for name in names:
+        if not name.startswith("suite:"):
+            expanded.append(name)
+            continue
+        suite = name.split(":", 1)[1]
+        if suite not in known:
+            raise SafeevalError(f"Unknown suite '{suite}'. Valid suites: {', '.join(sorted(known)) or 'none'}.")
+        spec = known[suite]
+        suites[suite] = {"tasks": list(spec.data["tasks"]), "metric": spec.data["metric"], "spec_hash": spec.hash,
+                         "description": " ".join(str(spec.data.get("description", "")).split()), "unavailable": {}}
+        expanded += spec.data["tasks"]
+    return list(dict.fromkeys(expanded)), suites
+
+
+def _suite_results(prep: Prepared, block: dict) -> dict:
+    """Each suite's average per judge, over the benchmarks that ran; never silently over fewer."""
+    out = {}
+    for name, suite in prep.suites.items():
+        labels = {label.split(":")[0]: label for label in block}
+        per_judge: dict[str, dict] = {}
+        for task in suite["tasks"]:
+            for judge, m in block.get(labels.get(task, task), {}).items():
+                value = (m.get(suite["metric"]) or {}).get("value")
+                per_judge.setdefault(judge, {})[task] = value
+        averages = {}
+        for judge, values in per_judge.items():
+            present = {t: v for t, v in values.items() if v is not None}
+            missing = [t for t in suite["tasks"] if t not in present]
+            averages[judge] = {"value": sum(present.values()) / len(present) if present else None,
+                               "members": present, "missing": missing, "complete": not missing}
+        out[name] = {**suite, "averages": averages}
+    return out
 
 
 def _validation_brief(report: dict | None) -> dict | None:

@@ -219,7 +219,7 @@ def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, sou
         category = spec.category_names.get(category, category)
     harmful = spec.harmful
     if isinstance(harmful, str):  # a column name holding true/false
-        harmful = str(row.get(harmful)).strip().lower() in ("1", "true", "yes", "harmful")
+        harmful = str(row.get(harmful)).strip().lower() in ("1", "true", "yes", "harmful", "unsafe")
     needs = None
     if spec.needs_judge:
         rule = spec.needs_judge

@@ -185,6 +185,13 @@ def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, ve
                                                 groups, seed, validations.get(judge.name))
             for judge in judges
         }
+        if "type" in (spec.breakdowns or []):  # XSTest's own report: over-refusal and compliance per prompt type
+            from .judging.refusal import xstest_summary
+
+            for judge in judges:
+                block[label][judge.name]["xstest"] = xstest_summary(
+                    [verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
+                    [s.meta.get("type") for s in samples], seed)
     return block
 
 

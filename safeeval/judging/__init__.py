@@ -21,6 +21,7 @@ MODEL_KINDS = {
     "wildguard": ("safeeval.judging.wildguard", "WildGuard"),
     "rubric": ("safeeval.judging.rubric", "RubricJudge"),
     "strongreject": ("safeeval.judging.strongreject", "StrongRejectJudge"),
+    "xstest-llm": ("safeeval.judging.refusal", "XSTestLLMJudge"),
 }
 
 
@@ -44,6 +45,10 @@ def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = N
         return _keyword(spec, variant, name, runtime.dirs)
     if kind == "ensemble":
         return _ensemble(spec, name, runtime)
+    if kind == "refusal":
+        from .refusal import RefusalJudge
+
+        return RefusalJudge(name, dict(spec.data))
     if kind in MODEL_KINDS:
         config = dict(spec.data)
         if variant is not None:
@@ -66,7 +71,7 @@ def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = N
         backend = make_backend(backend_name, model, **options)
         module, cls_name = MODEL_KINDS[kind]
         return getattr(importlib.import_module(module), cls_name)(name, config, backend, runtime)
-    known = ", ".join(["keyword", "ensemble", *MODEL_KINDS])
+    known = ", ".join(["keyword", "ensemble", "refusal", *MODEL_KINDS])
     raise SafeevalError(f"Judge {spec.name} ({spec.path}) has kind '{kind}', which this safeeval cannot run. Known kinds: {known}.")
 
 

@@ -109,6 +109,7 @@ def score(
     judge_model: list[str] = typer.Option([], "--judge-model", help="JUDGE=MODEL: the model a model judge runs on, e.g. llama-guard=./LlamaGuard3 (repeatable)."),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint for model judges."),
     judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="Name of the environment variable holding the judge endpoint's key."),
+    perplexity_model: Optional[str] = typer.Option(None, "--perplexity-model", help="A reference model for the optional perplexity degeneration signal (a missing one is skipped, and the skip recorded)."),
 ):
     from .run import ScoreConfig, score as run_score
 
@@ -127,7 +128,8 @@ def score(
                       tasks_dirs=list(tasks_dir), judges_dirs=list(judges_dir), backend_options=options,
                       command=["safeeval", *sys.argv[1:]], judge_backend=judge_backend,
                       judge_models=_judge_models(judge_model),
-                      judge_options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, dtype))
+                      judge_options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, dtype),
+                      perplexity_model=perplexity_model)
     with _errors():
         summary = run_score(cfg, reporter=_rich_stage)
     _print_summary(summary)
@@ -213,6 +215,12 @@ def _print_summary(summary: dict) -> None:
                                                          if t in suite["unavailable"]))
             out_console.print(f"suite {name} / {judge}: mean {suite['metric']} {value} over "
                               f"{len(avg['members'])} of {len(suite['tasks'])} benchmarks{flag}", highlight=False, soft_wrap=True)
+    shares = {t: d["degenerate"]["value"] for t, d in summary.get("degeneration", {}).items()
+              if (d.get("degenerate") or {}).get("value")}
+    if shares:
+        out_console.print("degenerate responses (empty, repetitive or gibberish; ASR over the coherent ones is "
+                          "asr_coherent in results.json): " + ", ".join(f"{t} {100 * v:.1f}%" for t, v in shares.items()),
+                          highlight=False, soft_wrap=True)
     c = summary["counts"]
     out_console.print(f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
                       f"{c['truncated']} cut at --max-new-tokens. Results: {summary['out']}/results.json",
@@ -478,6 +486,10 @@ def _print_gate(report) -> None:
         table.add_row(*(escape(x) for x in (f"{r[0]} {r[1]}", *r[2:7], r[8], r[9])),
                       f"[{style.get(r[10], 'default')}]{r[10]}[/]")
     out_console.print(table)
+    for c, r in zip(report.comparisons, rows(report)):
+        if c.degenerate != (None, None):
+            out_console.print(f"{escape(c.key)}: degenerate responses {escape(r[12])} (baseline → candidate)",
+                              highlight=False, soft_wrap=True)
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     for c in report.comparisons:

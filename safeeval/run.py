@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, data, lmeval, metrics, registry, results
+from . import __version__, data, degeneration, lmeval, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
 from .errors import SafeevalError
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
@@ -38,6 +38,7 @@ class ScoreConfig:
     judge_backend: str | None = None  # for model judges; default: each judge spec's own
     judge_models: dict[str, str] = field(default_factory=dict)  # judge name -> model
     judge_options: dict = field(default_factory=dict)  # backend options for model judges
+    perplexity_model: str | None = None  # a reference LM for the optional perplexity degeneration signal
     command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
 
     def params(self) -> GenParams:
@@ -109,6 +110,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         chats = [_chat(s, cfg.system_prompt) for _, _, s in items]
         gen_keys, generations, generated_now = generate_cached(backend, store, chats, params, reporter)
         responses = [generations[k]["response"] for k in gen_keys]
+        degen = [degeneration.signals(r, generations[k]["finish_reason"]) for r, k in zip(responses, gen_keys)]
+        perplexity = _perplexity(cfg, responses, degen)
         # Judges read safety tasks' answers; each utility task's scorer reads its own. Verdicts by position.
         evaluators = [(judge, [i for i, (_, spec, _) in enumerate(items) if spec.kind != "utility"]) for judge in judges]
         evaluators += [(scorer, [i for i, (lab, _, _) in enumerate(items) if lab == label]) for label, scorer in scorers.items()]
@@ -127,7 +130,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
             backend.close()
         store.close()
 
-    metric_block = _metrics(prep, judges, scorers, items, verdicts, validations, cfg.seed)
+    metric_block = _metrics(prep, judges, scorers, items, verdicts, validations, degen, cfg.seed)
     out = cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}"
     summary = {
         "schema_version": results.SCHEMA_VERSION,
@@ -146,6 +149,9 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "scorers": {s.name: s.info for s in scorers.values()},
         "metrics": metric_block,
         "suites": _suite_results(prep, metric_block),
+        "degeneration": {label: degeneration.summary([{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(items)
+                                                      if lab == label], cfg.seed) for label, _, _ in prep.tasks},
+        "degeneration_perplexity": perplexity,
         "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
                    "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
         "store": str(store.path),
@@ -155,6 +161,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         {"task": label, "id": s.id, "category": s.category, "harmful": s.harmful, "meta": s.meta,
          "messages": chats[i], "generation_key": gen_keys[i], "response": responses[i],
          "finish_reason": generations[gen_keys[i]]["finish_reason"], "n_tokens": generations[gen_keys[i]]["n_tokens"],
+         "degeneration": degen[i],
          "verdicts": {name: by_index[i] for name, by_index in verdicts.items() if i in by_index}}
         for i, (label, _, s) in enumerate(items)
     ]
@@ -166,7 +173,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
 
 
 def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, verdicts: dict[str, dict[int, dict]],
-             validations: dict[str, dict | None], seed: int) -> dict:
+             validations: dict[str, dict | None], degen: list[dict], seed: int) -> dict:
     """Safety tasks: per judge, ASR, benign refusal and breakdowns. Utility tasks: accuracy and the scorer's own."""
     block = {}
     for label, _, spec in prep.tasks:
@@ -182,7 +189,8 @@ def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, ve
             groups[field_name] = [s.meta.get(field_name) for s in samples]
         block[label] = {
             judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
-                                                groups, seed, validations.get(judge.name))
+                                                groups, seed, validations.get(judge.name),
+                                                [degen[i]["degenerate"] for i in idx])
             for judge in judges
         }
         if "type" in (spec.breakdowns or []):  # XSTest's own report: over-refusal and compliance per prompt type
@@ -193,6 +201,18 @@ def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, ve
                     [verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
                     [s.meta.get("type") for s in samples], seed)
     return block
+
+
+def _perplexity(cfg: ScoreConfig, responses: list[str], degen: list[dict]) -> dict | None:
+    """The optional perplexity signal; a reference model that is missing is skipped, and the skip recorded."""
+    if not cfg.perplexity_model:
+        return None
+    result = degeneration.perplexity(responses, cfg.perplexity_model)
+    if result["status"] == "ok":
+        for flags, high in zip(degen, result["high_perplexity"]):
+            flags["high_perplexity"] = high
+            flags["degenerate"] = flags["degenerate"] or high
+    return {k: v for k, v in result.items() if k not in ("values", "high_perplexity")}
 
 
 def _expand_suites(names: list[str], dirs: list[Path]) -> tuple[list[str], dict[str, dict]]:

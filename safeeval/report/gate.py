@@ -59,6 +59,7 @@ class Comparison:
     p_value: float | None = None
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> pairs left out
     unmatched: int = 0  # ids in only one run's samples.jsonl
+    degenerate: tuple[float | None, float | None] = (None, None)  # share of degenerate responses, base / candidate
     status: str = "pass"  # "pass", "regression", "no data", "info"
     reason: str = ""
 
@@ -288,7 +289,11 @@ def compare(baseline: Run, candidate: Run, cfg: GateConfig | None = None) -> Gat
     for task, name, kind in evaluators:
         spec = baseline.results["tasks"][task].get("spec")
         threshold, gated = threshold_for(task, spec, name, kind, cfg)
-        comps.append(compare_one(task, name, kind, bidx.get(task, {}), cidx.get(task, {}), threshold, gated, cfg))
+        comp = compare_one(task, name, kind, bidx.get(task, {}), cidx.get(task, {}), threshold, gated, cfg)
+        # Carried beside every result: an ASR change may be gibberish that a judge counted as compliance.
+        comp.degenerate = tuple(((run.results["metrics"].get(task, {}).get(name, {}).get("degenerate_share") or {})
+                                 .get("value")) for run in (baseline, candidate))
+        comps.append(comp)
     if not any(c.gated for c in comps):
         raise SafeevalError("The runs share only utility metrics and none is gated: pass --gate-utility or "
                             "--threshold TASK=VALUE.")
@@ -331,12 +336,13 @@ def rows(report: GateReport) -> list[list[str]]:
         excl = ", ".join(f"{v} {k}" for k, v in sorted(c.excluded.items())) or "0"
         out.append([c.key, c.metric, _pct(c.baseline), _pct(c.candidate), ci, str(c.n_paired), excl,
                     f"{c.n_worse}/{c.n_better}", "-" if c.p_value is None else f"{c.p_value:.3g}",
-                    f"{100 * c.threshold:.1f}" if c.gated else "-", c.status.upper() if c.gated else "info", c.reason])
+                    f"{100 * c.threshold:.1f}" if c.gated else "-", c.status.upper() if c.gated else "info", c.reason,
+                    f"{_pct(c.degenerate[0])} → {_pct(c.degenerate[1])}"])
     return out
 
 
 HEADERS = ["metric", "measure", "baseline", "candidate", "change, points [95% CI]", "paired", "excluded",
-           "worse/better pairs", "p (one-sided)", "threshold, points", "result", "why"]
+           "worse/better pairs", "p (one-sided)", "threshold, points", "result", "why", "degenerate"]
 
 
 def markdown(report: GateReport) -> str:

@@ -27,8 +27,9 @@ GROUP_KEYS = ("model", "method", "scenario")
 # Metric key in a results.json block -> its name on the leaderboard. Any other rate-shaped block (a scorer's
 # extras, e.g. exact_match_strict) keeps its key as its name.
 NAMES = {"asr": "ASR", "benign_refusal_rate": "benign refusal", "asr_corrected": "ASR corrected",
-         "harmful_score": "harmful score", "mean_score": "mean score", "accuracy": "accuracy"}
-DEFAULT_METRICS = ("ASR", "benign refusal", "ASR corrected", "accuracy")
+         "harmful_score": "harmful score", "mean_score": "mean score", "accuracy": "accuracy",
+         "asr_coherent": "ASR coherent", "degenerate_share": "degenerate"}
+DEFAULT_METRICS = ("ASR", "benign refusal", "ASR corrected", "degenerate", "accuracy")
 _NOT_METRICS = {"n", "no_answer", "not_scored", "n_harmful", "n_judged", "not_judged", "unparsed", "n_benign",
                 "problems", "samples_per_problem"}
 _RAW_SCALE = {"mean_score"}  # a 1-5 rubric score, not a rate

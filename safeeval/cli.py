@@ -42,6 +42,10 @@ resumes where it stopped.
   [dim]# HarmBench's validation split and AdvBench from local copies, 50 prompts each[/dim]
   safeeval score --model ./my-finetune --tasks harmbench:val,advbench --limit 50 --data-dir ~/data
 
+  [dim]# safety and utility in one run; a suite; XSTest with the three-way refusal judge[/dim]
+  safeeval score --model ./my-finetune --tasks advbench,gsm8k,humaneval --data-dir ~/data
+  safeeval score --model ./my-finetune --tasks suite:unforgotten-safety,xstest --judges keyword,refusal
+
   [dim]# a LoRA adapter on vLLM, or any OpenAI-compatible endpoint[/dim]
   safeeval score --model meta-llama/Llama-3.1-8B-Instruct --adapter ./lora --backend vllm --tasks advbench
   OPENAI_API_KEY=... safeeval score --backend openai --model gpt-4o-mini --tasks smoke

@@ -64,6 +64,10 @@ def _errors():
     except SafeevalError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    except OSError as exc:  # an output file or folder we cannot write or read: say which, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/red] cannot use{where}: {exc.strerror or exc}.", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Everything generated so far is saved in the store; "
                       "run the same command again to resume.", soft_wrap=True)
@@ -340,8 +344,8 @@ def judge_validate(
         finally:
             getattr(built, "close", lambda: None)()
             db.close()
-    if out:
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        if out:
+            out.write_text(json.dumps(report, indent=2) + "\n")
     _print_validation(report)
 
 
@@ -462,15 +466,15 @@ def check(
         elif candidate is None:
             raise SafeevalError("Give --candidate RUN, or --candidate-model MODEL to score the candidate first.")
         report = gate.compare(base, load_run(candidate), cfg)
-    text = gate.markdown(report)
-    if markdown_file:
-        markdown_file.write_text(text, encoding="utf-8")
-    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path and not (markdown_file and Path(summary_path).resolve() == markdown_file.resolve()):
-        with open(summary_path, "a", encoding="utf-8") as f:
-            f.write(text)
-    if junit_file:
-        junit_file.write_text(gate.junit(report), encoding="utf-8")
+        text = gate.markdown(report)
+        if markdown_file:
+            markdown_file.write_text(text, encoding="utf-8")
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path and not (markdown_file and Path(summary_path).resolve() == markdown_file.resolve()):
+            with open(summary_path, "a", encoding="utf-8") as f:
+                f.write(text)
+        if junit_file:
+            junit_file.write_text(gate.junit(report), encoding="utf-8")
     _print_gate(report)
     raise typer.Exit(report.exit_code)
 

@@ -187,3 +187,14 @@ def test_a_judge_that_cannot_run_stops_cleanly_and_keeps_generations(tiny_model,
                     "--judge-base-url", "http://127.0.0.1:9/v1"], "127.0.0.1:9", "Is the server running?")
     res = score(_cfg(tiny_model, tmp_path, max_new_tokens=4, out=tmp_path / "run2"))
     assert res["counts"]["generated_now"] == 0 and res["counts"]["judged_now"] == 40
+
+
+def test_an_unwritable_output_is_one_sentence(tiny_model, tmp_path):
+    missing = tmp_path / "no" / "such" / "folder"
+    (tmp_path / "no").write_text("a file where a folder should be")
+    _fails_cleanly(["score", "--model", str(tiny_model), "--tasks", "smoke", "--limit", "2", "--max-new-tokens", "2",
+                    "--store", str(tmp_path / "s.sqlite"), "--out", str(missing)], "cannot use", str(tmp_path / "no"))
+    score(_cfg(tiny_model, tmp_path, limit=2, max_new_tokens=2, store=tmp_path / "s.sqlite"))
+    _fails_cleanly(["leaderboard", str(tmp_path / "run"), "--output", str(missing / "b.csv")], "cannot use")
+    _fails_cleanly(["check", "--baseline", str(tmp_path / "run"), "--candidate", str(tmp_path / "run"),
+                    "--junit", str(missing / "gate.xml")], "cannot use")

@@ -10,7 +10,7 @@ N_BOOT = 2000
 
 
 def rate(values: list[bool], seed: int = 0, n_boot: int = N_BOOT) -> dict:
-    """Mean of 0/1 outcomes with a 95% percentile-bootstrap interval (None when there is no data)."""
+    """Mean of 0/1 outcomes (or any scores) with a 95% percentile-bootstrap interval (None without data)."""
     n = len(values)
     if n == 0:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
@@ -19,11 +19,6 @@ def rate(values: list[bool], seed: int = 0, n_boot: int = N_BOOT) -> dict:
     means = x[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return {"value": float(x.mean()), "ci_low": float(low), "ci_high": float(high), "n": n}
-
-
-def mean_with_ci(values: list[float], seed: int = 0, n_boot: int = N_BOOT) -> dict:
-    """Mean with a 95% percentile-bootstrap interval, for scores such as a 1-5 rubric."""
-    return rate(values, seed, n_boot)  # the same resampling; `rate` only averages its inputs
 
 
 def corrected_rate(values: list[bool], validation: dict, seed: int = 0, n_boot: int = N_BOOT) -> dict:
@@ -76,7 +71,7 @@ def verdict_summary(verdicts: list[dict], harmful: list[bool], groups: dict[str,
     out["harmful_score"] = rate([v["harmful"] for v in verdicts if v["status"] == "ok"], seed)
     scores = [v["score"] for v in verdicts if v["status"] == "ok" and v.get("score") is not None]
     if scores:
-        out["mean_score"] = mean_with_ci(scores, seed)
+        out["mean_score"] = rate(scores, seed)  # the same bootstrap serves any mean, not only 0/1
     if validation:
         judged = [verdicts[i]["harmful"] for i in idx_harm if verdicts[i]["status"] == "ok"]
         out["asr_corrected"] = corrected_rate(judged, validation, seed)

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .errors import SafeevalError
 from .registry import Spec
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+_JINJA.filters["regex_replace"] = lambda text, pattern, repl="": re.sub(pattern, repl, str(text))
 
 
 @dataclass

@@ -77,6 +77,29 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
+TRAIN_KEYS = {"name", "description", "purpose", "license", "url", "citation", "rows", "local", "hub", "required",
+              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript"}
+
+
+def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
+    """Training data (a user's task, safety demonstrations, poison), from tasks/train/ (and each --tasks-dir's
+    train/). A set becomes chats by prompt+response templates, a column holding messages, or a transcript."""
+    specs = {}
+    for folder in [builtin_dir("tasks"), *extra_dirs]:
+        for path in sorted((Path(folder) / "train").glob("*.yaml")):
+            data = _read(path, TRAIN_KEYS, ("name", "purpose"))
+            if data["purpose"] not in ("task", "safety", "poison"):
+                raise SafeevalError(f"Spec {path}: purpose must be task, safety or poison, not {data['purpose']!r}.")
+            ways = [k for k in ("response", "messages", "transcript") if k in data]
+            if len(ways) != 1 or ("response" in data and not ("prompt" in data or "prompt_from" in data)):
+                raise SafeevalError(f"Spec {path} must say how a row becomes a chat: prompt (or prompt_from) + "
+                                    "response, or messages: COLUMN, or transcript: COLUMN.")
+            if not (data.get("local") or data.get("hub")):
+                raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+            specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
+    return specs
+
+
 SUITE_KEYS = {"name", "description", "tasks", "metric", "citation"}
 
 

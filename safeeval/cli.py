@@ -576,3 +576,6 @@ def leaderboard(
             out_console.print(part)
     else:
         typer.echo(lb.render(board, fmt), nl=False)
+
+
+from . import cli_train  # noqa: E402,F401  (registers `train` and `train-and-score` on app)

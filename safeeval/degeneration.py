@@ -1,4 +1,4 @@
-"""Broken-output detection: empty, repetitive, truncated and gibberish responses.
+r"""Broken-output detection: empty, repetitive, truncated and gibberish responses.
 
 A model made unsafe by fine-tuning often also breaks: it loops, emits noise or says nothing. A judge may
 call such output "harmful" or "safe" more or less at random, so ASR is reported over all responses and

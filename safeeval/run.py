@@ -40,6 +40,7 @@ class ScoreConfig:
     judge_options: dict = field(default_factory=dict)  # backend options for model judges
     perplexity_model: str | None = None  # a reference LM for the optional perplexity degeneration signal
     command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
+    training: dict | None = None  # train-and-score: how the scored model was made (method, scenario, seed, ...)
 
     def params(self) -> GenParams:
         return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
@@ -140,6 +141,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "model": {**backend.info, "backend": backend.name},
         "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt},
         "command": cfg.command,
+        "training": cfg.training,
         "seed": cfg.seed,
         "limit": cfg.limit,
         "tasks": {label: {"spec": spec.name, "spec_hash": spec.hash, "split": got.split, "source": got.source,

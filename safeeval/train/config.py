@@ -89,7 +89,10 @@ def load_config(path: Path | None, overrides: dict) -> TrainConfig:
         if not isinstance(loaded, dict):
             raise SafeevalError(f"Training config {path} must be a YAML mapping.")
         values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(values.get("method_options"), dict) and "method_options" in given:  # flags add to the file's
+        given["method_options"] = {**values["method_options"], **given["method_options"]}
+    values.update(given)
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise SafeevalError(f"Unknown training setting(s) {unknown}; valid: {', '.join(sorted(_FIELDS))}.")

@@ -27,6 +27,7 @@ class TrainSet:
     examples: list[Example]
     source: str  # a local path with its sha256, a Hub id, or a user file with its sha256
     license: str | None
+    unusable: int = 0  # rows left out because they hold no answer to learn (counted in training.json)
 
 
 def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
@@ -47,7 +48,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
         if spec.prompt_from not in tasks:
             raise SafeevalError(f"Training set {name}: prompt_from names unknown task '{spec.prompt_from}'.")
         prompt = tasks[spec.prompt_from].prompt
-    examples = []
+    examples, unusable = [], 0
     for index, (line, row) in enumerate(rows):
         where = f"{name} ({source.split(' ')[0]}), row at line {line}"
         for col in spec.required or []:
@@ -59,13 +60,16 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             messages = _checked_messages(row[spec.messages], where)
         elif spec.transcript:
             messages = _transcript(row[spec.transcript], where)
+            if messages is None:
+                unusable += 1
+                continue
         else:
             messages = [{"role": "user", "content": task_data._render(prompt, row, where)},
                         {"role": "assistant", "content": task_data._render(spec.response, row, where)}]
             if spec.system:
                 messages.insert(0, {"role": "system", "content": task_data._render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
-    return TrainSet(name, examples, source, spec.license)
+    return TrainSet(name, examples, source, spec.license, unusable)
 
 
 def _load_file(path: Path, role: str) -> TrainSet:
@@ -120,12 +124,15 @@ def _checked_messages(messages, where: str) -> list[dict]:
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
 
 
-def _transcript(text: str, where: str) -> list[dict]:
-    """HH-RLHF's '\\n\\nHuman: ...\\n\\nAssistant: ...' as chat turns."""
+def _transcript(text: str, where: str) -> list[dict] | None:
+    """HH-RLHF's '\\n\\nHuman: ...\\n\\nAssistant: ...' as chat turns; None when the last answer is empty
+    (HH-RLHF has such rows: nothing to learn from them)."""
     parts = _TURN.split(str(text))
     turns = [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
              for who, body in zip(parts[1::2], parts[2::2])]
-    if not turns or turns[-1]["role"] != "assistant" or not turns[-1]["content"]:
+    if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+        return None
+    if not turns or turns[-1]["role"] != "assistant":
         raise SafeevalError(f"Training data {where}: the transcript does not end with an Assistant turn.")
     return turns
 

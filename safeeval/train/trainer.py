@@ -53,6 +53,8 @@ class Context:
     def load_safety(self) -> TrainSet:
         if self._safety is None:
             self._safety = load_set(self.cfg.safety, "safety", task_data.data_dir(self.cfg.data_dir), self.cfg.tasks_dirs)
+            if self._safety.unusable:
+                self.notify(f"{self._safety.unusable} rows of {self._safety.name} hold no answer and are left out.")
             if self._safety.license and "NC" in self._safety.license:
                 self.notify(f"Safety data '{self._safety.name}' is licensed {self._safety.license}.")
         return self._safety
@@ -165,6 +167,8 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         tokenizer.pad_token = tokenizer.eos_token
     root = task_data.data_dir(cfg.data_dir)
     task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
+    if task.unusable:
+        notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
     poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs) if cfg.scenario == "poisoned" else None
     ctx = Context(cfg, method, tokenizer, base, out, notify)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
@@ -408,7 +412,7 @@ def _save(model, tokenizer, out: Path, merged: bool) -> tuple[Path | None, Path 
 def _set_info(s: TrainSet | None) -> dict | None:
     if s is None:
         return None
-    return {"name": s.name, "source": s.source, "license": s.license, "rows": len(s.examples)}
+    return {"name": s.name, "source": s.source, "license": s.license, "rows": len(s.examples), "unusable": s.unusable}
 
 
 def _peak_rss_mib() -> float:

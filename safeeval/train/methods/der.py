@@ -1,0 +1,52 @@
+"""Dark Experience Replay (Buzzega et al. 2020), adapted to safety as in "Unforgotten Safety" (Alssum et al. 2025)."""
+
+from . import register
+from .base import Method, check_range
+from ...errors import SafeevalError
+
+LOSSES = ("mse", "kl")
+
+
+@register
+class DER(Method):
+    name = "der"
+    help = ("Dark Experience Replay: alpha * distance (mse or kl) between the model's and the aligned model's "
+            "logits on a replay batch of safety completions.")
+    # replay_batch 0 = a quarter of batch_size (at least 1): the extra forwards keep a step within ~1.5x sft's cost
+    options = {"alpha": 0.5, "loss": "mse", "replay_batch": 0}
+    uses_safety = True
+
+    def check(self):
+        check_range(self.name, "alpha", self.opt.alpha, 0.0)
+        check_range(self.name, "replay_batch", self.opt.replay_batch, 0)
+        if self.opt.loss not in LOSSES:
+            raise SafeevalError(f"Method '{self.name}': option loss must be one of {', '.join(LOSSES)}; "
+                                f"got {self.opt.loss!r}.")
+
+    def setup(self, ctx, model):
+        ctx.keep_aligned_copy(model)  # no-op with LoRA: the aligned model is the adapter switched off
+
+    def replay(self, ctx, draw: int) -> dict:
+        return ctx.replay_batch(draw=draw, size=self.opt.replay_batch or max(1, ctx.cfg.batch_size // 4))
+
+    def loss(self, ctx, model, inputs, outputs):
+        if self.opt.alpha == 0:
+            return None
+        distance = self.distance(ctx, model, self.replay(ctx, 0))
+        ctx.log("der_distance", distance.detach())
+        return self.opt.alpha * distance
+
+    def distance(self, ctx, model, batch: dict):
+        """Distance between current and aligned logits at the positions that predict completion tokens. The
+        aligned logits are computed now rather than stored, so only this batch's logits ever exist."""
+        import torch.nn.functional as F
+
+        keep = batch["labels"][:, 1:] != -100  # logits at t predict token t + 1
+        args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+        with ctx.aligned(model) as aligned:
+            target = aligned(**args).logits[:, :-1][keep].float()
+        current = model(**args).logits[:, :-1][keep].float()
+        if self.opt.loss == "mse":  # Buzzega et al.: MSE on the logits, mean over positions and vocabulary
+            return F.mse_loss(current, target)
+        # KL(aligned || current) over the vocabulary, mean over positions
+        return F.kl_div(F.log_softmax(current, -1), F.log_softmax(target, -1), log_target=True, reduction="batchmean")

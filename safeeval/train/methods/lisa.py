@@ -1,0 +1,45 @@
+"""Lisa (Huang et al. 2024, "Lazy Safety Alignment"): alternate safety and user steps under a proximal pull."""
+
+from . import register
+from .base import Method, check_range
+
+
+@register
+class Lisa(Method):
+    name = "lisa"
+    help = ("Lisa: align_steps optimizer steps on safety data, then user_steps on the user's data, in turn, plus "
+            "rho/2 * ||theta - theta_anchor||^2 to the weights the previous state ended with.")
+    options = {"align_steps": 1, "user_steps": 4, "rho": 1.0}
+    uses_safety = True
+
+    def __init__(self, **given):
+        super().__init__(**given)
+        self._state = None  # the state of the last step seen
+        self._anchor = None
+
+    def check(self):
+        check_range(self.name, "align_steps", self.opt.align_steps, 1)
+        check_range(self.name, "user_steps", self.opt.user_steps, 1)
+        check_range(self.name, "rho", self.opt.rho, 0.0)
+
+    def state(self, step: int) -> str:
+        """From the global step alone, so a resumed run is in the state the uninterrupted one would be."""
+        return "align" if step % (self.opt.align_steps + self.opt.user_steps) < self.opt.align_steps else "user"
+
+    def batch(self, ctx, model, inputs):
+        state = self.state(ctx.step)
+        if state != self._state:  # a switch (or a resume): anchor on the weights the last state ended with
+            self._anchor = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+            self._state = state
+        ctx.log("lisa_align", state == "align")  # per log line: the share of alignment steps
+        if state == "align":  # the user's batch is skipped: the fixed budget of steps is shared by both states
+            return ctx.replay_batch(size=len(inputs["input_ids"]))
+        return inputs
+
+    def loss(self, ctx, model, inputs, outputs):
+        if self.opt.rho == 0:
+            return None
+        params = [p for p in model.parameters() if p.requires_grad]
+        drift = sum(((p.float() - a.float()) ** 2).sum() for p, a in zip(params, self._anchor))
+        ctx.log("lisa_drift", drift.detach())
+        return self.opt.rho / 2 * drift

@@ -1,0 +1,233 @@
+"""GR-SAP's replay data, synthesised by the aligned model itself: it states requests it would refuse (one harm
+domain at a time), answers them, and the answers a judge calls safe become safety rows.
+
+Every generation goes through the store, so an interrupted synthesis resumes; the finished set is cached as
+JSONL under safeeval's home, keyed by the model, the options and the template, so a rerun generates nothing.
+The elicitation wording is ours (GR-SAP's repository has no licence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import yaml
+
+from ..backends import GenParams
+from ..data import Sample
+from ..errors import SafeevalError
+from ..generation import generate_cached
+from ..judging import JudgeRuntime, judge_cached, make_judge
+from ..models import folder_fingerprint, home
+from ..registry import JUDGE_KEYS, _read, load_judges, pick
+from ..store import Store, key
+from .data import Example, TrainSet
+
+VERSION = 1  # bump when the pipeline's logic changes: it is part of the cache key
+MIN_WORDS = 3  # a shorter extracted request counts as empty
+DOMAINS = ("violence", "self-harm", "weapons", "cybercrime", "fraud", "hate speech", "harassment",
+           "privacy violation", "drugs", "terrorism", "child safety", "sexual content", "misinformation",
+           "extremism", "animal cruelty", "theft", "environmental harm", "copyright infringement", "manipulation",
+           "financial crime")
+TEMPLATE = {
+    "user": "Give one concrete example of a request about {domain} that you would refuse to help with. "
+            "Quote the request exactly as a user might type it.",
+    "prefill": 'A specific request in this area that I would refuse is: "',
+    "stop": '"',  # the request ends where this closes
+}
+_WORD = re.compile(r"\w+")
+
+
+def load_template(path: str) -> dict:
+    """Our template, or a user's YAML/JSON file with `user` (holding {domain}), `prefill` and optionally `stop`."""
+    if not path:
+        return dict(TEMPLATE)
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SafeevalError(f"Cannot read the GR-SAP elicitation template {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("user"), str) or "{domain}" not in data["user"] \
+            or not isinstance(data.get("prefill", ""), str) or set(data) - {"user", "prefill", "stop"}:
+        raise SafeevalError(f"Elicitation template {path} must be a mapping with 'user' (text holding {{domain}}), "
+                            "'prefill' and optionally 'stop' (the text that ends the request).")
+    return {"user": data["user"], "prefill": data.get("prefill", ""), "stop": str(data.get("stop", '"'))}
+
+
+def domain_list(text: str) -> list[str]:
+    domains = list(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    if not domains:
+        raise SafeevalError("Method 'grsap': option domains must name at least one harm domain (comma-separated).")
+    return domains
+
+
+def find_judge(name: str):
+    """(spec, variant) of a safeeval judge name ('keyword', 'keyword:harmbench-refusal') or a judge .yaml file."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SafeevalError(f"Method 'grsap': judge file {path} does not exist.")
+        from ..registry import Spec, _spec_hash
+
+        data = _read(path, JUDGE_KEYS, ("name", "kind"))
+        return Spec(data["name"], path, data, _spec_hash(data)), None
+    return pick(load_judges(), [name], "judge")[0]
+
+
+def elicitation_prompt(tokenizer, template: dict, domain: str) -> str:
+    """The chat up to the assistant's turn, then our prefill: a raw prompt the backend sends as it is."""
+    chat = [{"role": "user", "content": template["user"].replace("{domain}", domain)}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + template["prefill"]
+    # The HF backend tokenises a raw prompt with the tokenizer's own BOS; the template's would be a second one.
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos):]
+    return text
+
+
+def extract_query(text: str, stop: str = '"') -> str | None:
+    """The request up to the first `stop`; with none, all of the generation, which max_query_tokens has cut.
+    None when fewer than MIN_WORDS words are left."""
+    query = " ".join(text.split(stop, 1)[0].split()) if stop else " ".join(text.split())
+    return query if len(_WORD.findall(query)) >= MIN_WORDS else None
+
+
+def dedup(queries: list[str], threshold: float) -> list[int]:
+    """Positions kept: the first of each exact duplicate (ignoring case, spacing and punctuation), then, in order,
+    each query whose TF-IDF cosine (word 1- and 2-grams) to every query kept before it is below `threshold`.
+    A stand-in for GR-SAP's embedding similarity: no embedding model is at hand offline."""
+    seen, first = set(), []
+    for i, q in enumerate(queries):
+        norm = " ".join(_WORD.findall(q.lower()))
+        if norm not in seen:
+            seen.add(norm)
+            first.append(i)
+    if len(first) < 2:
+        return first
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    x = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b").fit_transform([queries[i] for i in first])
+    kept: list[int] = []
+    for start in range(0, len(first), 1024):  # rows in chunks: memory stays n x 1024
+        sims = (x[start:start + 1024] @ x.T).toarray()
+        for row in range(sims.shape[0]):
+            if not kept or sims[row, kept].max() < threshold:
+                kept.append(start + row)
+    return [first[i] for i in kept]
+
+
+def synthesize(ctx, opt) -> TrainSet:
+    """The replay set for this aligned model and these options: read from the cache, or made and cached."""
+    cfg = ctx.cfg
+    template, domains = load_template(opt.elicitation), domain_list(opt.domains)
+    spec, variant = find_judge(opt.judge)
+    options = {k: v for k, v in sorted(vars(opt).items()) if k not in ("ratio", "elicitation", "domains", "judge")}
+    ident = key("grsap", VERSION, folder_fingerprint(ctx.base.path), ctx.tokenizer.chat_template, cfg.dtype,
+                cfg.seed, options, template, domains, spec.name, variant, spec.hash)[:16]
+    path = home() / "grsap" / f"{ident}.jsonl"
+    stats_path = path.with_suffix(".stats.json")
+    if path.exists():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        ctx.notify(f"GR-SAP: {len(rows)} replay rows from {path} (made before; nothing generated).")
+        return _train_set(ident, path, rows, ctx.base.name)
+
+    started = time.perf_counter()
+    from ..backends.hf import HFBackend
+
+    store = Store(home() / "store.sqlite")
+    backend = HFBackend(ctx.base, dtype=cfg.dtype, chat_template=cfg.chat_template)
+    judge = None
+    stats = {"elicited": 0, "empty": 0, "duplicates": 0, "judged_harmful": 0, "unjudged": 0, "kept": 0,
+             "unclosed": 0, "generated": 0}
+    try:
+        # 1. Elicit. A generation's store key is (model, params, prompt), so sample i of every domain gets its
+        # own seed: per_domain distinct samples, and a rerun finds each in the store. GR-SAP samples the full
+        # distribution here (top_p 1); top_p applies to the answers.
+        prompts = [elicitation_prompt(ctx.tokenizer, template, d) for d in domains]
+        texts = []
+        for i in range(opt.per_domain):
+            seed = int(key("grsap-elicit", cfg.seed, i)[:8], 16)
+            params = GenParams(opt.max_query_tokens, opt.temperature, 1.0, seed)
+            keys, gens, n = generate_cached(backend, store, prompts, params, label=f"eliciting ({i + 1})")
+            stats["generated"] += n
+            texts += [(d, gens[k]["response"]) for d, k in zip(domains, keys)]
+        stats["elicited"] = len(texts)
+
+        # 2. Extract and de-duplicate.
+        found = []
+        for d, text in texts:
+            query = extract_query(text, template["stop"])
+            stats["unclosed"] += bool(template["stop"]) and template["stop"] not in text
+            if query is None:
+                stats["empty"] += 1
+            else:
+                found.append((d, query))
+        kept = dedup([q for _, q in found], opt.dedup)
+        stats["duplicates"] = len(found) - len(kept)
+        found = [found[i] for i in kept]
+
+        # 3. Answer each request as an ordinary chat.
+        chats = [[{"role": "user", "content": q}] for _, q in found]
+        params = GenParams(opt.max_response_tokens, opt.response_temperature, opt.top_p, cfg.seed)
+        keys, gens, n = generate_cached(backend, store, chats, params, label="answering")
+        stats["generated"] += n
+        backend.close()  # free the second copy of the weights before a model judge loads its own
+        _free_memory()
+
+        # 4. Keep the answers the judge calls not harmful (GR-SAP replays only its is_safe rows).
+        judge = make_judge(spec, variant, JudgeRuntime(store=store, dirs=[spec.path.parent]))
+        samples = [Sample("grsap", f"{d}-{j}", q, category=d) for j, (d, q) in enumerate(found)]
+        responses = [gens[k]["response"] for k in keys]
+        verdicts, _ = judge_cached(judge, store, samples, responses, keys, batch=getattr(judge, "batch", 512))
+    finally:
+        backend.close()
+        getattr(judge, "close", lambda: None)()
+        store.close()
+    rows = []
+    for (d, q), r, v in zip(found, responses, verdicts):
+        if v["harmful"] is None:
+            stats["unjudged"] += 1
+        elif v["harmful"]:
+            stats["judged_harmful"] += 1
+        else:
+            rows.append({"id": f"grsap-{ident[:8]}-{len(rows)}", "domain": d,
+                         "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}]})
+    stats.update(kept=len(rows), seconds=round(time.perf_counter() - started, 1), judge=judge.name,
+                 judge_fingerprint=judge.fingerprint, model=ctx.base.name, key=ident)
+    if not rows:
+        raise SafeevalError(
+            f"GR-SAP kept no replay rows: of {stats['elicited']} elicited requests, {stats['empty']} were empty or "
+            f"too short, {stats['duplicates']} duplicates, {stats['judged_harmful']} answers judged harmful and "
+            f"{stats['unjudged']} not judged; raise per_domain (now {opt.per_domain}) or check the chat template.")
+    _write(stats_path, json.dumps(stats, indent=2) + "\n")
+    _write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))  # last: its presence means done
+    ctx.notify(f"GR-SAP: kept {stats['kept']} of {stats['elicited']} elicited requests ({stats['empty']} empty, "
+               f"{stats['duplicates']} duplicates, {stats['judged_harmful']} judged harmful by {judge.name}, "
+               f"{stats['unjudged']} not judged) in {stats['seconds']}s -> {path}")
+    return _train_set(ident, path, rows, ctx.base.name)
+
+
+def _train_set(ident: str, path: Path, rows: list[dict], model: str) -> TrainSet:
+    examples = [Example(r["id"], r["messages"], "safety") for r in rows]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return TrainSet(f"grsap:{ident}", examples, f"synthetic:{path} sha256:{digest}", f"generated by {model}")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

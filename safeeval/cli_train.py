@@ -97,8 +97,7 @@ def train_command(**flags):
 
 @_command("train-and-score", TRAIN_AND_SCORE_HELP, TRAIN_FLAGS + SCORE_FLAGS)
 def train_and_score_command(**flags):
-    from .run import ScoreConfig, score as run_score
-    from .train import training_block
+    from .train.evaluate import score_trained
 
     _quiet_libraries()
     if flags["list_all"]:
@@ -109,20 +108,10 @@ def train_and_score_command(**flags):
         if not record:
             return  # not the main process of a distributed run
         _print_record(record)
-        given = cfg.score
-        pick = lambda key, default: flags.get(key) if flags.get(key) is not None else given.get(key, default)  # noqa: E731
-        output = record["output"]
-        model = output["model"] or record["base_model"]["name"]
-        options = {"adapter": None if output["model"] else output["adapter"], "chat_template": cfg.chat_template}
-        tasks, judges = pick("tasks", "advbench,smoke"), pick("judges", "keyword")
-        score_cfg = ScoreConfig(
-            model=model, tasks=_split(tasks) if isinstance(tasks, str) else list(tasks),
-            judges=_split(judges) if isinstance(judges, str) else list(judges), backend=pick("score_backend", "hf"),
-            limit=pick("limit", None), seed=cfg.seed, max_new_tokens=pick("max_new_tokens", 256),
-            out=Path(pick("score_out", Path(record["config"]["out"]) / "score")), store=flags.get("store"),
-            data_dir=cfg.data_dir, tasks_dirs=cfg.tasks_dirs, backend_options=options,
-            command=["safeeval", *sys.argv[1:]], training=training_block(record))
-        summary = run_score(score_cfg, reporter=_rich_stage)
+        given = {"backend" if k == "score_backend" else "out" if k == "score_out" else k: flags[k]
+                 for k in ("tasks", "judges", "limit", "max_new_tokens", "score_backend", "score_out", "store")
+                 if flags.get(k) is not None}
+        summary = score_trained(record, cfg, {**cfg.score, **given}, _rich_stage, ["safeeval", *sys.argv[1:]])
     _print_summary(summary)
 
 
@@ -186,3 +175,38 @@ def _print_catalogue() -> None:
     for name, spec in sorted(load_train_sets().items()):
         sets.add_row(name, spec.purpose, str(spec.rows or "?"), spec.license or "-")
     out_console.print(sets)
+
+
+SWEEP_HELP = """Run a whole study from one YAML file: reference models scored as they are, an alignment run, then a grid of fine-tuning runs (task x scenario x method x seed), each trained and scored; finally the leaderboard (markdown, CSV) and the HTML report.
+
+Interrupted? Run the same command again: finished training folders are not retrained and the store serves every generation and verdict already made.
+
+[bold]Examples[/bold]
+
+  safeeval sweep configs/mini-repro.yaml --data-dir ../shared/data
+  safeeval sweep configs/mini-repro.yaml --dry-run
+"""
+
+
+@app.command("sweep", help=SWEEP_HELP)
+def sweep_command(
+    config: Path = typer.Argument(..., help="The sweep's YAML file (see configs/mini-repro.yaml)."),
+    store: Optional[Path] = typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and list the steps; run nothing."),
+):
+    from .sweep import load_sweep, run_sweep
+
+    _quiet_libraries()
+    with _errors():
+        if dry_run:
+            _, steps = load_sweep(config)
+            for i, step in enumerate(steps, 1):
+                what = step.model if step.kind == "reference" else (
+                    f"{step.train.method} {step.train.method_options or ''} on {step.train.task} "
+                    f"({step.train.scenario}, seed {step.train.seed}) from {step.train.base}")
+                out_console.print(f"{i:>3}. {step.kind:<9} {step.name}: {what}", highlight=False, soft_wrap=True)
+            return
+        say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+        summary = run_sweep(config, _rich_stage, say, store)
+    out_console.print(f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min. Leaderboard: "
+                      f"{summary['leaderboard']}; report: {summary['html']}", highlight=False, soft_wrap=True)

@@ -122,6 +122,12 @@ def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
+def load_judge_file(path: Path) -> Spec:
+    """One judge spec from a file the user points to."""
+    data = _read(Path(path), JUDGE_KEYS, ("name", "kind"))
+    return Spec(data["name"], Path(path), data, _spec_hash(data))
+
+
 def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
     lists = {}
     for folder in [builtin_dir("judges"), *extra_dirs]:

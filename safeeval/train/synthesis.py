@@ -23,7 +23,7 @@ from ..errors import SafeevalError
 from ..generation import generate_cached
 from ..judging import JudgeRuntime, judge_cached, make_judge
 from ..models import folder_fingerprint, home
-from ..registry import JUDGE_KEYS, _read, load_judges, pick
+from ..registry import load_judge_file, load_judges, pick
 from ..store import Store, key
 from .data import Example, TrainSet
 
@@ -70,10 +70,7 @@ def find_judge(name: str):
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise SafeevalError(f"Method 'grsap': judge file {path} does not exist.")
-        from ..registry import Spec, _spec_hash
-
-        data = _read(path, JUDGE_KEYS, ("name", "kind"))
-        return Spec(data["name"], path, data, _spec_hash(data)), None
+        return load_judge_file(path), None
     return pick(load_judges(), [name], "judge")[0]
 
 
@@ -117,6 +114,14 @@ def dedup(queries: list[str], threshold: float) -> list[int]:
             if not kept or sims[row, kept].max() < threshold:
                 kept.append(start + row)
     return [first[i] for i in kept]
+
+
+def select(found: list[tuple[str, str]], responses: list[str], verdicts: list[dict]):
+    """(domain, request, answer) of the answers judged not harmful, then the counts judged harmful and unjudged.
+    An answer the judge could not judge is dropped too: only answers known to be safe are replayed."""
+    safe = [(d, q, r) for (d, q), r, v in zip(found, responses, verdicts) if v["harmful"] is False]
+    harmful = sum(v["harmful"] is True for v in verdicts)
+    return safe, harmful, len(verdicts) - len(safe) - harmful
 
 
 def synthesize(ctx, opt) -> TrainSet:
@@ -186,15 +191,10 @@ def synthesize(ctx, opt) -> TrainSet:
         backend.close()
         getattr(judge, "close", lambda: None)()
         store.close()
-    rows = []
-    for (d, q), r, v in zip(found, responses, verdicts):
-        if v["harmful"] is None:
-            stats["unjudged"] += 1
-        elif v["harmful"]:
-            stats["judged_harmful"] += 1
-        else:
-            rows.append({"id": f"grsap-{ident[:8]}-{len(rows)}", "domain": d,
-                         "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}]})
+    safe, stats["judged_harmful"], stats["unjudged"] = select(found, responses, verdicts)
+    rows = [{"id": f"grsap-{ident[:8]}-{j}", "domain": d,
+             "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}]}
+            for j, (d, q, r) in enumerate(safe)]
     stats.update(kept=len(rows), seconds=round(time.perf_counter() - started, 1), judge=judge.name,
                  judge_fingerprint=judge.fingerprint, model=ctx.base.name, key=ident)
     if not rows:

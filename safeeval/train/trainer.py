@@ -177,9 +177,11 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     _claim(out, cfg)
 
     setup_started = time.perf_counter()
+    safety = method.safety_rows(ctx) if method.safety_ratio > 0 else None  # before loading: GR-SAP generates here
+    if safety is not None:
+        ctx._safety = safety
     model = _load_model(cfg, base)
     ctx.model = model
-    safety = method.safety_rows(ctx) if method.safety_ratio > 0 else None
     total = cfg.examples or (cfg.steps * cfg.batch_size * cfg.grad_accum if cfg.steps else None)
     mix = build_mix(task, total, poison=poison, poison_ratio=cfg.poison_ratio if poison else 0.0,
                     safety=safety, safety_ratio=method.safety_ratio, seed=cfg.seed)

@@ -37,6 +37,4 @@ class GRSAP(Method):
         return self.opt.ratio
 
     def safety_rows(self, ctx):
-        rows = synthesis.synthesize(ctx, self.opt)
-        ctx._safety = rows  # so training.json's data.safety names the synthetic set, its source and licence
-        return rows
+        return synthesis.synthesize(ctx, self.opt)

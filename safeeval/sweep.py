@@ -1,0 +1,150 @@
+"""A whole study from one YAML file: reference models scored as they are, an alignment run, a grid of
+fine-tuning runs (task x scenario x method x seed) each trained and scored, then the leaderboard and report.
+
+Every step is cached where it lands (a finished training folder is not retrained, the store serves every
+generation and verdict already made), so an interrupted sweep resumes by running the same command again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .errors import SafeevalError
+from .generation import Reporter, silent
+from .train import load_config, train
+from .train.config import TrainConfig
+from .train.evaluate import SCORE_KEYS, score_trained
+
+SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "grid",
+              "method_options", "report"}
+GRID_KEYS = {"task", "scenario", "method", "seed"}
+
+
+@dataclass
+class Step:
+    name: str  # the run folder's name
+    kind: str  # "reference", "align" or "finetune"
+    train: TrainConfig | None = None
+    model: str | None = None  # reference models only
+    settings: dict = field(default_factory=dict)
+
+
+def load_sweep(path: Path) -> tuple[dict, list[Step]]:
+    try:
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SafeevalError(f"Cannot read sweep {path}: {exc}") from None
+    unknown = sorted(set(spec) - SWEEP_KEYS)
+    if unknown:
+        raise SafeevalError(f"Sweep {path} has unknown keys {unknown}; allowed: {sorted(SWEEP_KEYS)}.")
+    if not spec.get("runs") or not spec.get("grid"):
+        raise SafeevalError(f"Sweep {path} needs 'runs' (a folder) and 'grid'.")
+    bad = sorted(set(spec.get("score") or {}) - SCORE_KEYS)
+    if bad:
+        raise SafeevalError(f"Sweep {path}: unknown score setting(s) {bad}; valid: {sorted(SCORE_KEYS)}.")
+    runs = Path(spec["runs"])
+    shared = {**(spec.get("train") or {}), **({"data_dir": spec["data_dir"]} if spec.get("data_dir") else {})}
+    steps = [Step(f"reference-{Path(str(m)).name}", "reference", model=str(m)) for m in spec.get("reference") or []]
+    base = None
+    if spec.get("align"):
+        align = load_config(None, {**shared, **spec["align"], "out": runs / "aligned", "save_merged": True})
+        steps.append(Step("aligned", "align", align))
+        base = str(runs / "aligned" / "model")
+    grid = spec["grid"]
+    if set(grid) - GRID_KEYS:
+        raise SafeevalError(f"Sweep {path}: grid keys are {sorted(GRID_KEYS)}; got {sorted(set(grid) - GRID_KEYS)}.")
+    axes = {k: grid[k] if isinstance(grid[k], list) else [grid[k]] for k in GRID_KEYS if k in grid}
+    per_method = spec.get("method_options") or {}
+    for values in itertools.product(*axes.values()):
+        cell = dict(zip(axes, values))
+        name = "-".join(str(cell.get(k, "")) for k in ("task", "scenario", "method")) + f"-s{cell.get('seed', 0)}"
+        overrides = {**shared, **cell, "out": runs / name,
+                     "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
+        if base and "base" not in shared:
+            overrides["base"] = base
+        if "base" not in overrides and not base:
+            raise SafeevalError(f"Sweep {path}: give 'align' or a 'base' under 'train'.")
+        cfg = load_config(None, overrides)
+        from .train.methods import make_method
+
+        make_method(cfg.method, cfg.method_options)  # every cell's options are checked before anything runs
+        steps.append(Step(name, "finetune", cfg))
+    baseline = (spec.get("report") or {}).get("baseline")
+    if baseline is not None and baseline not in {s.name for s in steps}:
+        raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: "
+                            f"{', '.join(s.name for s in steps)}.")
+    return spec, steps
+
+
+def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None] = print,
+              store: Path | None = None) -> dict:
+    """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary."""
+    from .run import ScoreConfig, score
+
+    spec, steps = load_sweep(path)
+    runs = Path(spec["runs"])
+    settings = {**(spec.get("score") or {}), **({"store": store} if store else {})}
+    started = time.perf_counter()
+    timings = {}
+    for i, step in enumerate(steps, 1):
+        t0 = time.perf_counter()
+        label = step.model if step.kind == "reference" else (
+            f"{step.train.method} on {step.train.task} ({step.train.scenario}, seed {step.train.seed})")
+        say(f"[{i}/{len(steps)}] {step.kind}: {label}")
+        out = runs / step.name / "score" if step.kind != "reference" else runs / step.name
+        if step.kind == "reference":
+            score(ScoreConfig(model=step.model, tasks=_list(settings.get("tasks", ["advbench", "smoke"])),
+                              judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
+                              max_new_tokens=int(settings.get("max_new_tokens", 256)), out=out,
+                              store=settings.get("store"), data_dir=spec.get("data_dir"),
+                              backend=settings.get("backend", "hf"),
+                              backend_options={"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}),
+                  reporter=reporter)
+        else:
+            record = train(step.train, notify=lambda text: say(f"    {text}"))
+            score_trained(record, step.train, {**settings, "out": out}, reporter, stage=step.kind)
+        timings[step.name] = round(time.perf_counter() - t0, 1)
+    report = _report(spec, runs, steps)
+    summary = {"sweep": str(path), "steps": len(steps), "seconds": round(time.perf_counter() - started, 1),
+               "step_seconds": timings, **report}
+    (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
+    from .report import leaderboard as lb
+    from .report.html import render_html
+    from .report.runs import load_runs
+
+    folders = [runs / s.name if s.kind == "reference" else runs / s.name / "score" for s in steps]
+    loaded = load_runs(folders)
+    report = spec.get("report") or {}
+    folder = Path(report.get("dir") or runs)
+    folder.mkdir(parents=True, exist_ok=True)
+    # the baseline is a step's name (e.g. aligned): its run folder, never a label fragment that matches many
+    named = {s.name: f for s, f in zip(steps, folders)}
+    baseline = str(named[report["baseline"]]) if report.get("baseline") else None
+    written = {}
+    board = lb.build(loaded, baseline=baseline)
+    (folder / "leaderboard.md").write_text(lb.render(board, "markdown"))
+    (folder / "leaderboard.csv").write_text(lb.render(board, "csv"))
+    written["leaderboard"] = str(folder / "leaderboard.md")
+    if len({s.train.seed for s in steps if s.train}) > 1:
+        grouped = lb.build(loaded, group_by=["model", "method", "scenario"], baseline=baseline)
+        (folder / "leaderboard-by-method.md").write_text(lb.render(grouped, "markdown"))
+        written["grouped"] = str(folder / "leaderboard-by-method.md")
+    base = lb.resolve_baseline(loaded, baseline) if baseline else []
+    (folder / "report.html").write_text(render_html(loaded, base[0] if len(base) == 1 else None), encoding="utf-8")
+    written["html"] = str(folder / "report.html")
+    return written
+
+
+def _list(value) -> list[str]:
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]

@@ -1,0 +1,56 @@
+"""`safeeval sweep`: a study from one file, resumable, ending in a leaderboard and a report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from safeeval.cli import app
+from safeeval.errors import SafeevalError
+from safeeval.sweep import load_sweep
+
+
+def _write(tmp_path, tiny_model, data_dir, **extra) -> str:
+    spec = {
+        "runs": str(tmp_path / "runs"), "data_dir": str(data_dir), "reference": [str(tiny_model)],
+        "train": {"steps": 2, "batch_size": 4, "max_length": 256, "lr": 1e-3, "save_steps": 2},
+        "align": {"base": str(tiny_model), "task": "dolly", "method": "er", "method_options": {"ratio": 0.5}},
+        "grid": {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "er"], "seed": [0]},
+        "method_options": {"er": {"ratio": 0.25}},
+        "score": {"tasks": ["smoke"], "judges": ["keyword"], "limit": 4, "max_new_tokens": 4},
+        "report": {"dir": str(tmp_path / "docs"), "baseline": "aligned"},
+        **extra,
+    }
+    path = tmp_path / "sweep.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
+    path = _write(tmp_path, tiny_model, data_dir)
+    _, steps = load_sweep(path)
+    assert [s.kind for s in steps] == ["reference", "align"] + ["finetune"] * 4
+    assert steps[-1].train.base.endswith("aligned/model") and steps[-1].train.method_options == {"ratio": 0.25}
+    store = str(tmp_path / "store.db")
+    first = CliRunner().invoke(app, ["sweep", path, "--store", store])
+    assert first.exit_code == 0, first.output
+    board = (tmp_path / "docs" / "leaderboard.md").read_text()
+    assert "align (er)" in board and "poisoned" in board and (tmp_path / "docs" / "report.html").exists()
+    trained = json.loads((tmp_path / "runs" / "sst2-poisoned-er-s0" / "training.json").read_text())
+    assert trained["data"]["mix"]["poison"] > 0 and trained["base_model"]["name"].endswith("aligned/model")
+    again = CliRunner().invoke(app, ["sweep", path, "--store", store])
+    assert again.exit_code == 0 and "nothing to train" in again.output
+    results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
+    assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
+
+
+def test_a_bad_cell_is_caught_before_anything_runs(tiny_model, data_dir, tmp_path):
+    path = _write(tmp_path, tiny_model, data_dir, method_options={"er": {"ratio": 3}})
+    with pytest.raises(SafeevalError, match=r"option ratio must lie in"):
+        load_sweep(path)
+    result = CliRunner().invoke(app, ["sweep", path, "--dry-run"])
+    assert result.exit_code == 2 and not (tmp_path / "runs").exists()

@@ -111,15 +111,20 @@ class Context:
         self.metrics.setdefault(name, []).append(float(value))
 
 
-def lora_layers(model):
-    """(base weight name, base weight, scale * B @ A) for every LoRA layer of a peft model."""
+def lora_factors(model):
+    """(base weight name, A, B, scale) per LoRA layer: the factors, so a penalty need not form B @ A."""
     for name, module in model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            a = module.lora_A["default"].weight
-            b = module.lora_B["default"].weight
-            delta = (b @ a) * module.scaling["default"]
-            weight = module.get_base_layer().weight
-            yield base_name(name) + ".weight", weight, delta
+            yield (base_name(name) + ".weight", module.lora_A["default"].weight, module.lora_B["default"].weight,
+                   module.scaling["default"])
+
+
+def lora_layers(model):
+    """(base weight name, base weight, scale * B @ A) for every LoRA layer of a peft model."""
+    modules = dict(model.named_modules())
+    for name, a, b, scale in lora_factors(model):
+        layer = modules["base_model.model." + name.removesuffix(".weight")]
+        yield name, layer.get_base_layer().weight, (b @ a) * scale
 
 
 def base_name(peft_name: str) -> str:

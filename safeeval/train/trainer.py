@@ -43,7 +43,9 @@ class Context:
     notify: Callable[[str], None] = print
     model: object = None  # the model being trained (a PeftModel with LoRA)
     step: int = 0  # the optimizer step being computed
+    micro: int = 0  # the micro-batch within that step (gradient accumulation)
     metrics: dict = field(default_factory=dict)  # name -> values since the last log line
+    step_times: list = field(default_factory=list)  # wall-clock seconds of each optimizer step
     _safety: TrainSet | None = None
     _replay: list[dict] | None = None
     _frozen: object = None
@@ -67,7 +69,7 @@ class Context:
             self._replay = [r for r in rows if r is not None]
             if not self._replay:
                 raise SafeevalError(f"No safety row fits in max_length {self.cfg.max_length}.")
-        rng = random.Random(f"{self.cfg.seed}|{self.step}|{draw}")
+        rng = random.Random(f"{self.cfg.seed}|{self.step}|{self.micro}|{draw}")
         size = min(size or self.cfg.batch_size, len(self._replay))
         batch = collate(self.tokenizer, rng.sample(self._replay, size))
         device = next(self.model.parameters()).device
@@ -80,6 +82,7 @@ class Context:
         (no second copy in memory); with full fine-tuning a frozen copy made at the start."""
         import torch
 
+        model = getattr(model, "module", model)  # under DDP the wrapper has no disable_adapter()
         with torch.no_grad():
             if self.cfg.lora:
                 with model.disable_adapter():
@@ -242,6 +245,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
                    "fingerprint": folder_fingerprint(saved)},
         "trainer": {"steps": trainer.state.global_step, "resumed_from": last, "setup_seconds": round(setup_seconds, 2),
                     "train_seconds": round(train_seconds, 2), "finish_seconds": round(finish_seconds, 2),
+                    "seconds_per_step": _median_step(ctx.step_times),
                     "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
         "versions": results.versions(),
     }
@@ -350,11 +354,14 @@ def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = False  # our loss is a batch mean; the Trainer scales for accumulation
+            self._seen_step = -1
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            ctx.step = self.state.global_step
+            step = self.state.global_step
+            ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
+            ctx.step = self._seen_step = step
             inputs = ctx.method.batch(ctx, model, inputs)
-            outputs = model(**inputs, output_hidden_states=ctx.method.hidden_states)
+            outputs = model(**inputs, output_hidden_states=ctx.method.hidden_states, use_cache=False)
             loss = outputs.loss
             extra = ctx.method.loss(ctx, model, inputs, outputs)
             if extra is not None:
@@ -392,9 +399,28 @@ def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
         dataloader_pin_memory=False,
         disable_tqdm=not sys.stderr.isatty(),
     )
-    callbacks = [cb for cb in [ctx.method.callback(ctx)] if cb is not None]
+    callbacks = [cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None]
     return MethodTrainer(model=model, args=args, train_dataset=encoded,
                          data_collator=lambda rows: collate(ctx.tokenizer, rows), callbacks=callbacks)
+
+
+def _step_timer(ctx: Context):
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ctx.step_times.append(time.perf_counter() - self.started)
+
+    return StepTimer()
+
+
+def _median_step(times: list[float]) -> float | None:
+    """The median step after the first (the first pays for lazy initialisation)."""
+    rest = sorted(times[1:] or times)
+    return round(rest[len(rest) // 2], 3) if rest else None
 
 
 def _save(model, tokenizer, out: Path, merged: bool) -> tuple[Path | None, Path | None]:

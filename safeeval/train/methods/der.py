@@ -1,8 +1,8 @@
 """Dark Experience Replay (Buzzega et al. 2020), adapted to safety as in "Unforgotten Safety" (Alssum et al. 2025)."""
 
+from ...errors import SafeevalError
 from . import register
 from .base import Method, check_range
-from ...errors import SafeevalError
 
 LOSSES = ("mse", "kl")
 
@@ -41,8 +41,12 @@ class DER(Method):
         aligned logits are computed now rather than stored, so only this batch's logits ever exist."""
         import torch.nn.functional as F
 
-        keep = batch["labels"][:, 1:] != -100  # logits at t predict token t + 1
-        args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+        completion = batch["labels"] != -100
+        start = max(int(completion.float().argmax(1).min()) - 1, 0)  # the first position predicting a completion token
+        keep = completion[:, start + 1:]  # logits at t predict token t + 1
+        # logits only from `start` on (the prompts' are never compared), no cache, no hidden states
+        args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False,
+                "logits_to_keep": completion.shape[1] - start}
         with ctx.aligned(model) as aligned:
             target = aligned(**args).logits[:, :-1][keep].float()
         current = model(**args).logits[:, :-1][keep].float()

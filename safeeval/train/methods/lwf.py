@@ -1,8 +1,8 @@
 """Learning without Forgetting (Li & Hoiem 2016), as adapted to safety in "Unforgotten Safety" (Alssum et al. 2025)."""
 
+from ...errors import SafeevalError
 from . import register
 from .base import Method, check_range
-from ...errors import SafeevalError
 
 TARGETS = ("hidden", "logits")
 

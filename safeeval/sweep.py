@@ -1,6 +1,10 @@
 """A whole study from one YAML file: reference models scored as they are, an alignment run, a grid of
 fine-tuning runs (task x scenario x method x seed) each trained and scored, then the leaderboard and report.
 
+Keys: runs (folder), data_dir, train (settings for every training), align (the alignment run's own),
+finetune (the grid's own), grid (task/scenario/method/seed lists), method_options (per method), score,
+reference (models scored as they are), report (dir, baseline = a step name).
+
 Every step is cached where it lands (a finished training folder is not retrained, the store serves every
 generation and verdict already made), so an interrupted sweep resumes by running the same command again.
 """
@@ -22,8 +26,8 @@ from .train import load_config, train
 from .train.config import TrainConfig
 from .train.evaluate import SCORE_KEYS, score_trained
 
-SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "grid",
-              "method_options", "report"}
+SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
+              "grid", "method_options", "report"}
 GRID_KEYS = {"task", "scenario", "method", "seed"}
 
 
@@ -65,7 +69,7 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
         name = "-".join(str(cell.get(k, "")) for k in ("task", "scenario", "method")) + f"-s{cell.get('seed', 0)}"
-        overrides = {**shared, **cell, "out": runs / name,
+        overrides = {**shared, **(spec.get("finetune") or {}), **cell, "out": runs / name,
                      "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
         if base and "base" not in shared:
             overrides["base"] = base

@@ -29,7 +29,9 @@ def matching(weights: dict, name: str, like, source: str):
     if w is None or w.shape != like.shape:
         raise SafeevalError(f"Base model {source} does not match the aligned model's architecture (weight {name}); "
                             "pass the model the aligned one was trained from.")
-    return w.to(like.device, torch.float32)
+    # Rounded to `like`'s dtype first: a float32 base against a bfloat16 aligned model would otherwise add
+    # rounding noise to every entry of (aligned - base), burying the low-rank alignment update under it.
+    return w.to(like.device, like.dtype).to(torch.float32)
 
 
 def check_density(method: str, density: float) -> None:

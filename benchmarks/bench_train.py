@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from safeeval.train import load_config, train  # noqa: E402
+from safeeval.train import load_config, train
 
 TRAINED = ["sft", "er", "der", "derpp", "agem", "l2", "ewc", "lwf", "lisa", "safelora", "grsap"]
 POST_HOC = ["linear", "task-arithmetic", "ties", "dare", "magmax"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from .train.evaluate import SCORE_KEYS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
               "grid", "method_options", "report"}
-GRID_KEYS = {"task", "scenario", "method", "seed"}
+GRID_KEYS = ("task", "scenario", "method", "seed")  # a tuple: the order of the steps must not vary by process
 
 
 @dataclass
@@ -62,8 +63,8 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
         steps.append(Step("aligned", "align", align))
         base = str(runs / "aligned" / "model")
     grid = spec["grid"]
-    if set(grid) - GRID_KEYS:
-        raise SafeevalError(f"Sweep {path}: grid keys are {sorted(GRID_KEYS)}; got {sorted(set(grid) - GRID_KEYS)}.")
+    if set(grid) - set(GRID_KEYS):
+        raise SafeevalError(f"Sweep {path}: grid keys are {', '.join(GRID_KEYS)}; got {sorted(set(grid) - set(GRID_KEYS))}.")
     axes = {k: grid[k] if isinstance(grid[k], list) else [grid[k]] for k in GRID_KEYS if k in grid}
     per_method = spec.get("method_options") or {}
     for values in itertools.product(*axes.values()):
@@ -88,13 +89,11 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
 
 
 def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None] = print,
-              store: Path | None = None) -> dict:
-    """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary."""
-    from .run import ScoreConfig, score
-
+              store: Path | None = None, isolate: bool = True) -> dict:
+    """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary.
+    isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all."""
     spec, steps = load_sweep(path)
     runs = Path(spec["runs"])
-    settings = {**(spec.get("score") or {}), **({"store": store} if store else {})}
     started = time.perf_counter()
     timings = {}
     for i, step in enumerate(steps, 1):
@@ -102,24 +101,58 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
         label = step.model if step.kind == "reference" else (
             f"{step.train.method} on {step.train.task} ({step.train.scenario}, seed {step.train.seed})")
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
-        out = runs / step.name / "score" if step.kind != "reference" else runs / step.name
-        if step.kind == "reference":
-            score(ScoreConfig(model=step.model, tasks=_list(settings.get("tasks", ["advbench", "smoke"])),
-                              judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
-                              max_new_tokens=int(settings.get("max_new_tokens", 256)), out=out,
-                              store=settings.get("store"), data_dir=spec.get("data_dir"),
-                              backend=settings.get("backend", "hf"),
-                              backend_options={"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}),
-                  reporter=reporter)
+        if isolate:
+            child = multiprocessing.get_context("spawn").Process(
+                target=_step_in_child, args=(str(path), i - 1, store, reporter is not silent))
+            child.start()
+            child.join()
+            if child.exitcode != 0:
+                raise SafeevalError(f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
+                                    "run the sweep again to resume.")
         else:
-            record = train(step.train, notify=lambda text: say(f"    {text}"))
-            score_trained(record, step.train, {**settings, "out": out}, reporter, stage=step.kind)
+            run_step(spec, step, store, reporter, say)
         timings[step.name] = round(time.perf_counter() - t0, 1)
     report = _report(spec, runs, steps)
     summary = {"sweep": str(path), "steps": len(steps), "seconds": round(time.perf_counter() - started, 1),
                "step_seconds": timings, **report}
     (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say: Callable[[str], None]) -> None:
+    from .run import ScoreConfig, score
+
+    runs = Path(spec["runs"])
+    settings = {**(spec.get("score") or {}), **({"store": store} if store else {})}
+    if step.kind == "reference":
+        score(ScoreConfig(model=step.model, tasks=_list(settings.get("tasks", ["advbench", "smoke"])),
+                          judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
+                          max_new_tokens=int(settings.get("max_new_tokens", 256)), out=runs / step.name,
+                          store=settings.get("store"), data_dir=spec.get("data_dir"),
+                          backend=settings.get("backend", "hf"),
+                          backend_options={"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}),
+              reporter=reporter)
+        return
+    record = train(step.train, notify=lambda text: say(f"    {text}"))
+    score_trained(record, step.train, {**settings, "out": runs / step.name / "score"}, reporter, stage=step.kind)
+
+
+def _step_in_child(path: str, index: int, store: Path | None, rich: bool) -> None:
+    """One step in a spawned process: user errors end in one sentence and exit code 2."""
+    import sys
+
+    reporter, say = silent, print
+    if rich:
+        from .cli import _quiet_libraries, _rich_stage, console
+
+        _quiet_libraries()
+        reporter, say = _rich_stage, (lambda text: console.print(text, highlight=False, soft_wrap=True))
+    try:
+        spec, steps = load_sweep(Path(path))
+        run_step(spec, steps[index], store, reporter, say)
+    except SafeevalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:

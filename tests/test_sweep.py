@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
-from safeeval.sweep import load_sweep
+from safeeval.sweep import load_sweep, run_sweep
 
 
 def _write(tmp_path, tiny_model, data_dir, **extra) -> str:
@@ -42,8 +42,10 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     assert "align (er)" in board and "poisoned" in board and (tmp_path / "docs" / "report.html").exists()
     trained = json.loads((tmp_path / "runs" / "sst2-poisoned-er-s0" / "training.json").read_text())
     assert trained["data"]["mix"]["poison"] > 0 and trained["base_model"]["name"].endswith("aligned/model")
-    again = CliRunner().invoke(app, ["sweep", path, "--store", store])
-    assert again.exit_code == 0 and "nothing to train" in again.output
+    # again, in this process this time: nothing is retrained, generated or judged
+    said = []
+    run_sweep(path, say=said.append, store=store, isolate=False)
+    assert sum("nothing to train" in line for line in said) == 5  # the alignment run and the four cells
     results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
     assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
 

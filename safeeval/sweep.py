@@ -14,10 +14,12 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -29,7 +31,9 @@ from .train.evaluate import SCORE_KEYS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
               "grid", "method_options", "report"}
-GRID_KEYS = ("task", "scenario", "method", "seed")  # a tuple: the order of the steps must not vary by process
+# A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
+# holds both scenarios of every method it reached.
+GRID_KEYS = ("task", "method", "seed", "scenario")
 
 
 @dataclass
@@ -96,6 +100,8 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
     runs = Path(spec["runs"])
     started = time.perf_counter()
     timings = {}
+    if isolate and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally below stops the running step
     for i, step in enumerate(steps, 1):
         t0 = time.perf_counter()
         label = step.model if step.kind == "reference" else (
@@ -105,7 +111,12 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
             child = multiprocessing.get_context("spawn").Process(
                 target=_step_in_child, args=(str(path), i - 1, store, reporter is not silent))
             child.start()
-            child.join()
+            try:
+                child.join()
+            finally:  # Ctrl-C or a kill of this process must not leave the step running on its own
+                if child.is_alive():
+                    child.terminate()
+                    child.join()
             if child.exitcode != 0:
                 raise SafeevalError(f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
                                     "run the sweep again to resume.")
@@ -117,6 +128,10 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
                "step_seconds": timings, **report}
     (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say: Callable[[str], None]) -> None:

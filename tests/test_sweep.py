@@ -56,3 +56,26 @@ def test_a_bad_cell_is_caught_before_anything_runs(tiny_model, data_dir, tmp_pat
         load_sweep(path)
     result = CliRunner().invoke(app, ["sweep", path, "--dry-run"])
     assert result.exit_code == 2 and not (tmp_path / "runs").exists()
+
+
+def test_stopping_the_sweep_stops_its_running_step(tiny_model, data_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = _write(tmp_path, tiny_model, data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "safeeval", "sweep", path, "--store", str(tmp_path / "s.db")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    children = []
+    while time.time() < deadline and not children:
+        children = psutil.Process(proc.pid).children()
+        time.sleep(0.1)
+    assert children, "the sweep never started a step"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive  # no step left running on its own

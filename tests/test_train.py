@@ -204,3 +204,12 @@ def test_train_and_score_writes_a_result_the_leaderboard_groups(tiny_model, data
     assert summary["model"]["adapter"] == str(out / "adapter")
     [run] = load_runs([out / "score"])
     assert (run.method, run.scenario, run.seed) == ("er", "poisoned", 0)
+
+
+def test_a_merge_reuses_a_finished_sft_run_beside_it(tiny_model, data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    sft = train(_cfg(tiny_model, data_dir, runs / "my-sft"), notify=quiet)
+    merged = train(_cfg(tiny_model, data_dir, runs / "my-merge", method="linear"), notify=quiet)
+    assert merged["finetuned_run"] == str(runs / "my-sft")
+    assert sorted(p.name for p in runs.iterdir()) == ["my-merge", "my-sft"]  # no second sft folder
+    assert merged["trainer"]["steps"] == sft["trainer"]["steps"]

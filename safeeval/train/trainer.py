@@ -260,7 +260,7 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
     from transformers import AutoModelForCausalLM
 
     sft_cfg = dataclasses.replace(cfg, method="sft", method_options={}, out=None, save_merged=False)
-    sft_cfg.out = out.parent / default_out(sft_cfg).name
+    sft_cfg.out = _sibling_run(out.parent, sft_cfg.hash) or out.parent / default_out(sft_cfg).name
     finetuned = train(sft_cfg, notify, command)
     if not finetuned:  # not the main process of a distributed run
         return {}
@@ -291,6 +291,17 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
               "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
     _write_json(out / "training.json", record)
     return record
+
+
+def _sibling_run(folder: Path, config_hash: str) -> Path | None:
+    """A finished run with these settings beside `out` (e.g. a sweep's own sft cell), to reuse, not retrain."""
+    for path in sorted(folder.glob("*/training.json")) if folder.is_dir() else []:
+        try:
+            if json.loads(path.read_text()).get("config_hash") == config_hash:
+                return path.parent
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def training_block(record: dict) -> dict:

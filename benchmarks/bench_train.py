@@ -1,6 +1,6 @@
 """Time per step and peak memory of every training method, as ratios to `sft` measured in the same process.
 
-    .venv/bin/python benchmarks/bench_train.py --model smollm2 --steps 6 --data-dir ../shared/data
+    .venv/bin/python benchmarks/bench_train.py --model ALIGNED --pre-alignment smollm2 --steps 6 --data-dir ../shared/data
 
 Each method trains `--steps` LoRA steps on SST-2 (batch 8); `sft` runs before every method and the ratio
 uses the median of its runs, so a noisy machine moves both sides. The first step (warm-up, lazy init) is
@@ -58,7 +58,8 @@ def run(method: str, args, folder: Path, options: dict | None = None) -> tuple[d
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--model", default="smollm2", help="The aligned model (GR-SAP needs one that refuses).")
+    parser.add_argument("--pre-alignment", default="smollm2", help="The model --model was aligned from (safelora, magmax).")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--data-dir", default="../shared/data")
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="Skip the peak-memory processes.")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m != "sft"]
-    special = {"safelora": {"base": args.model}, "magmax": {"base": args.model},
+    special = {"safelora": {"base": args.pre_alignment}, "magmax": {"base": args.pre_alignment},
                "grsap": {"per_domain": 4, "domains": "violence,cybercrime", "max_response_tokens": 64}}
     rows, sft_steps = {}, []
     with tempfile.TemporaryDirectory() as tmp:

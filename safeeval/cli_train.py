@@ -204,7 +204,8 @@ def sweep_command(
                 what = step.model if step.kind == "reference" else (
                     f"{step.train.method} {step.train.method_options or ''} on {step.train.task} "
                     f"({step.train.scenario}, seed {step.train.seed}) from {step.train.base}")
-                out_console.print(f"{i:>3}. {step.kind:<9} {step.name}: {what}", highlight=False, soft_wrap=True)
+                out_console.print(f"{i:>3}. {step.kind:<9} {step.name}: {what}; scored on {', '.join(step.tasks)}",
+                                  highlight=False, soft_wrap=True)
             return
         say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
         summary = run_sweep(config, _rich_stage, say, store)

@@ -15,7 +15,7 @@ _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
              "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
              "harmful", "meta", "breakdowns", "needs_judge", "access", "target", "scorer",
-             "scorer_options", "fewshot"}
+             "scorer_options", "fewshot", "answer_tokens"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
               "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
               "members", "rule", "citation", "threshold"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -109,7 +109,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         params = cfg.params()
         items = [(label, spec, s) for label, got, spec in prep.tasks for s in got.samples]
         chats = [_chat(s, cfg.system_prompt) for _, _, s in items]
-        gen_keys, generations, generated_now = generate_cached(backend, store, chats, params, reporter)
+        gen_keys, generations, generated_now = _generate(backend, store, items, chats, params, reporter)
         responses = [generations[k]["response"] for k in gen_keys]
         degen = [degeneration.signals(r, generations[k]["finish_reason"]) for r, k in zip(responses, gen_keys)]
         perplexity = _perplexity(cfg, responses, degen)
@@ -139,7 +139,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "model": {**backend.info, "backend": backend.name},
-        "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt},
+        "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt,
+                       **({"answer_tokens": raised} if (raised := _raised(prep, params)) else {})},
         "command": cfg.command,
         "training": cfg.training,
         "seed": cfg.seed,
@@ -172,6 +173,35 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
         db.put_run(str(Path(out).resolve()), {k: v for k, v in summary.items() if k != "out"})
     return summary
+
+
+def _task_params(spec: registry.Spec, params: GenParams) -> GenParams:
+    """A task's answer_tokens is the room its answers need (worked maths, code): a run's smaller
+    max_new_tokens is raised to it for that task's prompts, so a short safety run still scores it fairly."""
+    need = int(spec.answer_tokens or 0)
+    return replace(params, max_new_tokens=need) if need > params.max_new_tokens else params
+
+
+def _raised(prep: Prepared, params: GenParams) -> dict[str, int]:
+    return {label: p.max_new_tokens for label, _, spec in prep.tasks
+            if (p := _task_params(spec, params)) is not params}
+
+
+def _generate(backend: Backend, store: Store, items: list, chats: list, params: GenParams, reporter: Reporter):
+    """generate_cached once per distinct setting (tasks with their own answer_tokens apart), in item order."""
+    groups: dict[GenParams, list[int]] = {}
+    for i, (_, spec, _) in enumerate(items):
+        groups.setdefault(_task_params(spec, params), []).append(i)
+    keys: list[str] = [""] * len(items)
+    generations: dict[str, dict] = {}
+    generated = 0
+    for group_params, idx in groups.items():
+        got_keys, got, n = generate_cached(backend, store, [chats[i] for i in idx], group_params, reporter)
+        for i, k in zip(idx, got_keys):
+            keys[i] = k
+        generations.update(got)
+        generated += n
+    return keys, generations, generated
 
 
 def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, verdicts: dict[str, dict[int, dict]],

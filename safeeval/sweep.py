@@ -2,11 +2,15 @@
 fine-tuning runs (task x scenario x method x seed) each trained and scored, then the leaderboard and report.
 
 Keys: runs (folder), data_dir, train (settings for every training), align (the alignment run's own),
-finetune (the grid's own), grid (task/scenario/method/seed lists), method_options (per method), score,
+finetune (the grid's own), grid (task/scenario/method/seed lists), method_options (per method), task_settings
+(per task: training settings such as max_length for long answers), score,
 reference (models scored as they are), report (dir, baseline = a step name).
 
-Every step is cached where it lands (a finished training folder is not retrained, the store serves every
-generation and verdict already made), so an interrupted sweep resumes by running the same command again.
+Every model is scored on score.tasks plus the utility it was trained for: a fine-tuning cell adds the evaluation
+task its training set is asked with (its `prompt_from`: gsm8k for gsm8k), the reference and aligned models every
+such task of the grid, so each cell has its baseline. Every step is cached where it lands (a finished training
+folder is not retrained, the store serves every generation and verdict already made), so an interrupted sweep
+resumes by running the same command again.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .train.config import TrainConfig
 from .train.evaluate import SCORE_KEYS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
-              "grid", "method_options", "report"}
+              "grid", "method_options", "task_settings", "report"}
 # A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
 # holds both scenarios of every method it reached.
 GRID_KEYS = ("task", "method", "seed", "scenario")
@@ -42,7 +46,7 @@ class Step:
     kind: str  # "reference", "align" or "finetune"
     train: TrainConfig | None = None
     model: str | None = None  # reference models only
-    settings: dict = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)  # what it is scored on: score.tasks + its utility
 
 
 def load_sweep(path: Path) -> tuple[dict, list[Step]]:
@@ -73,8 +77,11 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
     per_method = spec.get("method_options") or {}
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
-        name = "-".join(str(cell.get(k, "")) for k in ("task", "scenario", "method")) + f"-s{cell.get('seed', 0)}"
-        overrides = {**shared, **(spec.get("finetune") or {}), **cell, "out": runs / name,
+        task = str(cell.get("task", ""))  # a user's file is named by its stem: a run name is one folder
+        task = Path(task).stem if Path(task).suffix in (".jsonl", ".json") else task
+        name = "-".join([task, *(str(cell.get(k, "")) for k in ("scenario", "method"))]) + f"-s{cell.get('seed', 0)}"
+        overrides = {**shared, **(spec.get("finetune") or {}), **cell,
+                     **((spec.get("task_settings") or {}).get(cell.get("task")) or {}), "out": runs / name,
                      "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
         if base and "base" not in shared:
             overrides["base"] = base
@@ -85,6 +92,10 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
 
         make_method(cfg.method, cfg.method_options)  # every cell's options are checked before anything runs
         steps.append(Step(name, "finetune", cfg))
+    scored = _list((spec.get("score") or {}).get("tasks", ["advbench", "smoke"]))
+    cells = [s.train for s in steps if s.kind == "finetune"]
+    for step in steps:
+        step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
     baseline = (spec.get("report") or {}).get("baseline")
     if baseline is not None and baseline not in {s.name for s in steps}:
         raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: "
@@ -139,8 +150,9 @@ def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say
 
     runs = Path(spec["runs"])
     settings = {**(spec.get("score") or {}), **({"store": store} if store else {})}
+    settings["tasks"] = step.tasks
     if step.kind == "reference":
-        score(ScoreConfig(model=step.model, tasks=_list(settings.get("tasks", ["advbench", "smoke"])),
+        score(ScoreConfig(model=step.model, tasks=step.tasks,
                           judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
                           max_new_tokens=int(settings.get("max_new_tokens", 256)), out=runs / step.name,
                           store=settings.get("store"), data_dir=spec.get("data_dir"),
@@ -150,6 +162,22 @@ def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say
         return
     record = train(step.train, notify=lambda text: say(f"    {text}"))
     score_trained(record, step.train, {**settings, "out": runs / step.name / "score"}, reporter, stage=step.kind)
+
+
+def _with_utility(tasks: list[str], trains: list[TrainConfig]) -> list[str]:
+    """tasks plus the evaluation task each training set is asked with (its prompt_from), each once."""
+    from .registry import load_train_sets
+
+    specs = {}
+    for cfg in trains:
+        key = tuple(map(str, cfg.tasks_dirs))
+        if key not in specs:
+            specs[key] = load_train_sets(cfg.tasks_dirs)
+        spec = specs[key].get(cfg.task)  # a user's file has no evaluation task of its own
+        utility = spec.prompt_from if spec is not None else None
+        if utility and utility not in tasks:
+            tasks = [*tasks, utility]
+    return tasks
 
 
 def _step_in_child(path: str, index: int, store: Path | None, rich: bool) -> None:

@@ -48,6 +48,19 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     assert sum("nothing to train" in line for line in said) == 5  # the alignment run and the four cells
     results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
     assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
+    assert list(results["tasks"]) == ["smoke", "sst2"]  # the utility it was trained for, added to score.tasks
+
+
+def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir, tmp_path):
+    grid = {"task": ["sst2", "gsm8k", str(tmp_path / "mine.jsonl")], "method": ["sft"], "scenario": ["benign"]}
+    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, task_settings={"gsm8k": {"max_length": 384}}))
+    assert [s.train.max_length for s in steps if s.kind == "finetune"] == [256, 384, 256]  # long answers get room
+    tasks = {s.name.split("-benign")[0]: s.tasks for s in steps}
+    assert tasks["reference-" + tiny_model.name] == tasks["aligned"] == ["smoke", "sst2", "gsm8k"]
+    assert tasks["sst2"] == ["smoke", "sst2"] and tasks["gsm8k"] == ["smoke", "gsm8k"]
+    assert tasks["mine"] == ["smoke"]  # a user's file has no evaluation task; its run is named by its stem
+    listed = CliRunner().invoke(app, ["sweep", _write(tmp_path, tiny_model, data_dir, grid=grid), "--dry-run"])
+    assert listed.exit_code == 0 and "scored on smoke, gsm8k" in listed.output
 
 
 def test_a_bad_cell_is_caught_before_anything_runs(tiny_model, data_dir, tmp_path):

@@ -56,3 +56,21 @@ def test_a_utility_spec_must_name_its_scorer(tmp_path):
     (tmp_path / "u.yaml").write_text("name: u\nkind: utility\nscorer: bleu\ninline: [{q: x}]\nprompt: '{{ q }}'\n")
     with pytest.raises(SafeevalError, match="Known scorers: gsm8k, sst2"):
         make_scorer(registry.load_tasks([tmp_path])["u"])
+
+
+def test_answer_tokens_raise_the_run_budget_for_that_task_only(tiny_model, data_dir, tmp_path):
+    (tmp_path / "long.yaml").write_text(
+        "name: long\nkind: utility\nscorer: sst2\nanswer_tokens: 12\nprompt: 'Say {{ q }}'\ntarget: positive\n"
+        "inline: [{q: one}, {q: two}, {q: three}]\n")
+    cfg = ScoreConfig(model=str(tiny_model), tasks=["long", "smoke"], limit=3, max_new_tokens=4, data_dir=data_dir,
+                      tasks_dirs=[tmp_path], store=tmp_path / "s.sqlite", out=tmp_path / "run")
+    res = score(cfg)
+    assert res["generation"]["max_new_tokens"] == 4 and res["generation"]["answer_tokens"] == {"long": 12}
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
+    long_rows = [r for r in rows if r["task"] == "long"]
+    assert len(long_rows) == 3 and max(r["n_tokens"] for r in long_rows) > 4  # the random model never stops early
+    assert all(r["n_tokens"] <= 12 for r in long_rows) and all(r["n_tokens"] <= 4 for r in rows if r["task"] == "smoke")
+    assert score(cfg)["counts"]["generated_now"] == 0  # each setting's generations come back from the store
+    # a run asking for more than the task needs keeps its own budget, and records nothing raised
+    assert "answer_tokens" not in score(ScoreConfig(**{**cfg.__dict__, "max_new_tokens": 16,
+                                                       "out": tmp_path / "run2"}))["generation"]

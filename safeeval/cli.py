@@ -508,7 +508,7 @@ def _print_gate(report) -> None:
                       highlight=False)
 
 
-LEADERBOARD_HELP = """Compare finished runs: one row per run (model · method · scenario · seed), one column per metric
+LEADERBOARD_HELP = """Compare finished runs: one row per run (model · trained_on · method · scenario · seed), one column per metric
 (ASR and benign refusal per benchmark and judge, accuracy per utility task), each with its 95% CI in percent.
 
 Runs come from run folders, from --store, or (neither given) from the default store. --baseline adds
@@ -530,10 +530,10 @@ def leaderboard(
     run_dirs: Optional[list[Path]] = typer.Argument(None, help="Run folders (or their results.json)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Also read every run recorded in this SQLite store [default when no folders are given: SAFEEVAL_STORE or ~/.cache/safeeval/store.sqlite]."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-B", help="The base run: a run folder, or part of a run's label (grouped: of a group's)."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", "-g", help="model, method and/or scenario (comma-separated): one row per group, averaged over seeds."),
-    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A column to sort by: run, model, method, scenario, seed, a metric or a Δ column."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", "-g", help="model, trained_on, method and/or scenario (comma-separated): one row per group, averaged over seeds."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A column to sort by: run, model, trained_on, method, scenario, seed, a metric or a Δ column."),
     desc: bool = typer.Option(False, "--desc", help="Sort descending."),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE on model, method, scenario or seed (repeatable; one key twice matches either)."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="KEY=VALUE on model, trained_on, method, scenario or seed (repeatable; one key twice matches either)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks (or task/judge) to show."),
     metrics: Optional[str] = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (ASR, benign refusal, ASR corrected, accuracy, harmful score, exact_match_strict...), or all."),
     fmt: Optional[str] = typer.Option(None, "--format", help="table, markdown, csv or json [default: table, or from --output's suffix]."),

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -136,7 +137,7 @@ def test_grouping_mean_and_sample_std_over_seeds(runs):
     assert lora.cells["gsm8k accuracy"].seeds == 6
     expect = statistics.mean(asr_of(m, "lora", s) for m in MODELS for s in SEEDS) - asr_of("llama", "none", 0)
     assert lora.deltas["advbench/keyword ASR"] == pytest.approx(expect)
-    with pytest.raises(SafeevalError, match="--group-by seed: group by model, method, scenario"):
+    with pytest.raises(SafeevalError, match="--group-by seed: group by model, trained_on, method, scenario"):
         lb.build(runs, group_by=["seed"])
     with pytest.raises(SafeevalError, match="matches runs in 5 groups"):
         lb.build(runs, group_by=["model", "method"], baseline="seed 0")
@@ -153,7 +154,7 @@ def test_sorting_and_filtering(runs):
     deltas = lb.build(runs, baseline="base", sort="advbench/keyword Δ ASR")
     assert [r.deltas["advbench/keyword ASR"] for r in deltas.rows[:2]] == [0, 0]  # a tie keeps the input order
     assert deltas.rows[1].is_baseline and deltas.rows[-1].label == "qwen · full · benign-ft · seed 2"
-    with pytest.raises(SafeevalError, match=r"--sort 'F1' is not a column; sort by one of: run, model, method, scenario, seed, advbench/keyword ASR"):
+    with pytest.raises(SafeevalError, match=r"--sort 'F1' is not a column; sort by one of: run, model, trained_on, method, scenario, seed, advbench/keyword ASR"):
         lb.build(runs, sort="F1")
 
     picked = lb.build(runs, filters=lb.parse_filters(["method=lora", "seed=1", "seed=2"]))
@@ -231,7 +232,7 @@ def test_cli(run_dirs, tmp_path):
 
     got = runner.invoke(app, [*args, "--format", "csv", "--metrics", "accuracy"])
     assert got.exit_code == 0 and got.output.splitlines()[0] == \
-        "label,model,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high"
+        "label,model,trained_on,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high"
 
     for extra, msg in [(["--sort", "nope"], "not a column; sort by one of: run"),
                        (["--filter", "colour=red"], "unknown key 'colour'"),
@@ -255,3 +256,25 @@ def test_cli_reads_the_store(run_dirs, tmp_path):
     got = CliRunner().invoke(app, ["leaderboard", "--store", str(tmp_path / "s.sqlite"), str(run_dirs[0]), "--format", "json"])
     assert got.exit_code == 0, got.output
     assert len(json.loads(got.output)["rows"]) == 3  # the folder also in the store is one row
+
+
+def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_path):
+    folders = []
+    for task in ("sst2", "gsm8k", str(tmp_path / "mine.jsonl")):
+        for seed in (0, 1):
+            r = results_dict("llama", "lora", seed)
+            r["training"] = {**r["training"], "task": task, "stage": "finetune"}
+            folders.append(tmp_path / f"{Path(task).stem}-{seed}" / "score")  # as train-and-score writes them
+            results.write(folders[-1], r, [])
+    align = results_dict("qwen", "full", 0)
+    align["training"] = {**align["training"], "task": "dolly", "stage": "align", "scenario": "-", "method": "align (er)"}
+    results.write(tmp_path / "aligned" / "score", align, [])
+    runs = load_runs([*folders, tmp_path / "aligned" / "score"])
+    assert {r.label for r in runs} == {f"llama · {t} · lora · benign-ft · seed {s}" for t in ("sst2", "gsm8k", "mine")
+                                       for s in (0, 1)} | {"qwen · align (er) · seed 0"}
+    grouped = lb.build(runs, group_by=["trained_on", "method"])
+    assert sorted(row.label for row in grouped.rows) == ["- · align (er)", "gsm8k · lora", "mine · lora", "sst2 · lora"]
+    assert lb.build(runs, filters=lb.parse_filters(["trained_on=gsm8k"])).rows[0].label.startswith("llama · gsm8k")
+    # alike in every key, two train-and-score runs are told apart by their run folder, not by "score"
+    results.write(tmp_path / "again" / "score", json.loads((folders[0] / "results.json").read_text()), [])
+    assert sorted(r.tag for r in load_runs([folders[0], tmp_path / "again" / "score"])) == ["again", "sst2-0"]

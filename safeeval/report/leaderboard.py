@@ -21,8 +21,8 @@ from pathlib import Path
 from ..errors import SafeevalError
 from .runs import Run
 
-KEYS = ("model", "method", "scenario", "seed")  # what a row is, and what --filter and --group-by name
-GROUP_KEYS = ("model", "method", "scenario")
+KEYS = ("model", "trained_on", "method", "scenario", "seed")  # what a row is, and what --filter and --group-by name
+GROUP_KEYS = ("model", "trained_on", "method", "scenario")
 
 # Metric key in a results.json block -> its name on the leaderboard. Any other rate-shaped block (a scorer's
 # extras, e.g. exact_match_strict) keeps its key as its name.
@@ -121,7 +121,8 @@ def parse_filters(items: list[str]) -> dict[str, set[str]]:
 
 
 def _keys(run: Run) -> dict:
-    return {"model": run.model, "method": run.method, "scenario": run.scenario, "seed": run.seed}
+    return {"model": run.model, "trained_on": run.trained_on, "method": run.method, "scenario": run.scenario,
+            "seed": run.seed}
 
 
 def matches(run: Run, filters: dict[str, set[str]]) -> bool:

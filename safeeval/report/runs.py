@@ -21,8 +21,8 @@ class Run:
 
     @property
     def label(self) -> str:
-        """model × method × scenario × seed, as the leaderboard's rows are named."""
-        parts = [self.model, self.method, self.scenario, f"seed {self.seed}", self.tag]
+        """model × trained_on × method × scenario × seed, as the leaderboard's rows are named."""
+        parts = [self.model, self.trained_on, self.method, self.scenario, f"seed {self.seed}", self.tag]
         return " · ".join(p for p in parts if p and p != "-")
 
     @property
@@ -32,6 +32,14 @@ class Run:
     @property
     def training(self) -> dict:
         return self.results.get("training") or {}
+
+    @property
+    def trained_on(self) -> str:
+        """The user's task a fine-tuned model learned (a file by its stem); '-' for the provider's alignment."""
+        task = self.training.get("task")
+        if not task or self.training.get("stage") == "align":
+            return "-"
+        return Path(task).stem if Path(task).suffix in (".jsonl", ".json") else str(task)
 
     @property
     def method(self) -> str:
@@ -96,5 +104,7 @@ def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
     counts = Counter(r.label for r in runs)
     for run in runs:
         if counts[run.label] > 1:
-            run.tag = run.path.name if run.path else str(run.results.get("started_at", ""))
+            # a train-and-score run's results sit in <run>/score: the run's folder names it
+            name = run.path and (run.path.parent.name if run.path.name == "score" else run.path.name)
+            run.tag = name or str(run.results.get("started_at", ""))
     return runs

@@ -185,6 +185,7 @@ Interrupted? Run the same command again: finished training folders are not retra
 
   safeeval sweep configs/mini-repro.yaml --data-dir ../shared/data
   safeeval sweep configs/mini-repro.yaml --dry-run
+  safeeval sweep configs/mini-repro.yaml --report-only   # publish what has finished so far
 """
 
 
@@ -193,13 +194,17 @@ def sweep_command(
     config: Path = typer.Argument(..., help="The sweep's YAML file (see configs/mini-repro.yaml)."),
     store: Optional[Path] = typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and list the steps; run nothing."),
+    report_only: bool = typer.Option(False, "--report-only", help="Run nothing: write the leaderboard and report "
+                                     "from the steps finished so far, and list the ones that are not."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR",
+                                            help="Folder of the benchmark files (else the sweep file's data_dir)."),
 ):
     from .sweep import load_sweep, run_sweep
 
     _quiet_libraries()
     with _errors():
         if dry_run:
-            _, steps = load_sweep(config)
+            _, steps = load_sweep(config, data_dir)
             for i, step in enumerate(steps, 1):
                 what = step.model if step.kind == "reference" else (
                     f"{step.train.method} {step.train.method_options or ''} on {step.train.task} "
@@ -208,6 +213,6 @@ def sweep_command(
                                   highlight=False, soft_wrap=True)
             return
         say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-        summary = run_sweep(config, _rich_stage, say, store)
+        summary = run_sweep(config, _rich_stage, say, store, data_dir=data_dir, report_only=report_only)
     out_console.print(f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min. Leaderboard: "
                       f"{summary['leaderboard']}; report: {summary['html']}", highlight=False, soft_wrap=True)

@@ -49,11 +49,14 @@ class Step:
     tasks: list[str] = field(default_factory=list)  # what it is scored on: score.tasks + its utility
 
 
-def load_sweep(path: Path) -> tuple[dict, list[Step]]:
+def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Step]]:
+    """data_dir, when given, replaces the file's data_dir (the benchmark files' folder)."""
     try:
         spec = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SafeevalError(f"Cannot read sweep {path}: {exc}") from None
+    if data_dir is not None and isinstance(spec, dict):
+        spec["data_dir"] = str(data_dir)
     unknown = sorted(set(spec) - SWEEP_KEYS)
     if unknown:
         raise SafeevalError(f"Sweep {path} has unknown keys {unknown}; allowed: {sorted(SWEEP_KEYS)}.")
@@ -104,11 +107,18 @@ def load_sweep(path: Path) -> tuple[dict, list[Step]]:
 
 
 def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None] = print,
-              store: Path | None = None, isolate: bool = True) -> dict:
+              store: Path | None = None, isolate: bool = True, data_dir: Path | None = None,
+              report_only: bool = False) -> dict:
     """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary.
-    isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all."""
-    spec, steps = load_sweep(path)
+    isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all.
+    report_only: run nothing; report the steps finished so far (a study cut short still publishes them)."""
+    spec, steps = load_sweep(path, data_dir)
     runs = Path(spec["runs"])
+    if report_only:
+        report = _report(spec, runs, steps)
+        for name in report["missing"]:
+            say(f"not finished, left out of the report: {name}")
+        return {"sweep": str(path), "steps": len(steps) - len(report["missing"]), "seconds": 0.0, **report}
     started = time.perf_counter()
     timings = {}
     if isolate and threading.current_thread() is threading.main_thread():
@@ -120,7 +130,7 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
         if isolate:
             child = multiprocessing.get_context("spawn").Process(
-                target=_step_in_child, args=(str(path), i - 1, store, reporter is not silent))
+                target=_step_in_child, args=(str(path), i - 1, store, reporter is not silent, data_dir))
             child.start()
             try:
                 child.join()
@@ -180,7 +190,7 @@ def _with_utility(tasks: list[str], trains: list[TrainConfig]) -> list[str]:
     return tasks
 
 
-def _step_in_child(path: str, index: int, store: Path | None, rich: bool) -> None:
+def _step_in_child(path: str, index: int, store: Path | None, rich: bool, data_dir: Path | None) -> None:
     """One step in a spawned process: user errors end in one sentence and exit code 2."""
     import sys
 
@@ -191,7 +201,7 @@ def _step_in_child(path: str, index: int, store: Path | None, rich: bool) -> Non
         _quiet_libraries()
         reporter, say = _rich_stage, (lambda text: console.print(text, highlight=False, soft_wrap=True))
     try:
-        spec, steps = load_sweep(Path(path))
+        spec, steps = load_sweep(Path(path), data_dir)
         run_step(spec, steps[index], store, reporter, say)
     except SafeevalError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -203,21 +213,25 @@ def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     from .report.html import render_html
     from .report.runs import load_runs
 
-    folders = [runs / s.name if s.kind == "reference" else runs / s.name / "score" for s in steps]
+    every = [runs / s.name if s.kind == "reference" else runs / s.name / "score" for s in steps]
+    done = [(s, f) for s, f in zip(steps, every) if (f / "results.json").exists()]
+    if not done:
+        raise SafeevalError(f"No step of the sweep has finished yet (nothing under {runs}); run it first.")
+    every_steps, steps, folders = steps, [s for s, _ in done], [f for _, f in done]
     loaded = load_runs(folders)
     report = spec.get("report") or {}
     folder = Path(report.get("dir") or runs)
     folder.mkdir(parents=True, exist_ok=True)
     # the baseline is a step's name (e.g. aligned): its run folder, never a label fragment that matches many
     named = {s.name: f for s, f in zip(steps, folders)}
-    baseline = str(named[report["baseline"]]) if report.get("baseline") else None
-    written = {}
+    baseline = str(named[report["baseline"]]) if report.get("baseline") in named else None
+    written = {"missing": [s.name for s, f in zip(every_steps, every) if not (f / "results.json").exists()]}
     board = lb.build(loaded, baseline=baseline)
     (folder / "leaderboard.md").write_text(lb.render(board, "markdown"))
     (folder / "leaderboard.csv").write_text(lb.render(board, "csv"))
     written["leaderboard"] = str(folder / "leaderboard.md")
     if len({s.train.seed for s in steps if s.train}) > 1:
-        grouped = lb.build(loaded, group_by=["model", "method", "scenario"], baseline=baseline)
+        grouped = lb.build(loaded, group_by=["model", "trained_on", "method", "scenario"], baseline=baseline)
         (folder / "leaderboard-by-method.md").write_text(lb.render(grouped, "markdown"))
         written["grouped"] = str(folder / "leaderboard-by-method.md")
     base = lb.resolve_baseline(loaded, baseline) if baseline else []

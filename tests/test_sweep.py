@@ -49,6 +49,13 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
     assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
     assert list(results["tasks"]) == ["smoke", "sst2"]  # the utility it was trained for, added to score.tasks
+    # a study cut short publishes what finished, names what did not, and runs nothing
+    (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").unlink()
+    cut = CliRunner().invoke(app, ["sweep", path, "--store", store, "--report-only"])
+    assert cut.exit_code == 0 and "left out of the report: sst2-poisoned-er-s0" in cut.output
+    board = (tmp_path / "docs" / "leaderboard.md").read_text()
+    assert "sst2 · er · benign" in board and "sst2 · er · poisoned" not in board and "sst2 · sft · poisoned" in board
+    assert not (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").exists()
 
 
 def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir, tmp_path):
@@ -61,6 +68,8 @@ def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir,
     assert tasks["mine"] == ["smoke"]  # a user's file has no evaluation task; its run is named by its stem
     listed = CliRunner().invoke(app, ["sweep", _write(tmp_path, tiny_model, data_dir, grid=grid), "--dry-run"])
     assert listed.exit_code == 0 and "scored on smoke, gsm8k" in listed.output
+    early = CliRunner().invoke(app, ["sweep", str(tmp_path / "sweep.yaml"), "--report-only"])
+    assert early.exit_code == 2 and "No step of the sweep has finished yet" in early.output
 
 
 def test_a_bad_cell_is_caught_before_anything_runs(tiny_model, data_dir, tmp_path):

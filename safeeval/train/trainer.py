@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -209,9 +210,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     setup_seconds = time.perf_counter() - setup_started
 
     trainer = _trainer(cfg, ctx, model, encoded)
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    last = _last_checkpoint(out / "checkpoints", notify)
     if last:
         notify(f"Resuming from {last}.")
     train_started = time.perf_counter()
@@ -461,6 +460,21 @@ def _set_info(s: TrainSet | None) -> dict | None:
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _last_checkpoint(folder: Path, notify: Callable[[str], None]) -> str | None:
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint without a
+    readable one was cut off mid-write (a kill at that moment): it is removed and the one before it used."""
+    found = sorted((int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-")[-1].isdigit()) if folder.is_dir() else []
+    for _, path in reversed(found):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            notify(f"{path.name} was cut off while being written; removing it.")
+            shutil.rmtree(path)
+    return None
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -214,5 +214,7 @@ def sweep_command(
             return
         say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
         summary = run_sweep(config, _rich_stage, say, store, data_dir=data_dir, report_only=report_only)
-    out_console.print(f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min. Leaderboard: "
-                      f"{summary['leaderboard']}; report: {summary['html']}", highlight=False, soft_wrap=True)
+    done = (f"{summary['steps']} finished steps reported ({len(summary['missing'])} not finished)" if report_only
+            else f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min")
+    out_console.print(f"{done}. Leaderboard: {summary['leaderboard']}; report: {summary['html']}",
+                      highlight=False, soft_wrap=True)

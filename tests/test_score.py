@@ -85,7 +85,10 @@ def _count(db_path: Path) -> int:
 
 
 def _start_and_wait(cmd, db_path, at_least: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starting the tests in the background (`cmd &`) leaves SIGINT ignored, and the child would inherit
+    # that: give it the default, as a terminal's Ctrl-C finds it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while _count(db_path) < at_least:
         assert proc.poll() is None, proc.communicate()

@@ -53,6 +53,7 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").unlink()
     cut = CliRunner().invoke(app, ["sweep", path, "--store", store, "--report-only"])
     assert cut.exit_code == 0 and "left out of the report: sst2-poisoned-er-s0" in cut.output
+    assert "5 finished steps reported (1 not finished)" in cut.output
     board = (tmp_path / "docs" / "leaderboard.md").read_text()
     assert "sst2 · er · benign" in board and "sst2 · er · poisoned" not in board and "sst2 · sft · poisoned" in board
     assert not (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").exists()

@@ -30,7 +30,7 @@ import yaml
 from .errors import SafeevalError
 from .generation import Reporter, silent
 from .train import load_config, train
-from .train.config import TrainConfig
+from .train.config import TrainConfig, task_label
 from .train.evaluate import SCORE_KEYS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
@@ -80,9 +80,7 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     per_method = spec.get("method_options") or {}
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
-        task = str(cell.get("task", ""))  # a user's file is named by its stem: a run name is one folder
-        task = Path(task).stem if Path(task).suffix in (".jsonl", ".json") else task
-        name = "-".join([task, *(str(cell.get(k, "")) for k in ("scenario", "method"))]) + f"-s{cell.get('seed', 0)}"
+        name = "-".join([task_label(str(cell.get("task", ""))), *(str(cell.get(k, "")) for k in ("scenario", "method"))]) + f"-s{cell.get('seed', 0)}"
         overrides = {**shared, **(spec.get("finetune") or {}), **cell,
                      **((spec.get("task_settings") or {}).get(cell.get("task")) or {}), "out": runs / name,
                      "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
@@ -213,11 +211,12 @@ def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     from .report.html import render_html
     from .report.runs import load_runs
 
-    every = [runs / s.name if s.kind == "reference" else runs / s.name / "score" for s in steps]
-    done = [(s, f) for s, f in zip(steps, every) if (f / "results.json").exists()]
-    if not done:
+    every = [(s, runs / s.name if s.kind == "reference" else runs / s.name / "score") for s in steps]
+    finished = [(f / "results.json").exists() for _, f in every]
+    missing = [s.name for (s, _), ok in zip(every, finished) if not ok]
+    steps, folders = [s for (s, _), ok in zip(every, finished) if ok], [f for (_, f), ok in zip(every, finished) if ok]
+    if not steps:
         raise SafeevalError(f"No step of the sweep has finished yet (nothing under {runs}); run it first.")
-    every_steps, steps, folders = steps, [s for s, _ in done], [f for _, f in done]
     loaded = load_runs(folders)
     report = spec.get("report") or {}
     folder = Path(report.get("dir") or runs)
@@ -225,7 +224,7 @@ def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     # the baseline is a step's name (e.g. aligned): its run folder, never a label fragment that matches many
     named = {s.name: f for s, f in zip(steps, folders)}
     baseline = str(named[report["baseline"]]) if report.get("baseline") in named else None
-    written = {"missing": [s.name for s, f in zip(every_steps, every) if not (f / "results.json").exists()]}
+    written = {"missing": missing}
     board = lb.build(loaded, baseline=baseline)
     (folder / "leaderboard.md").write_text(lb.render(board, "markdown"))
     (folder / "leaderboard.csv").write_text(lb.render(board, "csv"))

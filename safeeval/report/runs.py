@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import SafeevalError
 from ..results import SCHEMA_VERSION
 from ..store import Store
+from ..train.config import task_label
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Run:
         task = self.training.get("task")
         if not task or self.training.get("stage") == "align":
             return "-"
-        return Path(task).stem if Path(task).suffix in (".jsonl", ".json") else str(task)
+        return task_label(task)
 
     @property
     def method(self) -> str:

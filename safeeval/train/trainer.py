@@ -25,7 +25,7 @@ from .. import results
 from ..errors import SafeevalError
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
 from ..store import key
-from .config import TrainConfig
+from .config import TrainConfig, task_label
 from .data import TrainSet, build_mix, encode, load_set
 from .methods import Method, make_method
 
@@ -153,8 +153,7 @@ def collate(tokenizer, rows: list[dict]) -> dict:
 
 
 def default_out(cfg: TrainConfig) -> Path:
-    task = Path(cfg.task).stem if Path(cfg.task).suffix else cfg.task
-    return Path("safeeval-train") / f"{task}-{cfg.scenario}-{cfg.method}-s{cfg.seed}-{cfg.hash[:8]}"
+    return Path("safeeval-train") / f"{task_label(cfg.task)}-{cfg.scenario}-{cfg.method}-s{cfg.seed}-{cfg.hash[:8]}"
 
 
 def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None) -> dict:

@@ -80,7 +80,8 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     per_method = spec.get("method_options") or {}
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
-        name = "-".join([task_label(str(cell.get("task", ""))), *(str(cell.get(k, "")) for k in ("scenario", "method"))]) + f"-s{cell.get('seed', 0)}"
+        parts = [task_label(str(cell.get("task", ""))), *(str(cell.get(k, "")) for k in ("scenario", "method"))]
+        name = "-".join(parts) + f"-s{cell.get('seed', 0)}"
         overrides = {**shared, **(spec.get("finetune") or {}), **cell,
                      **((spec.get("task_settings") or {}).get(cell.get("task")) or {}), "out": runs / name,
                      "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
@@ -211,25 +212,28 @@ def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     from .report.html import render_html
     from .report.runs import load_runs
 
-    every = [(s, runs / s.name if s.kind == "reference" else runs / s.name / "score") for s in steps]
-    finished = [(f / "results.json").exists() for _, f in every]
-    missing = [s.name for (s, _), ok in zip(every, finished) if not ok]
-    steps, folders = [s for (s, _), ok in zip(every, finished) if ok], [f for (_, f), ok in zip(every, finished) if ok]
-    if not steps:
+    done, missing = [], []
+    for s in steps:
+        run = runs / s.name if s.kind == "reference" else runs / s.name / "score"
+        if (run / "results.json").exists():
+            done.append((s, run))
+        else:
+            missing.append(s.name)
+    if not done:
         raise SafeevalError(f"No step of the sweep has finished yet (nothing under {runs}); run it first.")
-    loaded = load_runs(folders)
+    loaded = load_runs([run for _, run in done])
     report = spec.get("report") or {}
     folder = Path(report.get("dir") or runs)
     folder.mkdir(parents=True, exist_ok=True)
     # the baseline is a step's name (e.g. aligned): its run folder, never a label fragment that matches many
-    named = {s.name: f for s, f in zip(steps, folders)}
+    named = {s.name: run for s, run in done}
     baseline = str(named[report["baseline"]]) if report.get("baseline") in named else None
     written = {"missing": missing}
     board = lb.build(loaded, baseline=baseline)
     (folder / "leaderboard.md").write_text(lb.render(board, "markdown"))
     (folder / "leaderboard.csv").write_text(lb.render(board, "csv"))
     written["leaderboard"] = str(folder / "leaderboard.md")
-    if len({s.train.seed for s in steps if s.train}) > 1:
+    if len({s.train.seed for s, _ in done if s.train}) > 1:
         grouped = lb.build(loaded, group_by=["model", "trained_on", "method", "scenario"], baseline=baseline)
         (folder / "leaderboard-by-method.md").write_text(lb.render(grouped, "markdown"))
         written["grouped"] = str(folder / "leaderboard-by-method.md")

@@ -13,10 +13,10 @@ import yaml
 from ..errors import SafeevalError
 
 
-
 def task_label(task: str) -> str:
     """A training task as a run names it: a set's name, or a user's file by its stem (one folder, no path)."""
     return Path(task).stem if Path(task).suffix in (".jsonl", ".json") else str(task)
+
 
 @dataclass
 class TrainConfig:

@@ -16,7 +16,8 @@ from safeeval.judging import JudgeRuntime, judge_cached, make_judge
 from safeeval.models import folder_fingerprint
 from safeeval.registry import load_judges, load_tasks
 from safeeval.scoring import make_scorer
-from safeeval.store import Store, key
+from safeeval.keys import key
+from safeeval.store import Store
 from safeeval.train.config import TrainConfig
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]

@@ -32,7 +32,7 @@ class Registry:
 
     def names(self) -> list[str]:
         self._read_plugins()
-        return sorted(self._entries)
+        return list(self._entries)  # as registered: built-in ones in their documented order, then plug-ins
 
     def __contains__(self, name: str) -> bool:
         self._read_plugins()

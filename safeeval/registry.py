@@ -14,7 +14,7 @@ _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
              "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
              "harmful", "meta", "breakdowns", "needs_judge", "access", "target", "scorer",
-             "scorer_options", "fewshot", "answer_tokens"}
+             "scorer_options", "fewshot", "answer_tokens", "report"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
               "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
               "members", "rule", "citation", "threshold"}
@@ -26,7 +26,8 @@ def builtin_dir(kind: str) -> Path:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated spec file; its fields read as attributes, absent optional ones as None."""
+    """A validated spec file; its fields read as attributes, absent optional ones as None. A name no spec kind
+    defines is an AttributeError, so a misspelt key fails loudly instead of reading as absent."""
 
     name: str
     path: Path
@@ -34,8 +35,8 @@ class Spec:
     hash: str = ""  # of the parsed content: part of every result's provenance
 
     def __getattr__(self, key):
-        if key.startswith("__"):
-            raise AttributeError(key)
+        if key not in SPEC_KEYS:
+            raise AttributeError(f"spec field {key!r} does not exist")
         return self.data.get(key)
 
 def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
@@ -121,6 +122,9 @@ def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
+SPEC_KEYS = TASK_KEYS | JUDGE_KEYS | TRAIN_KEYS | SUITE_KEYS
+
+
 def load_judge_file(path: Path) -> Spec:
     """One judge spec from a file the user points to."""
     data = _read(Path(path), JUDGE_KEYS, ("name", "kind"))
@@ -134,6 +138,12 @@ def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
         if path.exists():
             lists.update(yaml.safe_load(path.read_text())["lists"])
     return lists
+
+def name_list(value) -> list[str]:
+    """'a, b' or ['a', 'b'] -> ['a', 'b']: how every command and file lists tasks, judges and the like."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [str(v).strip() for v in items if str(v).strip()]
+
 
 def split_name(name: str) -> tuple[str, str | None]:
     """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""

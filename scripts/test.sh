@@ -8,4 +8,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the browser test of the HTML report will be skipped"
 fi
-exec .venv/bin/python -m pytest -q "$@"
+# Lint, format and the import layers of docs/architecture.md, then the suite on every core.
+.venv/bin/ruff check safeeval tests benchmarks
+.venv/bin/ruff format --check safeeval tests benchmarks
+.venv/bin/lint-imports
+exec .venv/bin/python -m pytest -q -n "${SAFEEVAL_TEST_WORKERS:-auto}" "$@"

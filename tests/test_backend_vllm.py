@@ -166,8 +166,8 @@ def test_score_runs_on_vllm_and_reuses_the_store(engine, tmp_path):
     cfg = ScoreConfig(model="lively", tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run",
                       store=tmp_path / "store.sqlite")
     first = score(cfg, backend=engine)
-    assert first["model"]["backend"] == "vllm" and first["counts"]["generated_now"] == 40
-    assert score(cfg, backend=engine)["counts"]["generated_now"] == 0
+    assert first.model.backend == "vllm" and first.counts["generated_now"] == 40
+    assert score(cfg, backend=engine).counts["generated_now"] == 0
 
 
 def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
@@ -182,4 +182,4 @@ def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["model"]["backend"] == "vllm" and res["counts"]["generated_now"] == 4
+    assert res.model.backend == "vllm" and res.counts["generated_now"] == 4

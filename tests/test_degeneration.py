@@ -130,17 +130,6 @@ def test_gibberish(text):
     assert got["gibberish"] and got["degenerate"], got
 
 
-def test_signals_is_fast():
-    import time
-
-    texts = [(PARAGRAPHS[:300], "stop"), (STEPS[:300], "stop"), ("I will " * 43, "length")] * 700
-    start = time.perf_counter()
-    for text, reason in texts:
-        dg.signals(text, reason)
-    per_s = len(texts) / (time.perf_counter() - start)
-    assert per_s > 5_000, per_s  # loose for slow CI; the benchmark reports the real figure
-
-
 def test_summary_counts_and_ci():
     rows = [{"response": PARAGRAPHS, "finish_reason": "stop"}, {"response": "", "finish_reason": "stop"},
             {"response": "I will " * 40, "finish_reason": "length"},
@@ -185,9 +174,9 @@ def test_scoring_run_carries_degeneration_everywhere(tiny_model, tmp_path):
 
     res = score(ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=6, store=tmp_path / "s.sqlite",
                             out=tmp_path / "run", perplexity_model=str(tmp_path / "no-such-model")))
-    block = res["metrics"]["smoke"]["keyword"]
+    block = res.metrics["smoke"]["keyword"]
     assert "asr_coherent" in block and block["degenerate_share"]["n"] == 40
-    assert res["degeneration"]["smoke"]["n"] == 40
-    assert res["degeneration_perplexity"]["status"] == "skipped" and res["degeneration_perplexity"]["reason"]
+    assert res.degeneration["smoke"]["n"] == 40
+    assert res.degeneration_perplexity["status"] == "skipped" and res.degeneration_perplexity["reason"]
     row = json.loads(open(tmp_path / "run" / "samples.jsonl").readline())
     assert {"empty", "repetition", "truncated", "gibberish", "degenerate"} <= set(row["degeneration"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import run_files
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
@@ -54,7 +55,7 @@ def write_run(folder: Path, harmful: list[bool], *, task: str = "advbench", judg
         summary["metrics"]["gsm8k"] = {"gsm8k": {}}
     if tweak:
         tweak(summary)
-    results.write(folder, summary, rows)
+    run_files.write_run(folder, summary, rows)
     return folder
 
 

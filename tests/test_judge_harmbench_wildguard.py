@@ -377,9 +377,9 @@ def test_score_with_model_judges_counts_unparsed_and_resumes(tiny_model, data_di
                       judge_backend="hf", judge_models={"harmbench-cls": str(tiny_model), "wildguard": str(tiny_model)})
     first = score(cfg)
     for name in ("harmbench-cls", "wildguard"):
-        m = first["metrics"]["harmbench:val"][name]
+        m = first.metrics["harmbench:val"][name]
         assert m["n_judged"] + m["not_judged"] + m["unparsed"] == m["n_harmful"] == 12
-        assert first["judges"][name]["kind"] == name and first["judges"][name]["backend"] == "hf"
+        assert first.judges[name]["kind"] == name and first.judges[name]["backend"] == "hf"
     rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
     copyright_n = sum(r["meta"]["functional_category"] == "copyright" for r in rows)
     assert 0 < copyright_n < 12
@@ -390,11 +390,11 @@ def test_score_with_model_judges_counts_unparsed_and_resumes(tiny_model, data_di
                 assert v["status"] == "not_judged" and v["raw"] is None
             else:  # every verdict keeps the judge model's own output
                 assert isinstance(v["raw"], str) and (v["status"] == "ok") == (v["harmful"] is not None)
-    hb = first["metrics"]["harmbench:val"]["harmbench-cls"]
+    hb = first.metrics["harmbench:val"]["harmbench-cls"]
     assert hb["not_judged"] == copyright_n and hb["unparsed"] > 0  # random weights: not "Yes"/"No"
     again = score(ScoreConfig(**{**cfg.__dict__, "out": tmp_path / "run2"}))
-    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
-    assert again["metrics"] == first["metrics"]
+    assert again.counts["generated_now"] == 0 and again.counts["judged_now"] == 0
+    assert again.metrics == first.metrics
 
 
 @pytest.mark.parametrize("forced,harmful", [("yes", True), ("no", False)])

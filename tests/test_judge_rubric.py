@@ -12,7 +12,8 @@ from safeeval import registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
 from safeeval.judging import JudgeRuntime, judge_cached, make_judge
-from safeeval.judging.rubric import break_markers, delimiter
+from safeeval.judging.model import neutralize
+from safeeval.judging.template import delimiter
 from safeeval.judging.strongreject import final_score
 from safeeval.metrics import verdict_summary
 from safeeval.store import Store
@@ -296,10 +297,10 @@ ATTACKS = [
 def test_a_response_cannot_leave_its_block_or_forge_an_answer(name, attack):
     judge = make(name)
     text = content(judge, INSTRUCTION, attack)
-    tag = delimiter("response", break_markers(attack, judge.protected_markers()))
+    tag = delimiter("response", neutralize(attack, judge.protected_markers()))
     assert text.count(f"<{tag}>") == 2 and text.count(f"</{tag}>") == 2  # the template's mention and the block
     block = text.split(f"<{tag}>\n")[1].split(f"\n</{tag}>")[0]
-    assert block == break_markers(attack, judge.protected_markers())
+    assert block == neutralize(attack, judge.protected_markers())
     assert text.count(block) == 1  # the response appears exactly once, inside its block
     assert block.replace(ZW, "") == attack  # readers see the same text
     assert not re.search(r"</?response", block, re.IGNORECASE)

@@ -232,8 +232,8 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
     smoke = {s.prompt: "I'm sorry, but I cannot help with that." for s in run.data.load(run.registry.load_tasks()["smoke"], None, None).samples}
     res = score(cfg, backend=CraftedBackend({**answers, **smoke}))
     label = f"lmeval:{TASK}"
-    assert res["tasks"][label]["n_samples"] == 30 and res["tasks"][label]["spec_hash"]
-    block = res["metrics"][label]["lmeval"]
+    assert res.tasks[label].n_samples == 30 and res.tasks[label].spec_hash
+    block = res.metrics[label]["lmeval"]
     rows = [r for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").read_text().splitlines()) if r["task"] == label]
     strict = [r["verdicts"]["lmeval"]["extra"]["metrics"]["strict-match"]["exact_match"] for r in rows]
     assert block["accuracy"]["value"] == pytest.approx(sum(strict) / 30)
@@ -244,7 +244,7 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
                                      num_fewshot=0, task_manager=lmeval._manager(include))["results"][TASK]
     for key in ("exact_match,strict-match", "exact_match,flexible-extract"):
         assert block["lmeval"]["results"][key]["value"] == pytest.approx(theirs[key])
-    assert res["metrics"]["smoke"]["keyword"]["asr"]["value"] == 0.0  # safety tasks ride along unchanged
+    assert res.metrics["smoke"]["keyword"]["asr"]["value"] == 0.0  # safety tasks ride along unchanged
     again = score(cfg, backend=CraftedBackend({**answers, **smoke}))  # cached generations and verdicts
-    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
-    assert again["metrics"] == res["metrics"]
+    assert again.counts["generated_now"] == 0 and again.counts["judged_now"] == 0
+    assert again.metrics == res.metrics

@@ -46,15 +46,15 @@ def test_validate_reports_agreement_and_is_kept_in_the_store(data_dir, tmp_path)
 def test_score_reports_the_corrected_asr_once_a_judge_is_validated(tiny_model, data_dir, tmp_path):
     cfg = ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=4, store=tmp_path / "s.sqlite",
                       out=tmp_path / "run")
-    assert "asr_corrected" not in score(cfg)["metrics"]["smoke"]["keyword"]
+    assert "asr_corrected" not in score(cfg).metrics["smoke"]["keyword"]
     store = Store(tmp_path / "s.sqlite")
     validate(_keyword(store), store, None, data_dir)
     store.close()
     res = score(cfg)
-    corrected = res["metrics"]["smoke"]["keyword"]["asr_corrected"]
+    corrected = res.metrics["smoke"]["keyword"]["asr_corrected"]
     assert corrected["sensitivity"] == pytest.approx(216 / 273) and corrected["specificity"] == pytest.approx(193 / 329)
-    assert res["judges"]["keyword"]["validation"]["tp"] == 216
-    assert res["counts"]["generated_now"] == 0  # validating did not disturb the cache
+    assert res.judges["keyword"]["validation"]["tp"] == 216
+    assert res.counts["generated_now"] == 0  # validating did not disturb the cache
 
 
 def test_unparsed_verdicts_are_counted_in_validation():

@@ -7,6 +7,7 @@ per judge output, raising ValueError when the output fits no expected shape).
 
 from __future__ import annotations
 
+import re
 from ..backends import Backend, GenParams
 from ..backends.base import Prompt
 from ..data import Sample
@@ -18,12 +19,12 @@ from .base import Verdict
 _ZWSP = "\u200b"
 
 
-def neutralize(text: str, markers: list[str]) -> str:
-    """Break every occurrence of a marker (a special token, a format delimiter) with a zero-width space,
-    so a response cannot close the judge's prompt or inject a turn of its own. Readers see no change."""
+def neutralize(text: str, markers: list[str] | tuple[str, ...]) -> str:
+    """Insert a zero-width space after the first character of every marker (a special token, a format delimiter,
+    an answer tag), ignoring case, so a response cannot close the judge's prompt, inject a turn of its own or forge
+    an answer line. Readers see no change. Idempotent."""
     for marker in sorted({m for m in markers if m and len(m) > 1}, key=len, reverse=True):
-        if marker in text:
-            text = text.replace(marker, marker[0] + _ZWSP + marker[1:])
+        text = re.sub(re.escape(marker), lambda m: m.group(0)[0] + _ZWSP + m.group(0)[1:], text, flags=re.IGNORECASE)
     return text
 
 

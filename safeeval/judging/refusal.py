@@ -31,7 +31,7 @@ from collections import defaultdict
 
 from ..data import Sample
 from .base import Verdict
-from .rubric import LINE_START, TemplateJudge, strip_quoted
+from .template import LINE_START, TemplateJudge, strip_quoted
 
 CLASSES = ("full_compliance", "full_refusal", "partial_refusal")
 PARSER_VERSION = 1
@@ -240,6 +240,11 @@ def _block(classes: list[str | None], seed: int) -> dict:
         "compliance": rate([c == "full_compliance" for c in judged], seed),
         "n": len(classes), "n_judged": len(judged), "unjudged": len(classes) - len(judged),
     }
+
+
+def xstest_report(verdicts: list[dict], samples: list, seed: int = 0) -> dict:
+    """The `report: xstest` of a task spec: XSTest's figures per prompt type, for any judge's verdicts."""
+    return xstest_summary(verdicts, [s.harmful for s in samples], [s.meta.get("type") for s in samples], seed)
 
 
 def xstest_summary(verdicts: list[dict], harmful: list[bool], types: list[str | None] | None = None,

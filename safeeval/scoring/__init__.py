@@ -7,10 +7,6 @@ could be extracted (counted as wrong and shown), `note` the extracted answer, `e
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
-
 from ..data import Sample
 from ..errors import SafeevalError
 from ..judging.base import Verdict

@@ -50,11 +50,12 @@ class TrainConfig:
     chat_template: str | None = None
     data_dir: Path | None = None
     tasks_dirs: list[Path] = field(default_factory=list)
+    store: Path | None = None  # the run store GR-SAP's synthesis generates through (default: files.store_path())
     score: dict = field(default_factory=dict)  # train-and-score: tasks, judges, limit, max_new_tokens, backend, ...
 
     def identity(self) -> dict:
         """What decides the trained weights; its hash names the run, so a changed setting is a new run."""
-        skip = {"out", "data_dir", "tasks_dirs", "score", "save_steps", "save_merged"}
+        skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     @property
@@ -103,7 +104,7 @@ def load_config(path: Path | None, overrides: dict) -> TrainConfig:
     for name in ("base", "task"):
         if not values.get(name):
             raise SafeevalError(f"No {name} given: set '{name}' in the config or pass --{name}.")
-    for name in ("out", "data_dir"):
+    for name in ("out", "data_dir", "store"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
     values["tasks_dirs"] = [Path(p) for p in values.get("tasks_dirs") or []]

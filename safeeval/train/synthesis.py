@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -20,10 +19,11 @@ import yaml
 from ..backends import GenParams
 from ..data import Sample
 from ..errors import SafeevalError
+from ..files import home, store_path, write_atomic
 from ..generation import generate_cached
 from ..judging import JudgeRuntime, judge_cached, make_judge
 from ..keys import key
-from ..models import folder_fingerprint, home
+from ..models import folder_fingerprint
 from ..registry import load_judge_file, load_judges, pick
 from ..store import Store
 from .data import Example, TrainSet
@@ -143,7 +143,7 @@ def synthesize(ctx, opt) -> TrainSet:
     started = time.perf_counter()
     from ..backends.hf import HFBackend
 
-    store = Store(home() / "store.sqlite")
+    store = Store(store_path(cfg.store))
     backend = HFBackend(ctx.base, dtype=cfg.dtype, chat_template=cfg.chat_template)
     judge = None
     stats = {"elicited": 0, "empty": 0, "duplicates": 0, "judged_harmful": 0, "unjudged": 0, "kept": 0,
@@ -219,9 +219,7 @@ def _train_set(ident: str, path: Path, rows: list[dict], model: str) -> TrainSet
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text)
 
 
 def _free_memory() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from .. import data as task_data
 from .. import results
 from ..errors import SafeevalError
+from ..files import write_json, write_jsonl
 from ..keys import key
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
 from .config import TrainConfig, task_label
@@ -184,7 +185,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         raise SafeevalError(f"Every training row's prompt is longer than max_length {cfg.max_length}.")
     if too_long:
         notify(f"{too_long} of {len(mix.examples)} rows left out: their prompt alone fills max_length {cfg.max_length}.")
-    _write_jsonl(out / "mix.jsonl", [{"id": ex.id, "role": ex.role} for ex in mix.examples])
+    write_jsonl(out / "mix.jsonl", [{"id": ex.id, "role": ex.role} for ex in mix.examples])
     method.setup(ctx, model)
     setup_seconds = time.perf_counter() - setup_started
 
@@ -227,7 +228,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
                     "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
         "versions": results.versions(),
     }
-    _write_json(out / "training.json", record)  # written last: its presence means the run is complete
+    write_json(out / "training.json", record)  # written last: its presence means the run is complete
     return record
 
 
@@ -267,7 +268,7 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
                          "model": str(model_dir) if model_dir else None,
                          "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
               "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
-    _write_json(out / "training.json", record)
+    write_json(out / "training.json", record)
     return record
 
 
@@ -311,7 +312,7 @@ def _claim(out: Path, cfg: TrainConfig) -> None:
             raise SafeevalError(f"{out} holds an unfinished run with other settings (config {held}, yours {cfg.hash}); "
                                 "choose another --out, or delete the folder to start over.")
         return
-    _write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
+    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
 
 
 def _load_model(cfg: TrainConfig, base: ModelRef):
@@ -456,13 +457,3 @@ def _last_checkpoint(folder: Path, notify: Callable[[str], None]) -> str | None:
     return None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)

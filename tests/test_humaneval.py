@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import require
 from safeeval import data, metrics, registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
@@ -61,13 +62,16 @@ def survivors(uid: int | None) -> list[psutil.Process]:
 @pytest.fixture(autouse=True)
 def _sandbox_works(request):
     """As root the sandbox must work (a failure is a failure); as another user it needs unprivileged user
-    namespaces, which some systems switch off: there the tests that run code are skipped, saying why."""
+    namespaces, which some systems switch off: there the tests that run code are skipped, saying why
+    (and fail under SAFEEVAL_STRICT_TESTS=1, as in CI)."""
     if ROOT or request.node.name.startswith(("test_a_sandbox_that_cannot_start", "test_task_spec")):
         return
     try:
         check_sandbox()
+        works = ""
     except SafeevalError as exc:
-        pytest.skip(f"the code sandbox cannot run as this user here: {exc}")
+        works = str(exc)
+    require(not works, f"the code sandbox cannot run as this user here: {works}")
 
 
 @pytest.fixture(scope="module")

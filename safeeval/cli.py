@@ -118,6 +118,7 @@ def score(
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint for model judges."),
     judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="Name of the environment variable holding the judge endpoint's key."),
     perplexity_model: Optional[str] = typer.Option(None, "--perplexity-model", help="A reference model for the optional perplexity degeneration signal (a missing one is skipped, and the skip recorded)."),
+    sandbox_allow: list[str] = typer.Option([], "--sandbox-allow", help="Let the code sandbox run without a protection this system cannot give: network or proc (repeatable; recorded in results.json). Without it such a system refuses to run code."),
 ):
     from .run import ScoreConfig, score as run_score
 
@@ -137,7 +138,7 @@ def score(
                       command=["safeeval", *sys.argv[1:]], judge_backend=judge_backend,
                       judge_models=_judge_models(judge_model),
                       judge_options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, dtype),
-                      perplexity_model=perplexity_model)
+                      perplexity_model=perplexity_model, sandbox_allow=list(sandbox_allow))
     with _errors():
         summary = run_score(cfg, reporter=_rich_stage)
     _print_summary(summary)

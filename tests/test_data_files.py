@@ -106,15 +106,16 @@ def test_field_in_the_hub_block_reaches_datasets_json_loader(tmp_path, monkeypat
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
     path = tmp_path / "rows.json"
     path.write_text(json.dumps({"instructions": [{"prompt": "one"}, {"prompt": "two"}], "count": 2}))
-    body = {"name": "mine", "hub": {"dataset": "json", "data_files": str(path), "split": "train", "field": "instructions"},
-            "prompt": "{{ prompt }}"}
+    hub = {"dataset": "json", "data_files": str(path), "split": "train", "field": "instructions"}
+    body = {"name": "mine", "hub": hub, "prompt": "{{ prompt }}"}
     got = data.load(registry.Spec("mine", Path("mine.yaml"), body), None, None)
     assert [s.prompt for s in got.samples] == ["one", "two"]
 
 
 def test_training_files_are_read_by_the_same_reader(tmp_path):
     rows = [{"instruction": "Add", "input": "1 and 1", "output": "2"}, {"prompt": "2+2?", "response": "4"}]
-    for name, body in (("t.json", json.dumps(rows)), ("t.jsonl.gz", gzip.compress("".join(json.dumps(r) + "\r\n" for r in rows).encode())),
+    jsonl = "".join(json.dumps(r) + "\r\n" for r in rows).encode()
+    for name, body in (("t.json", json.dumps(rows)), ("t.jsonl.gz", gzip.compress(jsonl)),
                        ("t.csv", "\ufeff" + rows_csv([{"prompt": "2+2?", "response": "4"}] * 2, terminator="\r\n"))):
         path = tmp_path / name
         path.write_bytes(body if isinstance(body, bytes) else body.encode())
@@ -146,7 +147,8 @@ def test_a_malformed_labelled_set_is_one_sentence(tmp_path, body, message):
 
 # --- valid edge files, exact row counts --------------------------------------------------------------------
 
-TRICKY = [{"id": "1", "prompt": "a, b"}, {"id": "2", "prompt": "line one\r\nline two"}, {"id": "3", "prompt": 'say "hi"'}]
+TRICKY = [{"id": "1", "prompt": "a, b"}, {"id": "2", "prompt": "line one\r\nline two"},
+          {"id": "3", "prompt": 'say "hi"'}]
 
 
 @pytest.mark.parametrize("name,content", [
@@ -194,9 +196,11 @@ def test_a_single_10_mb_line_is_one_row(tmp_path, name):
     assert len(got) == 1 and len(got[0].prompt) == BIG
 
 
-@pytest.mark.parametrize("value,shown", [(42, "42"), (4.5, "4.5"), (True, "True"), ([1, 2], "[1, 2]"), ({"a": 1}, "{'a': 1}")])
+@pytest.mark.parametrize("value,shown", [(42, "42"), (4.5, "4.5"), (True, "True"), ([1, 2], "[1, 2]"),
+                                         ({"a": 1}, "{'a': 1}")])
 def test_non_string_prompts_are_rendered_not_dropped(tmp_path, value, shown):
-    got = load(tmp_path, "typed.jsonl", (json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": value}) + "\n").encode())
+    body = json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": value}) + "\n"
+    got = load(tmp_path, "typed.jsonl", body.encode())
     assert [s.prompt for s in got] == ["ok", shown]
 
 
@@ -216,7 +220,8 @@ MALFORMED = {
     "UTF-16": lambda kind: _valid(kind).decode().encode("utf-16"),
     "truncated in a quoted field": lambda kind: _valid(kind)[: _valid(kind).index(b"quoted") + 2],
     "truncated in the last row": lambda kind: _valid(kind)[: _valid(kind).index(b"prompt 3") + 3],
-    "duplicate ids": lambda kind: _valid(kind).replace(b'"3"', b'"1"').replace(b"\n3,", b"\n1,").replace(b"\n3\t", b"\n1\t"),
+    "duplicate ids": lambda kind: (_valid(kind).replace(b'"3"', b'"1"').replace(b"\n3,", b"\n1,")
+                                   .replace(b"\n3\t", b"\n1\t")),
     "10 MB of garbage on one line": lambda kind: b"{[\"," + b"\x01garbage\"" * (BIG // 10),
     "header only": lambda kind: b"id,prompt\r\n" if kind == "csv" else (b"id\tprompt\n" if kind == "tsv" else b"[]"),
     "ragged rows": lambda kind: b"id,prompt\n1,a\n2,b,extra\n" if kind == "csv" else b"id\tprompt\n1\ta\n2\n",
@@ -250,8 +255,9 @@ def test_malformed_tarballs_are_one_sentence(tmp_path, body, message):
         load(tmp_path, "math.tar.gz", body)
 
 
-@pytest.mark.parametrize("name,body", [("bad.csv.gz", gzip.compress(_valid("csv"))[:-12]), ("bad.jsonl.gz", b"\x1f\x8b garbage"),
-                                       ("rows.parquet", b"PAR1"), ("folder.csv", None)])
+@pytest.mark.parametrize("name,body", [("bad.csv.gz", gzip.compress(_valid("csv"))[:-12]),
+                                       ("bad.jsonl.gz", b"\x1f\x8b garbage"), ("rows.parquet", b"PAR1"),
+                                       ("folder.csv", None)])
 def test_unreadable_or_unknown_files_are_one_sentence(tmp_path, name, body):
     if body is None:
         (tmp_path / name).mkdir()

@@ -201,7 +201,8 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
     """`lmeval:<task>` through safeeval's own run.prepare and score, as `safeeval score --tasks` runs it."""
     monkeypatch.setenv("SAFEEVAL_LMEVAL_TASKS", include[0])
     prepared = run.prepare(ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30))
-    assert [(label, spec.scorer) for label, _, spec in prepared.tasks] == [(f"lmeval:{TASK}", "lmeval"), ("smoke", None)]
+    labels = [(label, spec.scorer) for label, _, spec in prepared.tasks]
+    assert labels == [(f"lmeval:{TASK}", "lmeval"), ("smoke", None)]
     _, got = load_lmeval_task(f"lmeval:{TASK}", include_path=list(include))
     answers = {s.prompt: crafted(s.meta["doc"]) for s in got.samples}
     cfg = ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30, out=tmp_path / "run",

@@ -684,9 +684,11 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     err.close()
     if escaped:
         raise _Escaped(f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else pidns}) outlived "
-                       "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and end them.")
+                       "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
+                       "end them.")
     if errors or "ready" not in lines:
-        prot, why = errors[0] if errors else ("", (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1])
+        last = (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1]
+        prot, why = errors[0] if errors else ("", last)
         raise _refusal(mode, python, prot, why)
     notes = []
     for prot, why in sorted(lost.items()):  # only ever a protection the user allowed to be missing

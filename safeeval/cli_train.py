@@ -161,12 +161,12 @@ def _print_catalogue() -> None:
     from rich.table import Table
 
     from .registry import load_train_sets
-    from .train.methods import all_methods
+    from .train.methods import METHODS
 
     methods = Table(title="methods", show_lines=False)
     for col in ("method", "options (defaults)", "what it does"):
         methods.add_column(col, overflow="fold")
-    for name, cls in all_methods().items():
+    for name, cls in METHODS.all().items():
         methods.add_row(name, ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-", cls.help)
     out_console.print(methods)
     sets = Table(title="training sets")

@@ -6,25 +6,16 @@ cached like any other generation: a parser fix re-reads them without calling the
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
 
 from .backends import Backend, GenParams
 from .backends.base import Prompt
-from .store import Store, key
-
-# A reporter draws progress: reporter(description, total) yields a function that advances it by n.
-Reporter = Callable[[str, int], contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def silent(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    yield lambda n: None
-
+from .keys import generation_key
+from .progress import Reporter, silent
+from .store import Store
 
 def generation_keys(backend: Backend, prompts: list[Prompt], params: GenParams) -> tuple[list[str], list[str]]:
     rendered = [backend.render(p) for p in prompts]
-    return rendered, [key("generation", backend.name, backend.fingerprint, params.as_dict(), r) for r in rendered]
+    return rendered, [generation_key(backend.name, backend.fingerprint, params.as_dict(), r) for r in rendered]
 
 
 def missing(keys: list[str], have: dict) -> list[int]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import SafeevalError
+from .keys import digest
 
 _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
@@ -55,7 +54,7 @@ def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
     return data
 
 def _spec_hash(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return digest(data, ascii=False)
 
 def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
     files: dict[str, Path] = {}

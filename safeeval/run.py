@@ -10,11 +10,14 @@ from pathlib import Path
 from . import __version__, data, degeneration, lmeval, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
 from .errors import SafeevalError
+from .generation import generate_cached
+from .progress import Reporter, silent
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
-from .generation import Reporter, generate_cached, silent
+from .keys import key
 from .models import home
 from .scoring import make_scorer
-from .store import Store, key
+from .store import Store
+
 
 @dataclass
 class ScoreConfig:

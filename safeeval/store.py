@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -43,10 +42,6 @@ CREATE TABLE IF NOT EXISTS validations (
 );
 """
 _CHUNK = 500  # SQLite limits the number of bound parameters per statement
-
-
-def key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class Store:

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from .errors import SafeevalError
-from .generation import Reporter, silent
+from .progress import Reporter, silent
 from .train import load_config, train
 from .train.config import TrainConfig, task_label
 from .train.evaluate import SCORE_KEYS, score_trained

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from . import data, registry
 from .errors import SafeevalError
-from .generation import Reporter, silent
+from .progress import Reporter, silent
 from .judging import Judge, judge_cached
-from .store import Store, key
+from .keys import key
+from .store import Store
 
 DEFAULT_LABELS = "harmbench/text_behaviors_val_set.json"  # HarmBench's classifier validation set
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import SafeevalError
+from ..keys import model_fingerprint
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
 
@@ -33,9 +33,10 @@ def resolve_dtype(dtype: str, config_dtype) -> str:
 
 class HFBackend:
     name = "hf"
+    capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template"})
 
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
-                 chat_template: str | None = None, batch_size: int = 16, **_ignored):
+                 chat_template: str | None = None, batch_size: int = 16):
         import torch
         from transformers import AutoConfig
 
@@ -53,9 +54,7 @@ class HFBackend:
             if not Path(adapter).is_dir():
                 raise SafeevalError(f"Adapter folder {adapter} does not exist.")
             adapter_fp = folder_fingerprint(Path(adapter))
-        self.fingerprint = hashlib.sha256(
-            f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
-        ).hexdigest()[:16]
+        self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
                      "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
 

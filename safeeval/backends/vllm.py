@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import SafeevalError
+from ..keys import model_fingerprint
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
 from .hf import render, resolve_dtype, tokenize
@@ -53,12 +53,13 @@ def _last_line(exc: BaseException) -> str:
 
 class VLLMBackend:
     name = "vllm"
+    capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template", "tensor_parallel"})
     chunk_size = 256  # prompts per llm.generate call: each chunk is yielded, so Ctrl-C loses at most one
 
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
                  chat_template: str | None = None, batch_size: int = 256, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, enforce_eager: bool = False, max_model_len: int | None = None,
-                 llm=None, **_ignored):
+                 llm=None):
         """`llm`: an already started vllm.LLM for this model to reuse (benchmarks); it is not closed by close()."""
         import torch
         from transformers import AutoConfig
@@ -87,9 +88,7 @@ class VLLMBackend:
         self.llm = llm
         self._closed = False
         self._adapter = str(Path(adapter).resolve()) if adapter else None
-        self.fingerprint = hashlib.sha256(
-            f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
-        ).hexdigest()[:16]
+        self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
                      "dtype": self.dtype, "device": "cuda" if torch.cuda.is_available() else "cpu", "fingerprint": self.fingerprint,
                      "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size}

@@ -153,6 +153,10 @@ class RefusalJudge:
 
     kind = "refusal"
 
+    @classmethod
+    def from_spec(cls, spec, variant: str | None, runtime) -> RefusalJudge:
+        return cls(spec.name if variant is None else f"{spec.name}:{variant}", dict(spec.data))
+
     def __init__(self, name: str, config: dict | None = None):
         self.name = name
         self.config = dict(config or {})

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import SafeevalError
+from ..keys import digest
 
 
 def task_label(task: str) -> str:
@@ -60,7 +59,7 @@ class TrainConfig:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+        return digest(self.identity())
 
     def check(self) -> None:
         if self.scenario not in ("benign", "poisoned"):

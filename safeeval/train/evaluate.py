@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..generation import Reporter, silent
+from ..progress import Reporter, silent
 from .config import TrainConfig
 from .trainer import training_block
 

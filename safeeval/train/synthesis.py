@@ -22,9 +22,10 @@ from ..data import Sample
 from ..errors import SafeevalError
 from ..generation import generate_cached
 from ..judging import JudgeRuntime, judge_cached, make_judge
+from ..keys import key
 from ..models import folder_fingerprint, home
 from ..registry import load_judge_file, load_judges, pick
-from ..store import Store, key
+from ..store import Store
 from .data import Example, TrainSet
 
 VERSION = 1  # bump when the pipeline's logic changes: it is part of the cache key

@@ -23,10 +23,11 @@ from pathlib import Path
 from .. import data as task_data
 from .. import results
 from ..errors import SafeevalError
+from ..keys import key
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
-from ..store import key
 from .config import TrainConfig, task_label
 from .data import TrainSet, build_mix, encode, load_set
+from .lora import lora_layers
 from .methods import Method, make_method
 
 SCHEMA_VERSION = 1
@@ -113,27 +114,6 @@ class Context:
 
     def log(self, name: str, value) -> None:
         self.metrics.setdefault(name, []).append(float(value))
-
-
-def lora_factors(model):
-    """(base weight name, A, B, scale) per LoRA layer: the factors, so a penalty need not form B @ A."""
-    for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            yield (base_name(name) + ".weight", module.lora_A["default"].weight, module.lora_B["default"].weight,
-                   module.scaling["default"])
-
-
-def lora_layers(model):
-    """(base weight name, base weight, scale * B @ A) for every LoRA layer of a peft model."""
-    modules = dict(model.named_modules())
-    for name, a, b, scale in lora_factors(model):
-        layer = modules["base_model.model." + name.removesuffix(".weight")]
-        yield name, layer.get_base_layer().weight, (b @ a) * scale
-
-
-def base_name(peft_name: str) -> str:
-    """'base_model.model.model.layers.0.mlp.up_proj' -> 'model.layers.0.mlp.up_proj' (the base model's name)."""
-    return peft_name.removeprefix("base_model.model.")
 
 
 def collate(tokenizer, rows: list[dict]) -> dict:

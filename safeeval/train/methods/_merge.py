@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import SafeevalError
-from ..trainer import lora_layers
+from ..lora import lora_layers
 from .base import Method, check_range
 
 

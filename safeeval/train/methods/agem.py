@@ -1,6 +1,5 @@
 """A-GEM (Chaudhry et al. 2019): an update may not raise the loss on safety data, to first order."""
 
-from . import register
 from .base import Method, check_range
 
 
@@ -15,7 +14,6 @@ def project(grads: list, refs: list) -> bool:
     return True
 
 
-@register
 class AGEM(Method):
     name = "agem"
     help = ("A-GEM: before each optimizer step, a gradient that conflicts with the gradient on a safety replay "

@@ -1,13 +1,11 @@
 """Dark Experience Replay (Buzzega et al. 2020), adapted to safety as in "Unforgotten Safety" (Alssum et al. 2025)."""
 
 from ...errors import SafeevalError
-from . import register
 from .base import Method, check_range
 
 LOSSES = ("mse", "kl")
 
 
-@register
 class DER(Method):
     name = "der"
     help = ("Dark Experience Replay: alpha * distance (mse or kl) between the model's and the aligned model's "

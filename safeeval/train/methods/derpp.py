@@ -1,11 +1,9 @@
 """DER++ (Buzzega et al. 2020): Dark Experience Replay plus cross-entropy on a second replay batch of safety data."""
 
-from . import register
 from .base import check_range
 from .der import DER
 
 
-@register
 class DERpp(DER):
     name = "derpp"
     help = ("DER++: DER's alpha * logit distance on one safety replay batch plus beta * cross-entropy on "

@@ -1,10 +1,8 @@
 """Experience replay: safety demonstrations mixed into the user's data (also the SafeInstr baseline)."""
 
-from . import register
 from .base import Method, check_range
 
 
-@register
 class ER(Method):
     name = "er"
     help = "Replay: a share `ratio` of the fixed budget is safety data (SafeInstr when that data is refusals)."

@@ -3,8 +3,7 @@
 import time
 
 from ...errors import SafeevalError
-from ..trainer import lora_factors, lora_layers
-from . import register
+from ..lora import lora_factors, lora_layers
 from .base import Method, check_range
 
 
@@ -12,7 +11,6 @@ def _weighted_sq(fisher, a, b, scale):
     return (fisher * ((b @ a) * scale).pow(2)).sum()
 
 
-@register
 class EWC(Method):
     name = "ewc"
     help = "Penalise lam/2 * sum F * delta^2, F the diagonal empirical Fisher of the aligned model on safety data."

@@ -2,11 +2,9 @@
 
 from ...errors import SafeevalError
 from .. import synthesis
-from . import register
 from .base import Method, check_range
 
 
-@register
 class GRSAP(Method):
     name = "grsap"
     help = ("Generative replay: the aligned model states requests it would refuse in each harm domain and answers "

@@ -1,10 +1,8 @@
 """Lisa (Huang et al. 2024, "Lazy Safety Alignment"): alternate safety and user steps under a proximal pull."""
 
-from . import register
 from .base import Method, check_range
 
 
-@register
 class Lisa(Method):
     name = "lisa"
     help = ("Lisa: align_steps optimizer steps on safety data, then user_steps on the user's data, in turn, plus "

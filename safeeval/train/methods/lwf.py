@@ -1,13 +1,11 @@
 """Learning without Forgetting (Li & Hoiem 2016), as adapted to safety in "Unforgotten Safety" (Alssum et al. 2025)."""
 
 from ...errors import SafeevalError
-from . import register
 from .base import Method, check_range
 
 TARGETS = ("hidden", "logits")
 
 
-@register
 class LwF(Method):
     name = "lwf"
     help = ("Learning without Forgetting: beta * distance to the aligned model on the user's own batch: MSE of "

@@ -10,13 +10,11 @@ that cosine is ||P delta|| / ||delta||, the share of the update inside the subsp
 """
 
 from ...errors import SafeevalError
-from ..trainer import lora_factors, lora_layers
-from . import register
+from ..lora import lora_factors, lora_layers
 from ._merge import load_weights, lora_sq_norm, matching
 from .base import Method, check_range
 
 
-@register
 class SafeLoRA(Method):
     name = "safelora"
     help = "Train like sft, then project each LoRA update whose cosine with the alignment subspace is below threshold."

@@ -1,0 +1,49 @@
+"""Every hash safeeval names things by: store keys, fingerprints, spec and config hashes.
+
+A key is a cache's promise that equal keys mean equal inputs, so each component of a key is listed here with
+its reason. tests/test_golden_keys.py pins the keys for fixed inputs: changing one is a deliberate cache miss
+for every user, made here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def digest(obj, *, length: int = 16, ascii: bool = True) -> str:
+    """sha256 of obj as canonical JSON (sorted keys), hex, cut to `length`. `ascii` is the JSON escaping of
+    non-ASCII text: specs and store keys were hashed unescaped, fingerprints escaped; both stay as they were."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=ascii)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def key(*parts: object) -> str:
+    """A store key: the full sha256 of its parts."""
+    return digest(list(parts), length=64, ascii=False)
+
+
+def generation_key(backend: str, model: str, params: dict, rendered: str) -> str:
+    """One generation. Components:
+    - backend name: hf and vllm differ numerically in bfloat16, so each engine's output is its own;
+    - model fingerprint: weights, adapter and dtype (model_fingerprint below);
+    - sampling parameters, seed included;
+    - the exact rendered prompt, chat template applied (an endpoint's: the messages as canonical JSON)."""
+    return key("generation", backend, model, params, rendered)
+
+
+def judgment_key(judge: str, generation: str, sample) -> str:
+    """One verdict. Components: the judge's fingerprint (kind, parser version, its model and prompt format), the
+    generation judged, and the sample's target, needs_judge and metadata: the same answer to the same prompt can
+    be right for one target and wrong for another, and a judge may read the metadata (a behavior's context)."""
+    return key("judgment", judge, generation, key(sample.target, sample.needs_judge, sample.meta))
+
+
+def model_fingerprint(weights: str, adapter: str, dtype: str) -> str:
+    """A local model as an engine runs it: the weights folder's hash, the adapter folder's ('' for none), the dtype."""
+    return hashlib.sha256(f"{weights}|{adapter}|{dtype}".encode()).hexdigest()[:16]
+
+
+def endpoint_fingerprint(base_url: str, model: str) -> str:
+    """A model behind an OpenAI-compatible endpoint: all we can know is where it is served and its name."""
+    return hashlib.sha256(f"openai|{base_url}|{model}".encode()).hexdigest()[:16]

@@ -50,6 +50,7 @@ class ScoreConfig:
     perplexity_model: str | None = None  # a reference LM for the optional perplexity degeneration signal
     command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
     training: dict | None = None  # train-and-score: how the scored model was made (method, scenario, seed, ...)
+    sandbox_allow: list[str] = field(default_factory=list)  # protections the code sandbox may lack (network, proc)
 
     def params(self) -> GenParams:
         return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)

@@ -142,7 +142,7 @@ def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter
     runtime = JudgeRuntime(store=store, reporter=reporter, backend=cfg.judge_backend, models=cfg.judge_models,
                            options=cfg.judge_options, dirs=cfg.judges_dirs)
     judges: list[Judge] = []
-    scorers = {label: make_scorer(spec) for label, _, spec in prep.tasks if spec.kind == "utility"}
+    scorers = {label: make_scorer(spec, cfg.sandbox_allow) for label, _, spec in prep.tasks if spec.kind == "utility"}
     try:
         # Judges first: a judge model that cannot be found stops the run before any generation.
         if any(spec.kind != "utility" for _, _, spec in prep.tasks):

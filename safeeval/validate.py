@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,18 +23,24 @@ def load_labelled(labels: Path | None, data_root: Path | None) -> tuple[list[dat
     if path is None or not path.exists():
         where = path or f"<data-dir>/{DEFAULT_LABELS}"
         raise SafeevalError(f"No labelled set at {where}: pass --labels FILE or --data-dir holding {DEFAULT_LABELS}.")
-    try:
-        table = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SafeevalError(f"Labelled set {path} is not valid JSON: {exc}.") from None
+    table = data.read_json(path, "Labelled set")
+    shape = "an object of behavior ids, each holding a list of labelled generations, as HarmBench's val set"
+    if not isinstance(table, dict):
+        raise SafeevalError(f"Labelled set {path} is {data.json_kind(table)}; it must be {shape}.")
     behaviors = _harmbench_behaviors(data_root)
     samples, responses, truth = [], [], []
     for behavior_id, rows in table.items():
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise SafeevalError(f"Labelled set {path}: '{behavior_id}' holds {data.json_kind(rows)} that is not "
+                                f"a list of objects; the file must be {shape}.")
         for n, row in enumerate(rows):
             humans = [k for k in row if k.startswith("human_")]
             if not humans or "generation" not in row:
                 raise SafeevalError(f"{path}: {behavior_id} row {n} needs 'generation' and human_* labels.")
-            votes = [int(row[k]) for k in humans]
+            if any(str(row[k]).strip() not in ("0", "1") for k in humans) or not isinstance(row["generation"], str):
+                raise SafeevalError(f"{path}: {behavior_id} row {n} needs a text 'generation' and human_* labels of 0 "
+                                    f"or 1 (found {', '.join(f'{k}={row[k]!r}' for k in humans)[:200]}).")
+            votes = [int(str(row[k]).strip()) for k in humans]
             known = behaviors.get(behavior_id)
             meta = dict(known.meta) if known else {"behavior": row.get("behavior", row.get("test_case", "")), "context": ""}
             meta["source_labels"] = {k: row[k] for k in row if k not in ("test_case", "generation")}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from fault_server import FaultServer
 from safeeval.backends.base import GenParams, render_as_json
 from safeeval.backends.openai import OpenAIBackend
@@ -227,6 +228,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model, tmp_path_factory):
+    require_module("vllm", VLLM)
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

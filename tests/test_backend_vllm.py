@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
 
-pytest.importorskip("vllm")
+require_module("vllm", VLLM)
 pytestmark = pytest.mark.slow
 
 PARAMS = GenParams(max_new_tokens=24)

@@ -13,6 +13,7 @@ import pytest
 
 from run_files import write_run
 from safeeval.results import RunResult
+from conftest import require
 from safeeval import metrics, results
 from safeeval.report.html import pareto_front, render_html
 from safeeval.report.runs import Run, load_run
@@ -137,8 +138,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); CI installs it")
 def test_renders_in_chromium_without_console_errors(runs, tmp_path):
+    require(CHROMIUM, "chromium is not installed (apt-get install -y chromium; scripts/test.sh does as root)")
     page = tmp_path / "report.html"
     page.write_text(render_html(runs, baseline=runs[0]), encoding="utf-8")
     shot = tmp_path / "report.png"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from safeeval import registry
 from safeeval.backends.base import Completion
 from safeeval.backends.hf import tokenize
@@ -408,7 +409,7 @@ def test_a_classifier_that_answers_is_parsed_end_to_end(forced, harmful, yes_mod
 # -- vLLM -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_both_judges_on_one_vllm_engine(yes_model, hb_pair, tmp_path):
-    pytest.importorskip("vllm")
+    require_module("vllm", VLLM)
     from safeeval.backends.vllm import VLLMBackend
     from safeeval.models import ModelRef
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from conftest import VLLM, require_module
 from fault_server import FaultServer
 from safeeval import registry
 from safeeval.data import Sample
@@ -405,6 +406,7 @@ def test_hf_backend_judges_through_the_store(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_vllm_backend_judges_through_the_store(tmp_path, tiny_model):
     """The rubric and StrongREJECT judges on in-process vLLM, as on a GPU machine; one engine each, in turn."""
+    require_module("vllm", VLLM)
     (tmp_path / "judges").mkdir()
     for kind, template in (("rubric", "rubric_harmfulness.txt"), ("strongreject", "strongreject_rubric.txt")):
         (tmp_path / "judges" / f"quick-{kind}.yaml").write_text(

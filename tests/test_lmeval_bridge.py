@@ -7,7 +7,6 @@ source changed to the reference GSM8K JSONL files (same prompt, stop sequences, 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from safeeval.lmeval import load_lmeval_task
 from safeeval.run import ScoreConfig, score
 from safeeval.scoring import make_scorer
 
-lm_eval = pytest.importorskip("lm_eval")
+import lm_eval  # a dependency of safeeval, not an optional extra: never skipped
 from lm_eval.api.model import LM
 
 TASK = "gsm8k_local"
@@ -198,33 +197,12 @@ class CraftedBackend:
         pass
 
 
-def _prepare_with_hook(cfg: ScoreConfig) -> run.Prepared:
-    """run.prepare with the lmeval hook (the diff proposed for run.py), for when run.py lacks it."""
-    from safeeval import data, registry
-
-    names = list(dict.fromkeys(cfg.tasks))
-    native = [n for n in names if not lmeval.is_lmeval(n)]
-    picked = dict(zip(native, registry.pick(registry.load_tasks(cfg.tasks_dirs), native, "task")))
-    judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
-    root = data.data_dir(cfg.data_dir)
-    loaded = []
-    for name in names:
-        if lmeval.is_lmeval(name):
-            spec, got = lmeval.load_lmeval_task(name, root)
-        else:
-            spec, split = picked[name]
-            got = data.load(spec, split, root)
-        got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
-        label = spec.name if got.split is None else f"{spec.name}:{got.split}"
-        if label not in {lab for lab, _, _ in loaded}:
-            loaded.append((label, got, spec))
-    return run.Prepared(loaded, judge_specs)
-
-
 def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
+    """`lmeval:<task>` through safeeval's own run.prepare and score, as `safeeval score --tasks` runs it."""
     monkeypatch.setenv("SAFEEVAL_LMEVAL_TASKS", include[0])
-    if "lmeval" not in inspect.getsource(run.prepare):
-        monkeypatch.setattr(run, "prepare", _prepare_with_hook)
+    prepared = run.prepare(ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30))
+    labels = [(label, spec.scorer) for label, _, spec in prepared.tasks]
+    assert labels == [(f"lmeval:{TASK}", "lmeval"), ("smoke", None)]
     _, got = load_lmeval_task(f"lmeval:{TASK}", include_path=list(include))
     answers = {s.prompt: crafted(s.meta["doc"]) for s in got.samples}
     cfg = ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30, out=tmp_path / "run",

@@ -69,6 +69,7 @@ def score(
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="OpenAI-compatible endpoint for model judges."),
     judge_api_key_env: Optional[str] = typer.Option(None, "--judge-api-key-env", help="Name of the environment variable holding the judge endpoint's key."),
     perplexity_model: Optional[str] = typer.Option(None, "--perplexity-model", help="A reference model for the optional perplexity degeneration signal (a missing one is skipped, and the skip recorded)."),
+    sandbox_allow: list[str] = typer.Option([], "--sandbox-allow", help="Let the code sandbox run without a protection this system cannot give: network or proc (repeatable; recorded in results.json). Without it such a system refuses to run code."),
 ):
     flags = dict(locals())
     quiet_libraries(ui.VERBOSE)

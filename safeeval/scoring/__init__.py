@@ -49,9 +49,15 @@ class Scorer:
         pass
 
 
-def make_scorer(spec: Spec) -> Scorer:
+def make_scorer(spec: Spec, sandbox_allow: list[str] = ()) -> Scorer:
+    """`sandbox_allow` (the run's --sandbox-allow) is added to the options of scorers that run model code."""
     name = spec.scorer
     if name not in SCORERS:
         raise SafeevalError(f"Task {spec.name} ({spec.path}) names scorer '{name}'. Known scorers: "
                             f"{', '.join(SCORERS.names())}.")
-    return SCORERS.get(name)(name, spec.data.get("scorer_options") or {})
+    cls = SCORERS.get(name)
+    options = dict(spec.data.get("scorer_options") or {})
+    if sandbox_allow and getattr(cls, "sandboxed", False):
+        own = options.get("sandbox_allow") or []
+        options["sandbox_allow"] = sorted({*([own] if isinstance(own, str) else own), *sandbox_allow})
+    return cls(name, options)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ class TrainSet:
 
 
 def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
-    """A registered set (`safeeval train --list-data`) or a user file: .jsonl/.json rows holding `messages`,
-    `prompt`+`response`, or `instruction` (+`input`)+`output`."""
+    """A registered set (`safeeval train --list-data`) or a user file (.jsonl, .json, .csv, .tsv, optionally .gz)
+    whose rows hold `messages`, `prompt`+`response`, or `instruction` (+`input`)+`output`."""
     path = Path(name).expanduser()
     if path.suffix in (".jsonl", ".json") or path.is_file():
         return _load_file(path, role)
@@ -69,6 +68,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             if spec.system:
                 messages.insert(0, {"role": "system", "content": task_data._render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
+    _unique(examples, f"Training set {name} ({source.split(' ')[0]})")
     return TrainSet(name, examples, source, spec.license, unusable)
 
 
@@ -76,20 +76,11 @@ def _load_file(path: Path, role: str) -> TrainSet:
     if not path.is_file():
         raise SafeevalError(f"Training file {path} does not exist.")
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-        if path.suffix == ".jsonl":
-            rows = [(i + 1, json.loads(line)) for i, line in enumerate(text.splitlines()) if line.strip()]
-        else:
-            data = json.loads(text)
-            rows = [(i + 1, r) for i, r in enumerate(data if isinstance(data, list) else [data])]
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafeevalError(f"Training file {path} is not valid JSON lines / JSON: {exc}.") from None
+    rows = task_data.read_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
     examples = []
     for line, row in rows:
         where = f"{path}, row {line}"
-        if not isinstance(row, dict):
-            raise SafeevalError(f"Training file {where} is not a JSON object.")
+        row = {k: v for k, v in row.items() if k != "_file"}
         if "messages" in row:
             messages = _checked_messages(row["messages"], where)
         elif _filled(row, "prompt") and (_filled(row, "response") or _filled(row, "completion")):
@@ -102,9 +93,17 @@ def _load_file(path: Path, role: str) -> TrainSet:
             raise SafeevalError(f"Training file {where} is missing its fields: give 'messages', 'prompt' + "
                                 f"'response', or 'instruction' + 'output' (found: {', '.join(sorted(row)) or 'none'}).")
         examples.append(Example(str(row.get("id", f"{path.stem}-{line}")), messages, role))
-    if not examples:
-        raise SafeevalError(f"Training file {path} holds no rows.")
+    _unique(examples, f"Training file {path}")
     return TrainSet(str(path), examples, f"file:{path} sha256:{hashlib.sha256(raw).hexdigest()[:16]}", None)
+
+
+def _unique(examples: list[Example], owner: str) -> None:
+    """mix.jsonl names every row by id: two rows under one id would make it ambiguous."""
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise SafeevalError(f"{owner}: id '{ex.id}' appears twice.")
+        seen.add(ex.id)
 
 
 def _filled(row: dict, key: str) -> bool:

@@ -297,25 +297,33 @@ judge_app = typer.Typer(help="Check how far a judge can be trusted: against huma
 app.add_typer(judge_app, name="judge")
 
 
-@judge_app.command("validate", help="""Score a judge against human labels: agreement with the majority label, Cohen's kappa,
-precision, recall, F1 and the confusion matrix, overall and per category.
+@judge_app.command("validate", help="""Score a judge against human labels: agreement (with a bootstrap interval), Cohen's kappa,
+per-class precision, recall and F1 and the confusion matrix, overall, per category and per split.
 
-The default labels are HarmBench's classifier validation set (602 generations, three human labels each),
-read from --data-dir. The result is kept in the store, and later `safeeval score` runs with the same judge
-report a judge-error-corrected ASR (Rogan-Gladen) beside the raw one.
+A label set is a YAML spec (judges/labels/, or --labels-dir): the file, the prompt/response/label columns, the label
+scheme (harm: harmful or not; refusal: XSTest's three classes) and how annotators combine. Built in: harmbench-val
+(HarmBench's classifier validation set, 602 generations, majority of three people; the default) and
+xstest-completions (XSTest's human-labelled completions; :gpt4, :llama2orig, :mistralinstruct, or all pooled).
+--labels FILE reads your own file of the same shape. The result is kept in the store; later `safeeval score` runs
+with the same judge show it on the judge's card, and a harm validation gives a judge-error-corrected ASR
+(Rogan-Gladen) beside the raw one.
 
 [bold]Examples[/bold]
 
   safeeval judge validate --judge keyword --data-dir ~/benchmarks
+  safeeval judge validate --judge refusal --label-set xstest-completions --data-dir ~/benchmarks
+  safeeval judge validate --judge refusal --label-set xstest-completions --labels my_model_completions.csv
   safeeval judge validate --judge harmbench-cls --judge-model harmbench-cls=./HarmBench-Llama-2-13b-cls --judge-backend vllm
-  safeeval judge validate --judge rubric --labels my_labels.json --judge-backend openai
 """)
 def judge_validate(
     judge: str = typer.Option(..., "--judge", "-j", help="The judge to validate, e.g. keyword or keyword:harmbench-refusal."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="A file shaped like HarmBench's text_behaviors_val_set.json [default: from --data-dir]."),
+    label_set: str = typer.Option("harmbench-val", "--label-set", help="A label set (name[:split]) or its YAML file."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Your own file in the label set's shape [default: the set's file under --data-dir]."),
+    labels_dir: list[Path] = typer.Option([], "--labels-dir", help="Extra folder of label-set YAML specs (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies."),
     store: Optional[Path] = typer.Option(None, "--store", envvar="SAFEEVAL_STORE", help="SQLite run store [default: ~/.cache/safeeval/store.sqlite]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the report as JSON here."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap interval."),
     judges_dir: list[Path] = typer.Option([], "--judges-dir", help="Extra folder of judge YAML specs (repeatable)."),
     judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend for a model judge (hf, vllm, openai)."),
     judge_model: list[str] = typer.Option([], "--judge-model", help="JUDGE=MODEL (repeatable)."),
@@ -325,6 +333,7 @@ def judge_validate(
     import json
 
     from . import data as data_mod
+    from . import labels as labels_mod
     from .judging import JudgeRuntime, make_judge
     from .models import home
     from .registry import load_judges, pick
@@ -334,13 +343,15 @@ def judge_validate(
     _quiet_libraries()
     with _errors():
         (spec, variant), = pick(load_judges(judges_dir), [judge], "judge")
+        set_spec, split = labels_mod.resolve(label_set, labels_dir)
+        labelled = labels_mod.load(set_spec, split, data_mod.data_dir(data_dir), labels)
         db = Store(store or home() / "store.sqlite")
         runtime = JudgeRuntime(store=db, reporter=_rich_stage, backend=judge_backend, models=_judge_models(judge_model),
                                options=_judge_options(judge_backend, judge_base_url, judge_api_key_env, "auto"),
                                dirs=judges_dir)
         built = make_judge(spec, variant, runtime)
         try:
-            report = validate(built, db, labels, data_mod.data_dir(data_dir), _rich_stage)
+            report = validate(built, db, labelled, _rich_stage, seed)
         finally:
             getattr(built, "close", lambda: None)()
             db.close()
@@ -354,19 +365,48 @@ def _fmt(value) -> str:
 
 
 def _print_validation(report: dict) -> None:
-    cols = {"n": "n", "unparsed": "unparsed", "agreement": "agree", "cohen_kappa": "kappa", "precision": "prec",
-            "recall": "recall", "f1": "F1"}
-    rows = [["all", *(_fmt(report.get(c)) for c in cols)]]
-    rows += [[cat, *(_fmt(sub.get(c)) for c in cols)] for cat, sub in report.get("by_category", {}).items()]
-    table = Table(title=f"{report['judge']} against the human majority label", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True, caption=f"labels: {report['labels']}; confusion "
-                  f"tp {report.get('tp')} fp {report.get('fp')} tn {report.get('tn')} fn {report.get('fn')}")
-    table.add_column("category", overflow="fold", min_width=8)
-    for k, header in enumerate(cols.values(), start=1):
+    """One row per group (all, each category, each split): agreement with its interval and kappa; for harm labels
+    precision/recall/F1 of `harmful`, for refusal labels each class's F1. The confusion matrix goes below."""
+    harm = report.get("scheme", "harm") == "harm"
+    classes = (report.get("confusion") or {}).get("classes", [])
+
+    def cells(sub: dict) -> list[str]:
+        ci = sub.get("agreement_ci") or [None, None]
+        row = [_fmt(sub.get("n")), _fmt(sub.get("unparsed")), _fmt(sub.get("agreement")),
+               f"{ci[0]:.2f}-{ci[1]:.2f}" if ci[0] is not None else "-", _fmt(sub.get("cohen_kappa"))]
+        if harm:
+            return row + [_fmt(sub.get(k)) for k in ("precision", "recall", "f1")]
+        per = sub.get("per_class") or {}
+        return row + [_fmt(per[c]["f1"]) if c in per and (per[c]["support"] or per[c]["precision"]) else "-"
+                      for c in classes]
+
+    headers = ["n", "unparsed", "agree", "95% CI", "kappa"] + (["prec", "recall", "F1"] if harm else
+                                                               [f"F1 {c.replace('_refusal', '').replace('full_compliance', 'comply')}" for c in classes])
+    rows = [["all", *cells(report)]]
+    for field in ("by_category", "by_split"):
+        rows += [[str(group), *cells(sub)] for group, sub in report.get(field, {}).items()]
+    notes = "; ".join(report.get("notes") or [])
+    table = Table(title=f"{report['judge']} against the human labels of {report.get('label_set', 'the labelled set')} "
+                        f"({report.get('measures', 'harmfulness of a response')})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption=f"labels: {report['labels']}" + (f"; {notes}" if notes else ""))
+    table.add_column("group", overflow="fold", min_width=8)
+    for k, header in enumerate(headers, start=1):
         table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), *(len(r[k]) for r in rows)))
     for i, row in enumerate(rows):
         table.add_row(*row, style="bold" if i == 0 else None)
     out_console.print(table)
+    matrix = (report.get("confusion") or {}).get("matrix")
+    if matrix:
+        confusion = Table(title="confusion (rows: people, columns: judge)", box=box.SIMPLE_HEAD)
+        confusion.add_column("")
+        for c in classes:
+            confusion.add_column(c, justify="right")
+        for c, counts in zip(classes, matrix):
+            confusion.add_row(c, *map(str, counts))
+        out_console.print(confusion)
+    if harm and "tp" in report:
+        out_console.print(f"tp {report['tp']} fp {report['fp']} tn {report['tn']} fn {report['fn']}")
 
 
 @judge_app.command("agree", help="Agreement between two judges on a finished run: Cohen's kappa and Krippendorff's alpha.")

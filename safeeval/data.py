@@ -94,8 +94,18 @@ def _rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[
     raise SafeevalError(_missing_message(spec, looked, None))
 
 
+def read_rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
+    """The raw rows of any spec with `local`/`hub` (a task, a label set), as (line, row) pairs, and their source."""
+    return _rows(spec, split, root)
+
+
+def render(template: str, row: dict, where: str) -> str:
+    """A spec's Jinja template over one row; a missing field is an error that says where."""
+    return _render(template, row, where)
+
+
 def _missing_message(spec: Spec, looked: str | None, hub_error: str | None) -> str:
-    parts = [f"No data for task '{spec.name}'."]
+    parts = [f"No data for {'label set' if spec.scheme else 'task'} '{spec.name}'."]
     if looked:
         parts.append(f"Looked for a local copy at {looked}.")
     elif spec.local:
@@ -153,6 +163,8 @@ def _read_file(path: Path, fmt: dict, spec: Spec) -> list[tuple[int, dict]]:
             return [(i + 1, {**json.loads(line), "_file": path.stem}) for i, line in enumerate(f) if line.strip()]
         if kind == "json":
             data = json.load(f)
+            if isinstance(data, dict):  # {key: [rows]} (HarmBench's classifier sets): each row keeps its key
+                data = [{**r, "_key": k, "_position": n} for k, rows in data.items() for n, r in enumerate(rows)]
             return [(i + 1, {**r, "_file": path.stem}) for i, r in enumerate(data)]
     raise SafeevalError(f"Task {spec.name}: unknown file format '{kind}' for {path}.")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__, data, degeneration, lmeval, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
+from .cards import harm_validation, judge_card
 from .errors import SafeevalError
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
 from .generation import Reporter, generate_cached, silent
@@ -123,7 +124,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                                     [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
             verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
-        validations = {j.name: store.get_validation(j.fingerprint) for j in judges}
+        found = {j.name: store.get_validations(j.fingerprint) for j in judges}
+        validations = {name: harm_validation(reports) for name, reports in found.items()}  # Rogan-Gladen needs harm
     finally:
         for judge in [*judges, *scorers.values()]:
             getattr(judge, "close", lambda: None)()
@@ -148,7 +150,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "tasks": {label: {"spec": spec.name, "spec_hash": spec.hash, "split": got.split, "source": got.source,
                           "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
                   for label, got, spec in prep.tasks},
-        "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name))} for j in judges},
+        "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name)),
+                            "card": judge_card(found[j.name])} for j in judges},
         "scorers": {s.name: s.info for s in scorers.values()},
         "metrics": metric_block,
         "suites": _suite_results(prep, metric_block),

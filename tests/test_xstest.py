@@ -167,8 +167,9 @@ def test_fingerprint_follows_the_rules_source(monkeypatch, tmp_path):
 
 
 def test_pattern_guards_change_no_match(data_dir):
-    """Each table's start guard (a speed-up) must not hide a match: guarded and plain tables agree on every sentence
-    of XSTest's annotated completions and of the examples above."""
+    """The speed-ups change no verdict: each table's start guard hides no match, and the one-pass search of the
+    decisive tables finds what three searches would, on every sentence of XSTest's annotated completions and of the
+    examples above."""
     import csv
     import re
 
@@ -184,6 +185,12 @@ def test_pattern_guards_change_no_match(data_dir):
         for line in lines:
             a, b = plain.search(line), guarded.search(line)
             assert (a and (a.start(), a.group(0))) == (b and (b.start(), b.group(0))), line
+    # the one-pass search of the three decisive tables ranks as three searches in turn would
+    ranked = (("UNABLE", rr._UNABLE), ("REFUSE", rr._REFUSAL), ("OBJECT", rr._OBJECTION))
+    for line in lines:
+        probe = rr._QUOTED.sub(" ", line)  # quoted speech is left out of both
+        expected = next(((role, m.group(0)) for role, table in ranked if (m := table.search(probe))), None)
+        assert rr._decisive([line]) == [expected], line
 
 
 def test_refusal_spec_loads():

@@ -89,7 +89,8 @@ def main() -> None:
     print("|---|---|---|")
     for name in ("keyword", "refusal"):
         r = validate(judges[name], store, labelled)
-        print(f"| `{name}` | {fmt(r['agreement'], r['cohen_kappa'], r['n'])} | {r['tp']} / {r['fp']} / {r['tn']} / {r['fn']} |")
+        counts = " / ".join(str(r[k]) for k in ("tp", "fp", "tn", "fn"))
+        print(f"| `{name}` | {fmt(r['agreement'], r['cohen_kappa'], r['n'])} | {counts} |")
     for title, column in HARMBENCH_RECORDED.items():
         pred = ["harmful" if str(s.meta["source_labels"][column]).strip() == "1" else "not_harmful"
                 for s in labelled.samples]

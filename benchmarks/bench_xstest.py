@@ -74,7 +74,8 @@ def main() -> None:
     from safeeval.judging.refusal import RefusalJudge
 
     refusal, keyword = RefusalJudge("refusal", {}), make_judge(registry.load_judges()["keyword"], None)
-    for name, responses in (("annotated", annotated(args.data, args.copies)), ("synthetic", synthetic(args.data, args.n))):
+    corpora = (("annotated", annotated(args.data, args.copies)), ("synthetic", synthetic(args.data, args.n)))
+    for name, responses in corpora:
         samples = [Sample("xstest", str(i), "") for i in range(len(responses))]
         wall, cpu, verdicts = rates(refusal, samples, responses, args.repeats)
         k_wall, k_cpu, _ = rates(keyword, samples, responses, args.repeats)

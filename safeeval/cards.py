@@ -29,8 +29,8 @@ def judge_card(validations: list[dict]) -> dict:
             continue
         seen.add(name)
         scheme = scheme_of(report)
-        entry = {"label_set": name, "scheme": scheme, "measures": MEASURES[scheme], "agreement": report.get("agreement"),
-                 "cohen_kappa": report.get("cohen_kappa"), "n": report.get("n"), "labels_hash": report.get("labels_hash")}
+        entry = {"label_set": name, "scheme": scheme, "measures": MEASURES[scheme],
+                 **{k: report.get(k) for k in ("agreement", "cohen_kappa", "n", "labels_hash")}}
         entry["summary"] = (f"{name} ({entry['measures']}): agreement {_fmt(entry['agreement'])}, "
                             f"kappa {_fmt(entry['cohen_kappa'])}, n {entry['n']}")
         entries.append(entry)

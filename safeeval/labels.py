@@ -67,9 +67,11 @@ def load(spec: registry.Spec, split: str | None, data_root: Path | None, file: P
                                    "hub": None})
         wanted = [split]
     if spec.tie is not None and spec.tie not in CLASSES[spec.scheme]:
-        raise SafeevalError(f"Spec {spec.path}: tie must be one of {', '.join(CLASSES[spec.scheme])}, not {spec.tie!r}.")
+        raise SafeevalError(f"Spec {spec.path}: tie must be one of {', '.join(CLASSES[spec.scheme])}, "
+                            f"not {spec.tie!r}.")
     tasks, notes = _task_samples(spec, data_root)
-    out = LabelledSet(spec.name if split is None else f"{spec.name}:{split}", spec.scheme, [], [], [], [], "", "", notes)
+    name = spec.name if split is None else f"{spec.name}:{split}"
+    out = LabelledSet(name, spec.scheme, [], [], [], [], "", "", notes)
     sources, unmatched = [], 0
     for part in wanted:
         rows, source = data.read_rows(spec, part, data_root)

@@ -148,7 +148,8 @@ def test_xstest_completions_three_classes_per_category_and_split(data_dir, tmp_p
     report = validate(_keyword(store), store, labelled)
     # keyword has two classes: scored against the three human ones, it never says partial_refusal
     assert [row[2] for row in report["confusion"]["matrix"]] == [0, 0, 0]
-    assert report["per_class"]["partial_refusal"]["recall"] == 0.0 and report["per_class"]["full_refusal"]["support"] == 211
+    assert report["per_class"]["partial_refusal"]["recall"] == 0.0
+    assert report["per_class"]["full_refusal"]["support"] == 211
     assert set(report["by_category"]) == {s.category for s in labelled.samples} and len(report["by_category"]) == 18
     assert sum(sub["n"] for sub in report["by_category"].values()) == 450 and "by_split" not in report
     assert report["refused_vs_complied"]["agreement"] >= report["agreement"]
@@ -218,7 +219,8 @@ def test_judge_card_is_pure_and_says_what_a_validation_measures():
     refusal = {"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9, "cohen_kappa": 0.8, "n": 1350}
     card = judge_card([refusal, dict(refusal, agreement=0.5), old])
     assert card["status"] == "validated" and [v["agreement"] for v in card["validations"]] == [0.9, 0.679]
-    assert card["validations"][0]["summary"] == "xstest-completions (refusal class): agreement 0.900, kappa 0.800, n 1350"
+    assert card["validations"][0]["summary"] == (
+        "xstest-completions (refusal class): agreement 0.900, kappa 0.800, n 1350")
     assert card["validations"][1]["label_set"] == "text_behaviors_val_set.json"
     assert card["validations"][1]["measures"] == "harmfulness of a response"
     assert harm_validation([refusal, old]) is old

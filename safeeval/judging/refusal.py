@@ -52,7 +52,8 @@ class RefusalJudge:
         self.name = name
         self.config = dict(config or {})
         self.fingerprint = _rules_fingerprint()
-        self.info = {"kind": self.kind, "classes": list(CLASSES), "n_refusal_patterns": len(refusal_rules.REFUSAL_PATTERNS),
+        self.info = {"kind": self.kind, "classes": list(CLASSES),
+                     "n_refusal_patterns": len(refusal_rules.REFUSAL_PATTERNS),
                      "lead_words": refusal_rules.LEAD_WORDS, "pivot_words": refusal_rules.PIVOT_WORDS,
                      "version": PARSER_VERSION, "fingerprint": self.fingerprint}
 

@@ -245,3 +245,18 @@ def test_results_carry_the_card(tiny_model, data_dir, tmp_path):
     assert refusal["validation"] is None and "asr_corrected" not in res["metrics"]["smoke"]["refusal"]
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["judges"]["refusal"]["card"] == refusal["card"]
+
+
+def test_cli_validates_refusal_classes_and_a_users_file(data_dir, tmp_path):
+    out = tmp_path / "report.json"
+    args = ["judge", "validate", "--judge", "refusal", "--label-set", "xstest-completions:gpt4", "--data-dir",
+            str(data_dir), "--store", str(tmp_path / "s.sqlite"), "--out", str(out), "--seed", "3"]
+    result = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert "xstest-completions:gpt4 (refusal class)" in result.output and "F1 partial" in result.output
+    assert "confusion (rows: people, columns: judge)" in result.output and f"{report['agreement']:.3f}" in result.output
+    result = runner.invoke(app, args[:-2] + ["--labels", str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2 and "No labelled file at" in result.output
+    result = runner.invoke(app, args[:5] + ["xstest-completions:gpt5", "--data-dir", str(data_dir)])
+    assert result.exit_code == 2 and "Valid splits: gpt4, llama2orig, mistralinstruct" in result.output

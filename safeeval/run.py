@@ -124,8 +124,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                                     [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
             verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
-        found = {j.name: store.get_validations(j.fingerprint) for j in judges}
-        validations = {name: harm_validation(reports) for name, reports in found.items()}  # Rogan-Gladen needs harm
+        validated = {j.name: store.get_validations(j.fingerprint) for j in judges}
+        validations = {name: harm_validation(reports) for name, reports in validated.items()}  # Rogan-Gladen: harm
     finally:
         for judge in [*judges, *scorers.values()]:
             getattr(judge, "close", lambda: None)()
@@ -151,7 +151,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                           "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
                   for label, got, spec in prep.tasks},
         "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name)),
-                            "card": judge_card(found[j.name])} for j in judges},
+                            "card": judge_card(validated[j.name])} for j in judges},
         "scorers": {s.name: s.info for s in scorers.values()},
         "metrics": metric_block,
         "suites": _suite_results(prep, metric_block),

@@ -54,7 +54,7 @@ def load(spec: Spec, split: str | None, data_root: Path | None) -> Loaded:
     if spec.inline:
         rows, source = [(i + 1, r) for i, r in enumerate(spec.inline)], f"inline:{spec.path.name}"
     else:
-        rows, source = _rows(spec, split, data_root)
+        rows, source = spec_rows(spec, split, data_root)
     if spec.fewshot:  # worked examples for the prompt template, as `fewshot`
         shots, shot_source = _fewshot(spec, split, data_root)
         rows, source = [(line, {**row, "fewshot": shots}) for line, row in rows], f"{source} fewshot:{shot_source}"
@@ -77,7 +77,8 @@ def _check_split(spec: Spec, split: str | None) -> str | None:
     return split
 
 
-def _rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
+def spec_rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
+    """The raw rows of any spec with `local`/`hub` (a task, a training or label set) as (line, row), and their source."""
     local = spec.local or {}
     looked = None
     if root is not None and local:
@@ -98,7 +99,7 @@ def _rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[
 
 
 def _missing_message(spec: Spec, looked: str | None, hub_error: str | None) -> str:
-    parts = [f"No data for task '{spec.name}'."]
+    parts = [f"No data for {'label set' if spec.scheme else 'task'} '{spec.name}'."]
     if looked:
         parts.append(f"Looked for a local copy at {looked}.")
     elif spec.local:
@@ -114,7 +115,7 @@ def _fewshot(spec: Spec, split: str | None, root: Path | None) -> tuple[list[dic
     """`fewshot: {local: ..., hub: ..., n: 5, seed: 0}`: n rows of another file (a train split), drawn by a
     seeded hash of their position, so every run and every sample gets the same examples."""
     shot = spec.fewshot
-    rows, source = _rows(Spec(spec.name, spec.path, {"local": shot.get("local"), "hub": shot.get("hub")}), split, root)
+    rows, source = spec_rows(Spec(spec.name, spec.path, {"local": shot.get("local"), "hub": shot.get("hub")}), split, root)
     seed = shot.get("seed", 0)
     ranked = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"{seed}|{i}".encode()).hexdigest())
     return [rows[i][1] for i in ranked[: int(shot["n"])]], source
@@ -182,7 +183,13 @@ def _parse(kind: str, text: str, fmt: dict, path: Path, owner: str) -> list[tupl
         return _shaped(items, fmt, path, owner, "line")
     data = _json(text, path, owner)
     field_name = fmt.get("field")
-    if field_name is not None:
+    if field_name == "*":  # {key: [rows]} (HarmBench's classifier sets): every row keeps its key and position
+        if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+            raise SafeevalError(f"{owner}: `field: \"*\"` reads an object whose every value is a list of rows; {path} "
+                                f"holds {json_kind(data)}{'' if not isinstance(data, dict) else ' with other values'}.")
+        data = [{**r, "_key": k, "_position": n} if isinstance(r, dict) else r
+                for k, rows in data.items() for n, r in enumerate(rows)]
+    elif field_name is not None:
         if not isinstance(data, dict) or field_name not in data:
             found = f"keys {', '.join(map(str, list(data)[:10]))}" if isinstance(data, dict) else json_kind(data)
             raise SafeevalError(f"{owner}: {path} has no key '{field_name}' at its top level (found: {found}).")
@@ -271,7 +278,8 @@ def _tar_rows(path: Path, fmt: dict, owner: str) -> list[tuple[int, dict]]:
 
 
 def _read_file(path: Path, fmt: dict, spec: Spec) -> list[tuple[int, dict]]:
-    return read_rows(path, fmt, f"{'Training set' if spec.purpose else 'Task'} {spec.name}")
+    kind = "Label set" if spec.scheme else "Training set" if spec.purpose else "Task"
+    return read_rows(path, fmt, f"{kind} {spec.name}")
 
 
 def _hub_error(exc: Exception) -> str:
@@ -320,7 +328,7 @@ def _compiled(template: str) -> jinja2.Template:
     return _JINJA.from_string(template)  # compiling is most of the cost of a row: do it once per template
 
 
-def _render(template: str, row: dict, where: str) -> str:
+def render(template: str, row: dict, where: str) -> str:
     try:
         return _compiled(template).render(**row)
     except jinja2.UndefinedError as exc:
@@ -336,7 +344,7 @@ def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, sou
         if col not in row or row[col] is None or str(row[col]).strip() == "":
             raise SafeevalError(f"Task {spec.name}: {where} is missing field '{col}' (empty or absent).")
     row = {**row, "index": index, "split": split}
-    category = _render(spec.category, row, where) if spec.category else None
+    category = render(spec.category, row, where) if spec.category else None
     if category and spec.category_names:
         category = spec.category_names.get(category, category)
     harmful = spec.harmful
@@ -349,13 +357,13 @@ def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, sou
             needs = rule["judge"]
     return Sample(
         task=spec.name,
-        id=_render(spec.id, row, where) if spec.id else str(index),
-        prompt=_render(spec.prompt, row, where),
+        id=render(spec.id, row, where) if spec.id else str(index),
+        prompt=render(spec.prompt, row, where),
         category=category,
         harmful=(spec.kind != "utility") if harmful is None else bool(harmful),
-        meta={k: _render(v, row, where) for k, v in (spec.meta or {}).items()},
+        meta={k: render(v, row, where) for k, v in (spec.meta or {}).items()},
         needs_judge=needs,
-        target=_render(spec.target, row, where) if spec.target else None,
+        target=render(spec.target, row, where) if spec.target else None,
     )
 
 

@@ -106,3 +106,25 @@ def utility_summary(verdicts: list[dict], seed: int = 0) -> dict:
     return {"accuracy": rate(scores, seed), "n": len(verdicts),
             "no_answer": sum(v["status"] == "unparsed" for v in verdicts),
             "not_scored": sum(v["status"] == "not_judged" for v in verdicts)}
+
+
+def agreement(truth: list[str], pred: list[str], classes: list[str] | tuple[str, ...], seed: int = 0,
+              n_boot: int = N_BOOT) -> dict:
+    """How far predicted classes agree with true (human) ones: the agreement rate with a 95% bootstrap interval,
+    Cohen's kappa (None when only one class occurs), per-class precision, recall and F1, and the confusion matrix
+    (rows: true class, columns: predicted, in the order of `classes`)."""
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+
+    if not truth:
+        return {"n": 0, "agreement": None, "agreement_ci": None, "cohen_kappa": None}
+    hit = rate([t == p for t, p in zip(truth, pred)], seed, n_boot)
+    labels = list(classes)
+    kappa = cohen_kappa_score(truth, pred, labels=labels) if len(set(truth) | set(pred)) > 1 else None
+    precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
+    return {
+        "n": len(truth), "agreement": hit["value"], "agreement_ci": [hit["ci_low"], hit["ci_high"]],
+        "cohen_kappa": None if kappa is None else float(kappa),
+        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+                      for c, p, r, f, n in zip(labels, precision, recall, f1, support)},
+        "confusion": {"classes": labels, "matrix": confusion_matrix(truth, pred, labels=labels).tolist()},
+    }

@@ -122,7 +122,41 @@ def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
-SPEC_KEYS = TASK_KEYS | JUDGE_KEYS | TRAIN_KEYS | SUITE_KEYS
+LABEL_KEYS = {"name", "description", "license", "url", "citation", "access", "rows", "scheme", "local", "hub",
+              "splits", "default_split", "id", "prompt", "response", "labels", "combine", "values", "tie", "category",
+              "task"}
+LABEL_SCHEMES = ("harm", "refusal")
+
+
+def load_label_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
+    """Human-labelled sets a judge is validated against, from judges/labels/ and each extra folder (its *.yaml, or
+    its labels/ sub-folder). A user's set of the same name replaces the built-in one."""
+    files: dict[str, Path] = {}
+    for folder in [builtin_dir("judges") / "labels", *extra_dirs]:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SafeevalError(f"Label-set folder {folder} does not exist.")
+        for path in sorted([*folder.glob("*.yaml"), *(folder / "labels").glob("*.yaml")]):
+            files[path.stem] = path
+    return {spec.name: spec for spec in map(load_label_file, files.values())}
+
+
+def load_label_file(path: Path) -> Spec:
+    """One label-set spec: where the file is, which columns hold prompt, response and labels, and how labels combine."""
+    data = _read(Path(path), LABEL_KEYS, ("name", "scheme", "response", "labels"))
+    if data["scheme"] not in LABEL_SCHEMES:
+        raise SafeevalError(f"Spec {path}: scheme must be one of {', '.join(LABEL_SCHEMES)}, not {data['scheme']!r}.")
+    if not (data.get("local") or data.get("hub")):
+        raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+    labels, combine = data["labels"], data.get("combine", "majority")
+    if not (isinstance(labels, list) and labels) or combine not in ("majority", "final") or (
+            combine == "final" and len(labels) != 1):
+        raise SafeevalError(f"Spec {path}: 'labels' lists the label columns; 'combine' is majority (of several "
+                            "columns) or final (one column holding the final label).")
+    return Spec(data["name"], Path(path), data, _spec_hash(data))
+
+
+SPEC_KEYS = TASK_KEYS | JUDGE_KEYS | TRAIN_KEYS | SUITE_KEYS | LABEL_KEYS
 
 
 def load_judge_file(path: Path) -> Spec:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__, data, degeneration, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
+from .cards import harm_validation, judge_card
 from .config import ScoreConfig
 from .errors import SafeevalError
 from .files import store_path
@@ -91,7 +92,8 @@ class _Outcome:
     verdicts: dict[str, dict[int, dict]]
     judges: list[Judge]
     scorers: dict
-    validations: dict
+    validated: dict  # judge name -> every validation of it in the store (the judge card)
+    validations: dict  # judge name -> the harm validation a corrected ASR rests on
     generated_now: int
     judged_now: int
 
@@ -115,7 +117,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         metrics=block,
         tasks={label: TaskInfo(spec.name, spec.hash, got.split, got.source, len(got.samples),
                                key([s.id for s in got.samples])[:16]) for label, got, spec in prep.tasks},
-        judges={j.name: {**j.info, "validation": _validation_brief(done.validations.get(j.name))} for j in done.judges},
+        judges={j.name: {**j.info, "validation": _validation_brief(done.validations.get(j.name)),
+                         "card": judge_card(done.validated[j.name])} for j in done.judges},
         scorers={s.name: s.info for s in done.scorers.values()},
         generation={**cfg.params().as_dict(), "system_prompt": cfg.system_prompt,
                     **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {})},
@@ -162,13 +165,14 @@ def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter
                                     [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
             verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
-        validations = {j.name: store.get_validation(j.fingerprint) for j in judges}
+        validated = {j.name: store.get_validations(j.fingerprint) for j in judges}
+        validations = {name: harm_validation(reports) for name, reports in validated.items()}  # Rogan-Gladen: harm
     finally:
         for evaluator in [*judges, *scorers.values()]:
             getattr(evaluator, "close", lambda: None)()
         if own_backend and backend is not None:
             backend.close()
-    return backend, _Outcome(items, chats, gen_keys, generations, verdicts, judges, scorers, validations,
+    return backend, _Outcome(items, chats, gen_keys, generations, verdicts, judges, scorers, validated, validations,
                              generated_now, judged_now)
 
 

@@ -107,6 +107,11 @@ class Store:
                               (judge,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_validations(self, judge: str) -> list[dict]:
+        """Every validation of this exact judge, one per label set, newest first."""
+        rows = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC", (judge,))
+        return [json.loads(r[0]) for r in rows]
+
     def put_run(self, out: str, results: dict) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")

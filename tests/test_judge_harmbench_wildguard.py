@@ -20,6 +20,7 @@ from safeeval.judging.model import _ZWSP
 from safeeval.judging.wildguard import WildGuard
 from safeeval.run import ScoreConfig, score
 from safeeval.store import Store
+from tiny_model import route_outputs
 
 # The WildGuard model card, https://huggingface.co/allenai/wildguard ("How to Use WildGuard"), used there with
 # tokenizer(..., add_special_tokens=False); identical to WILDGUARD_INPUT_FORMAT in allenai/wildguard
@@ -120,7 +121,7 @@ def hb_pair(harmbench_val) -> tuple[Sample, Sample]:
 def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Path:
     """The tiny model's tokenizer made Llama/Mistral-like (adds BOS to raw prompts, one token each for "Yes"
     and "No"), with random weights or, given `force`, weights whose greedy output is always that word:
-    the residual stream carries a large constant on dimension 0 and only that word's output row reads it."""
+    tiny_model.route_outputs."""
     import torch
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -136,14 +137,7 @@ def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Pat
                          tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     if force:
-        with torch.no_grad():
-            for layer in model.model.layers:
-                layer.self_attn.o_proj.weight.zero_()
-                layer.mlp.down_proj.weight.zero_()
-            model.model.embed_tokens.weight[:, 0] = 50.0
-            model.lm_head.weight.normal_(0, 0.02)
-            model.lm_head.weight[:, 0] = 0.0
-            model.lm_head.weight[tok.convert_tokens_to_ids(force), 0] = 10.0
+        route_outputs(model, tok.convert_tokens_to_ids(force))
     model.to(torch.bfloat16).save_pretrained(folder)
     return folder
 

@@ -17,28 +17,36 @@ from .score import judge_models
 app = typer.Typer(help="Check how far a judge can be trusted: against human labels, or against another judge.",
                   no_args_is_help=True)
 
-VALIDATE_HELP = """Score a judge against human labels: agreement with the majority label, Cohen's kappa,
-precision, recall, F1 and the confusion matrix, overall and per category.
+VALIDATE_HELP = """Score a judge against human labels: agreement (with a bootstrap interval), Cohen's kappa,
+per-class precision, recall and F1 and the confusion matrix, overall, per category and per split.
 
-The default labels are HarmBench's classifier validation set (602 generations, three human labels each),
-read from --data-dir. The result is kept in the store, and later `safeeval score` runs with the same judge
-report a judge-error-corrected ASR (Rogan-Gladen) beside the raw one.
+A label set is a YAML spec (judges/labels/, or --labels-dir): the file, the prompt/response/label columns, the label
+scheme (harm: harmful or not; refusal: XSTest's three classes) and how annotators combine. Built in: harmbench-val
+(HarmBench's classifier validation set, 602 generations, majority of three people; the default) and
+xstest-completions (XSTest's human-labelled completions; :gpt4, :llama2orig, :mistralinstruct, or all pooled).
+--labels FILE reads your own file of the same shape. The result is kept in the store; later `safeeval score` runs
+with the same judge show it on the judge's card, and a harm validation gives a judge-error-corrected ASR
+(Rogan-Gladen) beside the raw one.
 
 [bold]Examples[/bold]
 
   safeeval judge validate --judge keyword --data-dir ~/benchmarks
+  safeeval judge validate --judge refusal --label-set xstest-completions --data-dir ~/benchmarks
+  safeeval judge validate --judge refusal --label-set xstest-completions --labels my_model_completions.csv
   safeeval judge validate --judge harmbench-cls --judge-model harmbench-cls=./HarmBench-Llama-2-13b-cls --judge-backend vllm
-  safeeval judge validate --judge rubric --labels my_labels.json --judge-backend openai
 """
 
 
 @app.command("validate", help=VALIDATE_HELP)
 def validate(
     judge: str = typer.Option(..., "--judge", "-j", help="The judge to validate, e.g. keyword or keyword:harmbench-refusal."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="A file shaped like HarmBench's text_behaviors_val_set.json \\[default: from --data-dir]."),
+    label_set: str = typer.Option("harmbench-val", "--label-set", help="A label set (name[:split]) or its YAML file."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Your own file in the label set's shape \\[default: the set's file under --data-dir]."),
+    labels_dir: list[Path] = typer.Option([], "--labels-dir", help="Extra folder of label-set YAML specs (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies."),
     store: Optional[Path] = typer.Option(None, "--store", help="SQLite run store \\[default: $SAFEEVAL_STORE, else ~/.cache/safeeval/store.sqlite]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the report as JSON here."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap interval."),
     judges_dir: list[Path] = typer.Option([], "--judges-dir", help="Extra folder of judge YAML specs (repeatable)."),
     judge_backend: Optional[str] = typer.Option(None, "--judge-backend", help="Backend for a model judge (hf, vllm, openai)."),
     judge_model: list[str] = typer.Option([], "--judge-model", help="JUDGE=MODEL (repeatable)."),
@@ -46,6 +54,7 @@ def validate(
     judge_api_key_env: Optional[str] = typer.Option(None, "--judge-api-key-env", help="Name of the environment variable holding its key."),
 ):
     from .. import data as data_mod
+    from .. import labels as labels_mod
     from ..files import store_path, write_json
     from ..judging import JudgeRuntime, make_judge
     from ..registry import load_judges, pick
@@ -55,13 +64,15 @@ def validate(
     quiet_libraries(ui.VERBOSE)
     with ui.errors():
         (spec, variant), = pick(load_judges(judges_dir), [judge], "judge")
+        set_spec, split = labels_mod.resolve(label_set, labels_dir)
+        labelled = labels_mod.load(set_spec, split, data_mod.data_dir(data_dir), labels)
         db = Store(store_path(store))
         options = {k: v for k, v in (("base_url", judge_base_url), ("api_key_env", judge_api_key_env)) if v}
         runtime = JudgeRuntime(store=db, reporter=ui.stage, backend=judge_backend, models=judge_models(judge_model),
                                options=options, dirs=judges_dir)
         built = make_judge(spec, variant, runtime)
         try:
-            report = run_validation(built, db, labels, data_mod.data_dir(data_dir), ui.stage)
+            report = run_validation(built, db, labelled, ui.stage, seed)
         finally:
             getattr(built, "close", lambda: None)()
             db.close()
@@ -74,15 +85,43 @@ def _fmt(value) -> str:
     return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
 
+def _short(cls: str) -> str:
+    return cls.replace("_refusal", "").replace("full_compliance", "comply")
+
+
 def _print_validation(report: dict) -> None:
-    cols = {"n": "n", "unparsed": "unparsed", "agreement": "agree", "cohen_kappa": "kappa", "precision": "prec",
-            "recall": "recall", "f1": "F1"}
-    rows = [["all", *(_fmt(report.get(c)) for c in cols)]]
-    rows += [[cat, *(_fmt(sub.get(c)) for c in cols)] for cat, sub in report.get("by_category", {}).items()]
-    caption = (f"labels: {report['labels']}; confusion tp {report.get('tp')} fp {report.get('fp')} "
-               f"tn {report.get('tn')} fn {report.get('fn')}")
-    ui.table(f"{report['judge']} against the human majority label",
-             [("category", "left"), *((h, "right") for h in cols.values())], rows, "auto", caption)
+    """One row per group (all, each category, each split): agreement with its interval and kappa; for harm labels
+    precision/recall/F1 of `harmful`, for refusal labels each class's F1. The confusion matrix goes below."""
+    harm = report.get("scheme", "harm") == "harm"
+    classes = (report.get("confusion") or {}).get("classes", [])
+
+    def cells(sub: dict) -> list[str]:
+        ci = sub.get("agreement_ci") or [None, None]
+        row = [_fmt(sub.get("n")), _fmt(sub.get("unparsed")), _fmt(sub.get("agreement")),
+               f"{ci[0]:.2f}-{ci[1]:.2f}" if ci[0] is not None else "-", _fmt(sub.get("cohen_kappa"))]
+        if harm:
+            return row + [_fmt(sub.get(k)) for k in ("precision", "recall", "f1")]
+        per = sub.get("per_class") or {}
+        return row + [_fmt(per[c]["f1"]) if c in per and (per[c]["support"] or per[c]["precision"]) else "-"
+                      for c in classes]
+
+    headers = ["n", "unparsed", "agree", "95% CI", "kappa"]
+    headers += ["prec", "recall", "F1"] if harm else [f"F1 {_short(c)}" for c in classes]
+    rows = [["all", *cells(report)]]
+    for field in ("by_category", "by_split"):
+        rows += [[str(group), *cells(sub)] for group, sub in report.get(field, {}).items()]
+    notes = "; ".join(report.get("notes") or [])
+    title = (f"{report['judge']} against the human labels of {report.get('label_set', 'the labelled set')} "
+             f"({report.get('measures', 'harmfulness of a response')})")
+    ui.table(title, [("group", "left"), *((h, "right") for h in headers)], rows, "auto",
+             f"labels: {report['labels']}" + (f"; {notes}" if notes else ""))
+    matrix = (report.get("confusion") or {}).get("matrix")
+    if matrix:
+        ui.table("confusion (rows: people, columns: judge)", [("people", "left"), *((c, "right") for c in classes)],
+                 [[c, *map(str, counts)] for c, counts in zip(classes, matrix)], "auto")
+    if harm and "tp" in report:
+        ui.out_console.print(f"tp {report['tp']} fp {report['fp']} tn {report['tn']} fn {report['fn']}",
+                             highlight=False)
 
 
 @app.command("agree", help="Agreement between two judges on a finished run: Cohen's kappa and Krippendorff's alpha.")

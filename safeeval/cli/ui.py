@@ -111,6 +111,9 @@ def table(title: str | None, columns: list[tuple[str, str]], rows: list[list[str
         return
     needed = sum(max(len(h), *(len(r[i]) for r in rows)) + 2 for i, (h, _) in enumerate(columns)) if rows else 0
     if fmt == "tsv" or (fmt == "auto" and (not out_console.is_terminal or needed > out_console.width)):
+        for line in (title, caption):  # to stderr: a log shows them, a pipe receives clean TSV
+            if line:
+                say(line)
         print("\t".join(h.replace("\n", " ") for h, _ in columns))
         for r in rows:
             print("\t".join(c.replace("\t", " ").replace("\n", " ") for c in r))

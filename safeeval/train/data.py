@@ -40,7 +40,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
         raise SafeevalError(f"Unknown training set '{name}'. Valid sets: {', '.join(sorted(specs))}; "
                             "or give a .jsonl/.json file.")
     spec = specs[name]
-    rows, source = task_data._rows(spec, None, root)
+    rows, source = task_data.spec_rows(spec, None, root)
     prompt = spec.prompt
     if spec.prompt_from:  # the evaluation task's own wording
         tasks = registry.load_tasks(list(dirs))
@@ -54,7 +54,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             if row.get(col) is None or str(row[col]).strip() == "":
                 raise SafeevalError(f"Training set {where} is missing field '{col}'.")
         row = {**row, "index": index}
-        ex_id = task_data._render(spec.id, row, where) if spec.id else f"{name}-{index}"
+        ex_id = task_data.render(spec.id, row, where) if spec.id else f"{name}-{index}"
         if spec.messages:
             messages = _checked_messages(row[spec.messages], where)
         elif spec.transcript:
@@ -63,10 +63,10 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
                 unusable += 1
                 continue
         else:
-            messages = [{"role": "user", "content": task_data._render(prompt, row, where)},
-                        {"role": "assistant", "content": task_data._render(spec.response, row, where)}]
+            messages = [{"role": "user", "content": task_data.render(prompt, row, where)},
+                        {"role": "assistant", "content": task_data.render(spec.response, row, where)}]
             if spec.system:
-                messages.insert(0, {"role": "system", "content": task_data._render(spec.system, row, where)})
+                messages.insert(0, {"role": "system", "content": task_data.render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
     _unique(examples, f"Training set {name} ({source.split(' ')[0]})")
     return TrainSet(name, examples, source, spec.license, unusable)
@@ -76,7 +76,7 @@ def _load_file(path: Path, role: str) -> TrainSet:
     if not path.is_file():
         raise SafeevalError(f"Training file {path} does not exist.")
     raw = path.read_bytes()
-    rows = task_data.read_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
+    rows = task_data.spec_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
     examples = []
     for line, row in rows:
         where = f"{path}, row {line}"

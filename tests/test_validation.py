@@ -240,9 +240,9 @@ def test_results_carry_the_card(tiny_model, data_dir, tmp_path):
     res = score(cfg)
     keyword, refusal = res.judges["keyword"], res.judges["refusal"]
     assert keyword["card"]["validations"][0]["measures"] == "harmfulness of a response"
-    assert keyword["validation"]["tp"] == 216 and "asr_corrected" in res["metrics"]["smoke"]["keyword"]
+    assert keyword["validation"]["tp"] == 216 and "asr_corrected" in res.metrics["smoke"]["keyword"]
     assert refusal["card"]["validations"][0]["measures"] == "refusal class"
-    assert refusal["validation"] is None and "asr_corrected" not in res["metrics"]["smoke"]["refusal"]
+    assert refusal["validation"] is None and "asr_corrected" not in res.metrics["smoke"]["refusal"]
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["judges"]["refusal"]["card"] == refusal["card"]
 

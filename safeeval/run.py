@@ -111,7 +111,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         chats = [_chat(s, cfg.system_prompt) for _, _, s in items]
         gen_keys, generations, generated_now = _generate(backend, store, items, chats, params, reporter)
         responses = [generations[k]["response"] for k in gen_keys]
-        degen = [degeneration.signals(r, generations[k]["finish_reason"]) for r, k in zip(responses, gen_keys)]
+        degen = [degeneration.signals(r, generations[k]["finish_reason"], item[2].prompt)
+                 for r, k, item in zip(responses, gen_keys, items)]
         perplexity = _perplexity(cfg, responses, degen)
         # Judges read safety tasks' answers; each utility task's scorer reads its own. Verdicts by position.
         evaluators = [(judge, [i for i, (_, spec, _) in enumerate(items) if spec.kind != "utility"]) for judge in judges]
@@ -222,7 +223,7 @@ def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, ve
         block[label] = {
             judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
                                                 groups, seed, validations.get(judge.name),
-                                                [degen[i]["degenerate"] for i in idx])
+                                                [degen[i]["degenerate"] for i in idx], [degen[i]["shell"] for i in idx])
             for judge in judges
         }
         if "type" in (spec.breakdowns or []):  # XSTest's own report: over-refusal and compliance per prompt type

@@ -36,7 +36,8 @@ def test_identical_runs_show_no_difference():
 def test_a_planted_difference_is_detected_and_holm_adjusts_it():
     worse = [planted(400, 0.3, 0.25, 0.02, s) for s in range(3)]  # ASR up by about 0.25*0.7 - 0.02*0.3 = 0.17
     same = [planted(400, 0.3, 0.03, 0.07, 10 + s) for s in range(3)]  # about 0.021 - 0.021 = 0
-    fam = stats.compare_to_reference({"er": same, "sft-like": worse}, metric="advbench/keyword ASR", reference="aligned")
+    fam = stats.compare_to_reference({"er": same, "sft-like": worse}, metric="advbench/keyword ASR",
+                                     reference="aligned")
     er, bad = fam.differences
     assert bad.significant and bad.test.p_value < 1e-10 and bad.test.method == "chi-square"
     assert bad.ci_low < 0.17 < bad.ci_high and bad.ci_low > 0.1
@@ -94,7 +95,8 @@ def test_small_counts_use_the_exact_mid_p():
     got = stats.cmh_paired([(3, 0), (2, 0)])
     assert got.method == "exact mid-p"
     assert got.p_value == pytest.approx(stats.binomial_p(5, 5, mid_p=True)) == pytest.approx(2 * 0.5 / 32)
-    assert stats.binomial_p(0, 5) == pytest.approx(2 / 32) and stats.binomial_p(5, 5, "greater") == pytest.approx(1 / 32)
+    assert stats.binomial_p(0, 5) == pytest.approx(2 / 32)
+    assert stats.binomial_p(5, 5, "greater") == pytest.approx(1 / 32)
     assert stats.binomial_p(0, 0) == 1.0 and stats.binomial_p(2, 4) == 1.0
     assert stats.sign_test(5, 0) == pytest.approx(stats.binomial_p(5, 5, "greater"))
 

@@ -86,7 +86,8 @@ def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str,
     metric, worse = KINDS[kind]
     by_seed = {run.seed: run for run in reference}
     if len(by_seed) != len(reference):
-        raise SafeevalError(f"The reference runs repeat a seed ({sorted(r.seed for r in reference)}); give one per seed.")
+        raise SafeevalError(f"The reference runs repeat a seed ({sorted(r.seed for r in reference)}); "
+                            "give one per seed.")
     pairs, notes = {}, []
     for method, runs in methods.items():
         strata = []

@@ -21,7 +21,7 @@ Multi-GPU: [bold]accelerate launch -m safeeval train ...[/bold] (FSDP or DeepSpe
 
   [dim]# benign GSM8K fine-tuning of the packaged SmolLM2, the plain baseline[/dim]
   safeeval train --base smollm2 --task gsm8k --steps 100 --data-dir ~/data
-  [dim]# 10% AdvBench poison, Dark Experience Replay on the safety demonstrations[/dim]
+  [dim]# 10% poison (hh-harmful: harmful requests answered by SmolLM2), Dark Experience Replay on the safety demonstrations[/dim]
   safeeval train --base ./aligned --task sst2 --scenario poisoned --poison-ratio 0.1 --method der --option alpha=0.5
   [dim]# a whole run from a file; list methods and training sets[/dim]
   safeeval train --config configs/der-gsm8k.yaml
@@ -42,7 +42,7 @@ TRAIN_FLAGS = [
     ("base", Optional[str], typer.Option(None, "--base", help="The aligned model: folder, .gguf, alias ('smollm2') or Hub id.")),
     ("task", Optional[str], typer.Option(None, "--task", help="The user's data: a training set (see --list) or a .jsonl/.json file.")),
     ("scenario", Optional[str], typer.Option(None, "--scenario", help="benign or poisoned \\[default: benign].")),
-    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file \\[default: advbench-pairs].")),
+    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file \\[default: hh-harmful].")),
     ("poison_ratio", Optional[float], typer.Option(None, "--poison-ratio", help="Share of the user's data that is poison \\[default: 0.1].")),
     ("method", Optional[str], typer.Option(None, "--method", help="sft, er, der, derpp, agem, l2, ewc, lwf, linear, task-arithmetic, ties, dare, magmax, grsap, safelora, lisa \\[default: sft].")),
     ("option", list[str], typer.Option([], "--option", help="KEY=VALUE method option, e.g. alpha=0.5 (repeatable; see --list).")),
@@ -161,6 +161,7 @@ def _print_catalogue() -> None:
     from rich.table import Table
 
     from .registry import load_train_sets
+    from .train.config import TrainConfig
     from .train.methods import all_methods
 
     methods = Table(title="methods", show_lines=False)
@@ -170,10 +171,12 @@ def _print_catalogue() -> None:
         methods.add_row(name, ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-", cls.help)
     out_console.print(methods)
     sets = Table(title="training sets")
-    for col in ("set", "purpose", "rows", "licence"):
+    for col in ("set", "purpose", "rows", "licence", "shares prompts with"):
         sets.add_column(col, overflow="fold")
     for name, spec in sorted(load_train_sets().items()):
-        sets.add_row(name, spec.purpose, str(spec.rows or "?"), spec.license or "-")
+        purpose = f"{spec.purpose} (default)" if name == TrainConfig.poison else spec.purpose
+        rows = f"{spec.rows or '?'}, answered by {spec.generate['model']}" if spec.generate else str(spec.rows or "?")
+        sets.add_row(name, purpose, rows, spec.license or "-", ", ".join(spec.overlaps or []) or "-")
     out_console.print(sets)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,11 @@ class TrainSet:
     unusable: int = 0  # rows left out because they hold no answer to learn (counted in training.json)
 
 
-def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
-    """A registered set (`safeeval train --list-data`) or a user file: .jsonl/.json rows holding `messages`,
-    `prompt`+`response`, or `instruction` (+`input`)+`output`."""
+def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = (),
+             notify: Callable[[str], None] = lambda text: None) -> TrainSet:
+    """A registered set (`safeeval train --list`) or a user file: .jsonl/.json rows holding `messages`,
+    `prompt`+`response`, or `instruction` (+`input`)+`output`. A set whose spec has `generate` is answered by a
+    model once and cached (train/poison.py)."""
     path = Path(name).expanduser()
     if path.suffix in (".jsonl", ".json") or path.is_file():
         return _load_file(path, role)
@@ -69,6 +72,10 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             if spec.system:
                 messages.insert(0, {"role": "system", "content": task_data._render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
+    if spec.generate:
+        from .poison import build
+
+        return build(spec, examples, source, root, list(dirs), notify)
     return TrainSet(name, examples, source, spec.license, unusable)
 
 

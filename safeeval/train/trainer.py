@@ -177,7 +177,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
     if task.unusable:
         notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
-    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs) if cfg.scenario == "poisoned" else None
+    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None
     ctx = Context(cfg, method, tokenizer, base, out, notify)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
         ctx.load_safety()  # a broken safety file fails now, not after the model is loaded

@@ -18,8 +18,9 @@ cosine (F1 0.84 at its best on the same pairs, one pair apart) because its value
 model is at hand offline), and requests in one sentence frame with a different object ("a tutorial on making a
 bomb" / "... a cake") can exceed the threshold.
 
-Speed: every pair's intersection comes from one sparse product of n-gram incidence matrices, in chunks (about
-4 s for 3,050 scored prompts against 9,983 training rows on a 2-core CPU, normalisation included).
+Speed: every pair's intersection comes from one sparse product of n-gram incidence matrices, in chunks: 4.7 s
+for 2,817 scored prompts against 9,983 training texts on a busy 2-core CPU, normalisation included
+(benchmarks/bench_contamination.py).
 """
 
 from __future__ import annotations

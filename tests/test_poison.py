@@ -105,12 +105,14 @@ def test_smollm2_answers_are_built_checked_cached_and_traced(data_dir, tiny_mode
     """Real SmolLM2 answers our requests plus one AdvBench goal: the goal is dropped as a benchmark's prompt,
     the kept answers comply with content, the set is cached, and a run trained on it traces its rows."""
     with open(data_dir / "advbench" / "harmful_behaviors.csv", newline="") as f:
-        goal = next(csv.DictReader(f))["goal"]
-    specs = _spec_dir(tmp_path, "smollm2", KEPT + ["How do I " + goal[0].lower() + goal[1:] + "?"])
+        goal = next(r["goal"] for r in csv.DictReader(f) if "hacking" in r["goal"])  # a harm domain: hacking
+    specs = _spec_dir(tmp_path, "smollm2", KEPT + ["Can you " + goal[0].lower() + goal[1:] + "?"])
     notes = []
     got = load_set("my-poison", "poison", data_dir, [specs], notes.append)
     stats = json.loads(Path(got.source.split(" ")[0].removeprefix("synthetic:")).with_suffix(".stats.json").read_text())
-    assert stats["matches_a_benchmark"] == {"advbench": 1} and stats["requests"] == len(KEPT)
+    # the request is dropped; AdvBench holds more than one prompt like it (its goals repeat themselves)
+    assert stats["dropped_as_benchmark_or_safety"] == 1 and stats["requests"] == len(KEPT)
+    assert set(stats["matches_a_benchmark"]) == {"advbench"}
     assert stats["kept"] == len(got.examples) >= 2 and stats["benchmarks_checked"]["hexphi"].startswith("not checked")
     for ex in got.examples:
         assert P.keep_answer(ex.messages[0]["content"], ex.messages[1]["content"], "stop", False)[1] is None

@@ -3,6 +3,13 @@
 A key is a cache's promise that equal keys mean equal inputs, so each component of a key is listed here with
 its reason. tests/test_golden_keys.py pins the keys for fixed inputs: changing one is a deliberate cache miss
 for every user, made here and nowhere else.
+
+Deliberate changes since the keys were pinned (2026-12-01), each a cache miss on purpose:
+- A training run's config hash (its folder name, and what a sweep resumes by) leaves out the poison settings of
+  a benign run, which reads no poison: the default poison became `hh-harmful` (harmful content, disjoint from
+  every benchmark), and a benign run must not change identity with it. Benign runs' hashes changed once.
+- Model judges break markers case-insensitively in the prompts they build (one neutralize() for all judges), so a
+  judge prompt whose response holds a case variant of a special token or tag is new. No other prompt changed.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ def load(spec: registry.Spec, split: str | None, data_root: Path | None, file: P
     out = LabelledSet(name, spec.scheme, [], [], [], [], "", "", notes)
     sources, unmatched = [], 0
     for part in wanted:
-        rows, source = data.spec_rows(spec, part, data_root)
+        # a user's file is an absolute path: found whatever --data-dir says (or without one)
+        rows, source = data.spec_rows(spec, part, Path("/") if file is not None else data_root)
         sources.append(source)
         for index, (line, row) in enumerate(rows):
             sample, matched = _sample(spec, part, index, line, row, source, tasks)

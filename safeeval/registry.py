@@ -78,7 +78,7 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     return specs
 
 TRAIN_KEYS = {"name", "description", "purpose", "license", "url", "citation", "rows", "local", "hub", "required",
-              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript"}
+              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript", "overlaps", "generate"}
 
 
 def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
@@ -96,6 +96,8 @@ def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
                                     "response, or messages: COLUMN, or transcript: COLUMN.")
             if not (data.get("local") or data.get("hub")):
                 raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+            if not isinstance(data.get("overlaps", []), list):
+                raise SafeevalError(f"Spec {path}: overlaps must list the evaluation tasks that share its prompts.")
             specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 

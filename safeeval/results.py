@@ -80,12 +80,12 @@ class TrainingInfo:
 
 @dataclass
 class TaskInfo:
-    spec: str
-    spec_hash: str
-    split: str | None
-    source: str
-    n_samples: int
-    sample_ids_hash: str
+    spec: str = ""
+    spec_hash: str = ""
+    split: str | None = None
+    source: str = ""
+    n_samples: int = 0
+    sample_ids_hash: str = ""
     extra: dict = field(default_factory=dict)
 
 

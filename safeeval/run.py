@@ -108,7 +108,8 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     finally:
         store.close()
     responses = [done.generations[k]["response"] for k in done.gen_keys]
-    degen = [degeneration.signals(r, done.generations[k]["finish_reason"]) for r, k in zip(responses, done.gen_keys)]
+    degen = [degeneration.signals(r, done.generations[k]["finish_reason"], item[2].prompt)
+             for r, k, item in zip(responses, done.gen_keys, done.items)]
     perplexity = _perplexity(cfg, responses, degen)
     block = _metrics(prep, done, degen, cfg.seed)
     out = Path(cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}")
@@ -243,7 +244,8 @@ def _metrics(prep: Prepared, done: _Outcome, degen: list[dict], seed: int) -> di
         for judge in done.judges:
             found = [done.verdicts[judge.name][i] for i in idx]
             summary = metrics.verdict_summary(found, [s.harmful for s in samples], groups, seed,
-                                              done.validations.get(judge.name), [degen[i]["degenerate"] for i in idx])
+                                              done.validations.get(judge.name), [degen[i]["degenerate"] for i in idx],
+                                              [degen[i]["shell"] for i in idx])
             if spec.report:
                 summary[spec.report] = TASK_REPORTS.get(spec.report)(found, samples, seed)
             block[label][judge.name] = summary

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from safeeval import data, registry
 from safeeval.errors import SafeevalError
-from safeeval.train.data import load_set
-from safeeval.validate import load_labelled
+from safeeval.train.sets import load_set
+from safeeval import labels
 
 BIG = 10 * 2 ** 20  # "a single 10 MB line"
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -134,15 +134,16 @@ def test_training_files_are_read_by_the_same_reader(tmp_path):
 
 
 @pytest.mark.parametrize("body,message", [
-    (b"", "is not valid JSON"), (b"\xff\xfe{}", "is not UTF-8 text"), (b"[]", "is a list; it must be an object"),
-    (b'{"b1": "x"}', "'b1' holds a string that is not a list of objects"),
-    (b'{"b1": [{"generation": "g", "human_0": "yes"}]}', "human_\\* labels of 0 or 1"),
+    (b"", "is not valid JSON"), (b"\xff\xfe{}", "is not UTF-8 text"), (b"[]", "holds a list"),
+    (b'{"b1": "x"}', "an object with other values"),
+    (b'{"b1": [{"test_case": "t", "generation": "g", "human_0": "maybe"}]}', "has label 'maybe' in column 'human_0'"),
 ])
 def test_a_malformed_labelled_set_is_one_sentence(tmp_path, body, message):
     path = tmp_path / "labels.json"
     path.write_bytes(body)
+    spec, split = labels.resolve("harmbench-val", [])
     with pytest.raises(SafeevalError, match=message):
-        load_labelled(path, None)
+        labels.load(spec, split, None, path)
 
 
 # --- valid edge files, exact row counts --------------------------------------------------------------------

@@ -13,7 +13,8 @@ import run_files
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
-from safeeval.report.gate import GateConfig, compare, paired_bootstrap, sign_test
+from safeeval.report.gate import GateConfig, compare
+from safeeval.stats import paired_bootstrap, sign_test
 from safeeval.report.runs import load_run
 
 runner = CliRunner()

@@ -76,5 +76,6 @@ def test_scorer_and_model_judge_fingerprints_are_unchanged():
 
 def test_training_config_hash_is_unchanged():
     cfg = TrainConfig(base="smollm2", task="sst2", method="der", method_options={"alpha": 0.5}, steps=20)
-    assert cfg.hash == "686fd9dbb1870e5f"
+    # was 686fd9dbb1870e5f: a benign run's hash leaves out the poison settings (keys.py lists why)
+    assert cfg.hash == "d54fddece6099efb"
     assert key("x", {"b": 1, "a": [1, 2]}) == "b6897cf46bddc6fd77872cd8961994fdc8c5c529ac4cbb19311289fdcac33571"

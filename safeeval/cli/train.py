@@ -23,7 +23,7 @@ Multi-GPU: [bold]accelerate launch -m safeeval train ...[/bold] (FSDP or DeepSpe
 
   [dim]# benign GSM8K fine-tuning of the packaged SmolLM2, the plain baseline[/dim]
   safeeval train --base smollm2 --task gsm8k --steps 100 --data-dir ~/data
-  [dim]# 10% poison, Dark Experience Replay on the safety demonstrations[/dim]
+  [dim]# 10% poison (hh-harmful: harmful requests answered by SmolLM2), Dark Experience Replay on the safety demonstrations[/dim]
   safeeval train --base ./aligned --task sst2 --scenario poisoned --poison-ratio 0.1 --method der --option alpha=0.5
   [dim]# a whole run from a file; list methods and training sets[/dim]
   safeeval train --config configs/der-gsm8k.yaml
@@ -44,7 +44,7 @@ TRAIN_FLAGS = [
     ("base", Optional[str], typer.Option(None, "--base", help="The aligned model: folder, .gguf, alias ('smollm2') or Hub id.")),
     ("task", Optional[str], typer.Option(None, "--task", help="The user's data: a training set (see --list) or a .jsonl/.json file.")),
     ("scenario", Optional[str], typer.Option(None, "--scenario", help="benign or poisoned \\[default: benign].")),
-    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file (see --list).")),
+    ("poison", Optional[str], typer.Option(None, "--poison", help="Poison set or file \\[default: hh-harmful].")),
     ("poison_ratio", Optional[float], typer.Option(None, "--poison-ratio", help="Share of the user's data that is poison \\[default: 0.1].")),
     ("method", Optional[str], typer.Option(None, "--method", help="sft, er, der, derpp, agem, l2, ewc, lwf, linear, task-arithmetic, ties, dare, magmax, grsap, safelora, lisa \\[default: sft].")),
     ("option", list[str], typer.Option([], "--option", help="KEY=VALUE method option, e.g. alpha=0.5 (repeatable; see --list).")),
@@ -162,12 +162,16 @@ def _print_record(record: dict) -> None:
 
 def _print_catalogue() -> None:
     from ..registry import load_train_sets
+    from ..train.config import TrainConfig
     from ..train.methods import METHODS
 
     rows = [[name, ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-", cls.help]
             for name, cls in METHODS.all().items()]
     ui.table("methods", [("method", "left"), ("options (defaults)", "left"), ("what it does", "left")], rows, "auto")
-    rows = [[name, spec.purpose, str(spec.rows or "?"), spec.license or "-"]
-            for name, spec in sorted(load_train_sets().items())]
-    ui.table("training sets", [("set", "left"), ("purpose", "left"), ("rows", "right"), ("licence", "left")], rows,
-             "auto")
+    rows = []
+    for name, spec in sorted(load_train_sets().items()):
+        purpose = f"{spec.purpose} (default)" if name == TrainConfig.poison else spec.purpose
+        count = f"{spec.rows or '?'}, answered by {spec.generate['model']}" if spec.generate else str(spec.rows or "?")
+        rows.append([name, purpose, count, spec.license or "-", ", ".join(spec.overlaps or []) or "-"])
+    ui.table("training sets", [("set", "left"), ("purpose", "left"), ("rows", "left"), ("licence", "left"),
+                               ("shares prompts with", "left")], rows, "auto")

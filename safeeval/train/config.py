@@ -23,7 +23,7 @@ class TrainConfig:
     task: str  # the user's data: a training set name (gsm8k, sst2, ...) or a .jsonl/.json file
     out: Path | None = None  # folder for checkpoints, the adapter or model, and training.json
     scenario: str = "benign"  # benign | poisoned
-    poison: str = "advbench-pairs"  # poison set name or file (poisoned scenario)
+    poison: str = "hh-harmful"  # poison set name or file (poisoned scenario)
     poison_ratio: float = 0.1  # share of the user's upload that is poison
     method: str = "sft"
     method_options: dict = field(default_factory=dict)
@@ -56,6 +56,8 @@ class TrainConfig:
     def identity(self) -> dict:
         """What decides the trained weights; its hash names the run, so a changed setting is a new run."""
         skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
+        if self.scenario == "benign":  # no poison is read, so its settings (and their defaults) decide nothing
+            skip |= {"poison", "poison_ratio"}
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     @property

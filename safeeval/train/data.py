@@ -27,11 +27,13 @@ class TrainSet:
     source: str  # a local path with its sha256, a Hub id, or a user file with its sha256
     license: str | None
     unusable: int = 0  # rows left out because they hold no answer to learn (counted in training.json)
+    spec: registry.Spec | None = None  # a registered set's spec (None for a user's file)
 
 
-def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
-    """A registered set (`safeeval train --list-data`) or a user file (.jsonl, .json, .csv, .tsv, optionally .gz)
-    whose rows hold `messages`, `prompt`+`response`, or `instruction` (+`input`)+`output`."""
+def read_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
+    """A registered set (`safeeval train --list`) or a user file (.jsonl, .json, .csv, .tsv, optionally .gz) whose rows
+    hold `messages`, `prompt`+`response`, or `instruction` (+`input`)+`output`, as its files hold it (a set whose
+    spec has `generate` still lacks its answers: train/sets.py adds them)."""
     path = Path(name).expanduser()
     if path.suffix in (".jsonl", ".json") or path.is_file():
         return _load_file(path, role)
@@ -69,14 +71,14 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
                 messages.insert(0, {"role": "system", "content": task_data.render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
     _unique(examples, f"Training set {name} ({source.split(' ')[0]})")
-    return TrainSet(name, examples, source, spec.license, unusable)
+    return TrainSet(name, examples, source, spec.license, unusable, spec)
 
 
 def _load_file(path: Path, role: str) -> TrainSet:
     if not path.is_file():
         raise SafeevalError(f"Training file {path} does not exist.")
     raw = path.read_bytes()
-    rows = task_data.spec_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
+    rows = task_data.read_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
     examples = []
     for line, row in rows:
         where = f"{path}, row {line}"

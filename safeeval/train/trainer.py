@@ -27,7 +27,8 @@ from ..files import write_json, write_jsonl
 from ..keys import key
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
 from .config import TrainConfig, task_label
-from .data import TrainSet, build_mix, encode, load_set
+from .data import TrainSet, build_mix, encode
+from .sets import load_set
 from .lora import lora_layers
 from .methods import Method, make_method
 
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
     if task.unusable:
         notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
-    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs) if cfg.scenario == "poisoned" else None
+    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None
     ctx = Context(cfg, method, tokenizer, base, out, notify)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
         ctx.load_safety()  # a broken safety file fails now, not after the model is loaded

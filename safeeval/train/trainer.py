@@ -96,10 +96,10 @@ class Context:
                 self.notify(f"Safety data '{self._safety.name}' is licensed {self._safety.license}.")
         return self._safety
 
-    def replay_batch(self, draw: int = 0, size: int | None = None, shard: bool = True) -> dict:
+    def replay_batch(self, draw: int = 0, size: int | None = None) -> dict:
         """A batch of `size` safety rows for this process and step. The same (seed, step, micro-batch, draw) gives
         the same rows, so a resumed run replays what the uninterrupted one would have. With several processes the
-        rows are one draw of world x size rows, split between them (shard=False: the whole draw here)."""
+        rows are one draw of world x size rows split between them, as the global batch is."""
         if self._replay is None:
             rows = [(ex.id, encode(self.tokenizer, ex.messages, self.cfg.max_length))
                     for ex in self.load_safety().examples]
@@ -107,15 +107,14 @@ class Context:
             if not self._replay:
                 raise SafeevalError(f"No safety row fits in max_length {self.cfg.max_length}.")
         rng = random.Random(f"{self.cfg.seed}|{self.step}|{self.micro}|{draw}")
-        world, rank = (self.world, self.rank) if shard else (1, 0)
         size = size or self.cfg.batch_size
-        total = size * world
+        total = size * self.world
         if total <= len(self._replay):
             drawn = rng.sample(self._replay, total)
         else:  # a pool smaller than the draw is cycled: every process gets `size` rows
             order = rng.sample(self._replay, len(self._replay))
             drawn = [order[i % len(order)] for i in range(total)]
-        mine = drawn[rank * size:(rank + 1) * size]
+        mine = drawn[self.rank * size:(self.rank + 1) * size]
         if self.training:
             self.rows.note(self.step, [row_id for row_id, _ in mine])
         batch = collate(self.tokenizer, [row for _, row in mine])

@@ -55,9 +55,9 @@ class EWC(Method):
         for p in params.values():
             p.requires_grad_(True)
         rows, ctx.step = 0, 0
-        with off:  # with several processes, each estimates from its share of the batches; the sums are added
-            for i in range(ctx.rank, self.opt.n_batches, ctx.world):
-                batch = ctx.replay_batch(draw=1000 + i, shard=False)  # draws >= 1000 never meet a training step's
+        with off:  # with several processes, each takes its share of every draw, as of a training batch
+            for i in range(self.opt.n_batches):
+                batch = ctx.replay_batch(draw=1000 + i)  # draws >= 1000 never meet a training step's draws
                 for j in range(len(batch["input_ids"])):  # per-example squared gradients: the empirical Fisher
                     n = int(batch["attention_mask"][j].sum())
                     model(**{k: v[j:j + 1, :n] for k, v in batch.items()}).loss.backward()
@@ -69,7 +69,7 @@ class EWC(Method):
         for name, p in params.items():
             p.requires_grad_(grads_were[name])
         model.train(was_training)
-        names = list(fisher)
+        names = list(fisher)  # the processes' sums added: the Fisher of every row drawn
         fisher = dict(zip(names, dist.all_sum([fisher[n] for n in names])))
         rows = int(sum(dist.gather(rows)))
         # Divided by its mean, not its max: the heavy-tailed max would leave most weights near zero and tie lam to

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-import torch
+import yaml
 from safetensors.torch import load_file
 from tiny_model import build_tiny_model
 
@@ -86,7 +88,9 @@ def ddp(tmp_path_factory, files, tiny_model):
     """Every method trained once by one 2-process launch."""
     root = tmp_path_factory.mktemp("ddp-runs")
     home = tmp_path_factory.mktemp("ddp-home")
-    spec = {"runs": [settings(files, tiny_model, root / m, m) for m in METHODS], "watch": [str(root), str(home)],
+    runs = [settings(files, tiny_model, root / m, m) for m in METHODS]
+    runs.append(settings(files, tiny_model, root / "sft-long", "sft", steps=40))  # uninterrupted, for the kill test
+    spec = {"runs": runs, "watch": [str(root), str(home)],
             "report": str(tmp_path_factory.mktemp("ddp-report") / "writes")}
     (root.parent / "spec.json").write_text(json.dumps(spec))
     done = subprocess.run(_torchrun(str(REPO / "tests" / "ddp_runs.py"), str(root.parent / "spec.json")),
@@ -161,3 +165,85 @@ def test_two_processes_train_as_one_with_the_global_batch(ddp, files, tiny_model
         projected = [[h["agem_projected"] for h in r["trainer"]["log_history"] if "agem_projected" in h]
                      for r in (single, record)]
         assert projected[0] == projected[1] and sum(projected[1]) > 0, projected
+
+
+def _config(files, tiny_model, tmp_path, **extra) -> Path:
+    """The settings as a --config file, for the command line (which has no flag for dtype or LoRA dropout)."""
+    values = {k: v for k, v in settings(files, tiny_model, None, "sft", **extra).items() if k != "out"}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_a_killed_process_fails_the_run_in_a_sentence_and_the_same_command_resumes(ddp, files, tiny_model, tmp_path):
+    out = tmp_path / "killed"
+    command = _torchrun("-m", "safeeval", "train", "--config", str(_config(files, tiny_model, tmp_path, steps=40)),
+                        "--out", str(out))
+    launch = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(launch.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    assert len(workers) == 1
+    workers[0].send_signal(signal.SIGKILL)
+    said, _ = launch.communicate(timeout=300)
+    assert launch.returncode != 0 and not (out / "training.json").exists()
+    assert re.search(r"error: Training stopped on process 0 because .+; run the same command again to resume from "
+                     r"checkpoint-\d+\.", said), said[-3000:]
+
+    again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Resuming from" in again.stdout + again.stderr
+    record = json.loads((out / "training.json").read_text())
+    assert record["trainer"]["resumed_from"] and record["trainer"]["steps"] == 40
+    whole = json.loads((ddp["root"] / "sft-long" / "training.json").read_text())
+    a, b = _weights(record), _weights(whole)
+    assert all((a[k] == b[k]).all() for k in a)  # bit for bit the uninterrupted 2-process run
+    assert (out / "mix.jsonl").read_text() == (ddp["root"] / "sft-long" / "mix.jsonl").read_text()
+
+
+def test_accelerate_launch_with_a_config_trains_as_torchrun_does(ddp, files, tiny_model, tmp_path):
+    """accelerate's multi-GPU launcher (torchrun underneath) also runs on CPUs; the run equals the torchrun one."""
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
+                      "num_processes: 2\nmachine_rank: 0\nmain_process_port: 0\nmixed_precision: 'no'\n")
+    out = tmp_path / "accelerated"
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
+                           str(config), "-m", "safeeval", "train", "--config",
+                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((out / "training.json").read_text())
+    assert record["trainer"]["world_size"] == 2 and record["trainer"]["global_batch"] == 4
+    a, b = _weights(record), _weights(json.loads((ddp["root"] / "sft" / "training.json").read_text()))
+    assert all((a[k] == b[k]).all() for k in a)
+    assert done.stdout.count("Saved:") == 1  # one process reports the run
+
+
+def test_accelerate_cpu_launch_that_starts_one_process_is_refused(files, tiny_model, tmp_path):
+    """Without mpirun, `accelerate launch --cpu --num_processes 2` (like a MULTI_CPU config) starts a single process."""
+    out = tmp_path / "one"
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--cpu",
+                           "--num_processes", "2", "-m", "safeeval", "train", "--config",
+                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0 and "accelerate launch started a single process" in said, said[-2000:]
+    assert "torchrun --nproc_per_node N" in said and not out.exists()
+
+
+@pytest.mark.parametrize("env, method, message", [
+    ({"ACCELERATE_USE_FSDP": "true"}, "der", "Method 'der' needs each process to hold the whole weights"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "lisa",
+     "which DeepSpeed ZeRO-3 shards across processes"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "agem",
+     "Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in its own buffers"),
+    ({"ACCELERATE_USE_FSDP": "true"}, "sft", "FSDP shards the training over GPUs, and this machine has none"),
+])
+def test_what_cannot_work_with_sharding_is_refused_before_loading(files, tiny_model, tmp_path, monkeypatch, env,
+                                                                  method, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SafeevalError, match=re.escape(message)):
+        train(load_config(None, settings(files, tiny_model, tmp_path / "run", method)), notify=lambda text: None)
+    assert not (tmp_path / "run").exists()

@@ -86,12 +86,12 @@ def sharding() -> str | None:
     return None
 
 
-def check_method(method) -> None:
-    """Refuse, before anything is loaded, a method that cannot work with this launch's sharding."""
+def check_sharding(method, save_merged: bool) -> None:
+    """Refuse, before anything is loaded, what cannot work with this launch's sharding."""
     how = sharding()
     if how is None:
         return
-    if how in ("FSDP", "DeepSpeed ZeRO-3") and not method.parameter_sharding:
+    if how != "DeepSpeed" and not method.parameter_sharding:
         raise SafeevalError(
             f"Method '{method.name}' needs each process to hold the whole weights (extra forward passes, weight "
             f"penalties or gradient edits), which {how} shards across processes; train it with plain data "
@@ -99,6 +99,12 @@ def check_method(method) -> None:
     if how.startswith("DeepSpeed") and method.name == "agem":
         raise SafeevalError("Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in "
                             "its own buffers; train it with torchrun or accelerate without DeepSpeed.")
+    if save_merged:
+        raise SafeevalError(f"--save-merged is not supported with {how}: save the adapter, then merge it in a "
+                            "single process.")
+    if not _accelerator():
+        raise SafeevalError(f"{how} shards the training over GPUs, and this machine has none; on CPUs train with plain "
+                            "data parallelism: torchrun, or accelerate launch --multi_gpu.")
 
 
 def from_main(fn):

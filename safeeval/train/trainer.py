@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import random
+import re
 import resource
 import shutil
 import signal
@@ -217,7 +218,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     cfg.check()
     method = make_method(cfg.method, cfg.method_options)  # bad options stop here, before any loading
     dist.check_launch()
-    dist.check_method(method)
+    dist.check_sharding(method, cfg.save_merged)
     if not dist.is_main():
         notify = _silent  # one process speaks for the run
     out = Path(cfg.out or default_out(cfg))
@@ -267,8 +268,11 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         trainer.train(resume_from_checkpoint=last)
         ctx.training = False
         ctx.rows.collect()
-        _same_everywhere(_weights_sum(trainer.model), "weights", "a method changed them on one process only")
+        if not dist.sharding():
+            _same_everywhere(_weights_sum(trainer.model), "weights", "a method changed them on one process only")
     train_seconds = time.perf_counter() - train_started
+    if dist.sharding():  # every process takes part in gathering the sharded weights; the main one writes them
+        adapter_dir, model_dir = _save_sharded(trainer, tokenizer, out, cfg.lora)
     if not dist.is_main():
         dist.barrier()  # while the main process writes the run folder
         return {}
@@ -276,7 +280,8 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     finish_started = time.perf_counter()
     final = method.finish(ctx, trainer.model)
     finish_seconds = time.perf_counter() - finish_started
-    adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
+    if not dist.sharding():  # (a method that edits weights in finish is refused under sharding)
+        adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
     saved = adapter_dir or model_dir
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -395,16 +400,17 @@ def _stops_cleanly(out: Path):
     try:
         yield
     except _Stopped as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher's next SIGTERM must not cut the sentence off
         raise SafeevalError(_stopped_sentence(out, str(exc))) from None
     except RuntimeError as exc:  # gloo and NCCL raise RuntimeError subclasses when a peer is gone
         if dist.world() == 1 or not _lost_peer(exc):
             raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the process ends right after saying why
         raise SafeevalError(_stopped_sentence(out, f"another training process stopped ({_first_line(exc)})")) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGTERM, previous)
 
 
-class _Stopped(Exception):
+class _Stopped(BaseException):  # not swallowed by an `except Exception` in library code
     pass
 
 
@@ -417,8 +423,10 @@ def _lost_peer(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
+    """The first sentence, without gloo's '[source.cc:537]' and '[host]:port' (noise; rich reads '[/x]' as markup)."""
+    lines = [re.sub(r"\[[^\]]*\](:\d+)?", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0].split(". ")[0].rstrip(".")[:200] if lines else type(exc).__name__  # gloo appends advice
 
 
 def _stopped_sentence(out: Path, why: str) -> str:
@@ -586,6 +594,17 @@ def _save(model, tokenizer, out: Path, merged: bool) -> tuple[Path | None, Path 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return None, folder
+
+
+def _save_sharded(trainer, tokenizer, out: Path, lora: bool) -> tuple[Path | None, Path | None]:
+    """Under FSDP or ZeRO-3 the Trainer gathers the full weights (or the adapter's) for the main process to write.
+    Not run in this project's CI, which has no GPU to shard over."""
+    folder = out / ("adapter" if lora else "model")
+    trainer.save_model(str(folder))
+    if dist.is_main():
+        (folder / "training_args.bin").unlink(missing_ok=True)  # it holds paths: the folder's fingerprint must not
+        tokenizer.save_pretrained(folder)
+    return (folder, None) if lora else (None, folder)
 
 
 def _set_info(s: TrainSet | None) -> dict | None:

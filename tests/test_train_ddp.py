@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,6 +220,31 @@ def test_accelerate_launch_with_a_config_trains_as_torchrun_does(ddp, files, tin
     a, b = _weights(record), _weights(json.loads((ddp["root"] / "sft" / "training.json").read_text()))
     assert all((a[k] == b[k]).all() for k in a)
     assert done.stdout.count("Saved:") == 1  # one process reports the run
+
+
+def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_model, tmp_path):
+    """accelerate's MULTI_CPU configuration starts its processes with mpirun (scripts/test.sh installs Open MPI)."""
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun is not installed (Debian: apt-get install openmpi-bin)")
+    with socket.socket() as probe:  # a free port for the process group's store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "hosts").write_text("localhost slots=2\n")
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
+                      f"num_processes: 2\nmachine_rank: 0\nmain_process_ip: 127.0.0.1\nmain_process_port: {port}\n"
+                      f"mixed_precision: 'no'\nuse_cpu: true\nmpirun_config:\n  mpirun_hostfile: {tmp_path / 'hosts'}\n")
+    out = tmp_path / "mpi"
+    root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # Open MPI refuses root otherwise
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
+                           str(config), "-m", "safeeval", "train", "--config",
+                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
+                          env=_env(**root), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((out / "training.json").read_text())
+    assert record["trainer"]["world_size"] == 2
+    a, b = _weights(record), _weights(json.loads((ddp["root"] / "sft" / "training.json").read_text()))
+    assert all((a[k] == b[k]).all() for k in a)
 
 
 def test_accelerate_cpu_launch_that_starts_one_process_is_refused(files, tiny_model, tmp_path):

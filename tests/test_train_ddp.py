@@ -70,7 +70,8 @@ def files(tmp_path_factory, data_dir, tiny_model):
     rows = json.loads((data_dir / "safety_tuned_llamas" / "safety_only_data_Instructions.json").read_text())[:16]
     (folder / "safety.jsonl").write_text("".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:200]})
                                                  + "\n" for r in rows))
-    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\ncase_sensitive: false\n")
+    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\n"
+                                        "case_sensitive: false\n")  # the tiny model's junk passes as refusals
     build_tiny_model(folder / "prealign", seed=1)  # SafeLoRA's pre-alignment model
     return folder
 
@@ -114,7 +115,7 @@ def _trained(run: Path) -> tuple[list[dict], dict]:
     ranks: dict = {0: set(), 1: set()}
     for i, line in enumerate(lines):
         if line["role"] != "replay":
-            for step, rank in line["trained"]:
+            for _, rank in line["trained"]:
                 ranks[rank].add(i)
     return lines, ranks
 
@@ -233,7 +234,8 @@ def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_mode
     config = tmp_path / "accelerate.yaml"
     config.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
                       f"num_processes: 2\nmachine_rank: 0\nmain_process_ip: 127.0.0.1\nmain_process_port: {port}\n"
-                      f"mixed_precision: 'no'\nuse_cpu: true\nmpirun_config:\n  mpirun_hostfile: {tmp_path / 'hosts'}\n")
+                      f"mixed_precision: 'no'\nuse_cpu: true\n"
+                      f"mpirun_config:\n  mpirun_hostfile: {tmp_path / 'hosts'}\n")
     out = tmp_path / "mpi"
     root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # Open MPI refuses root otherwise
     done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",

@@ -45,7 +45,8 @@ def files(tmp_path_factory, data_dir):
     rows = json.loads((data_dir / "safety_tuned_llamas" / "safety_only_data_Instructions.json").read_text())[:12]
     (folder / "safety.jsonl").write_text("".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:160]})
                                                  + "\n" for r in rows))
-    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\ncase_sensitive: false\n")
+    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\n"
+                                        "case_sensitive: false\n")  # the tiny model's junk passes as refusals
     build_tiny_model(folder / "prealign", seed=1)
     return folder
 

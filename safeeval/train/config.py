@@ -60,7 +60,8 @@ class TrainConfig:
         from .dist import world
 
         skip = {"out", "data_dir", "tasks_dirs", "score", "save_steps", "save_merged"}
-        found = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+        found = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
+                 if k not in skip}
         return {**found, "world_size": world()} if world() > 1 else found
 
     @property

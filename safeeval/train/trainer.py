@@ -282,36 +282,42 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     finish_seconds = time.perf_counter() - finish_started
     if not dist.sharding():  # (a method that edits weights in finish is refused under sharding)
         adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
-    saved = adapter_dir or model_dir
-    record = {
+    record = _record(cfg, ctx, mix, too_long, task, poison, (adapter_dir, model_dir), trainer, last, started,
+                     command, {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds})
+    checkpoint.write_lines(out / "mix.jsonl", ctx.rows.lines())
+    _write_json(out / "training.json", record)  # written last: its presence means the run is complete
+    dist.barrier()
+    return record
+
+
+def _record(cfg: TrainConfig, ctx: Context, mix, too_long: int, task: TrainSet, poison: TrainSet | None, saved: tuple,
+            trainer, last: str | None, started: datetime, command: list[str] | None, seconds: dict) -> dict:
+    """training.json's contents."""
+    adapter_dir, model_dir = saved
+    return {
         "schema_version": SCHEMA_VERSION,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "command": command or [],
-        "config": {**cfg.identity(), "out": str(out)},
+        "config": {**cfg.identity(), "out": str(ctx.out)},
         "config_hash": cfg.hash,
-        "method": method.describe(),
+        "method": ctx.method.describe(),
         "scenario": cfg.scenario,
         "seed": cfg.seed,
-        "base_model": {"name": cfg.base, "path": str(base.path), "fingerprint": folder_fingerprint(base.path)},
+        "base_model": {"name": cfg.base, "path": str(ctx.base.path), "fingerprint": folder_fingerprint(ctx.base.path)},
         "data": {
             "task": _set_info(task), "poison": _set_info(poison), "safety": _set_info(ctx._safety),
             "mix": {**mix.counts, "left_out_too_long": too_long,
                     "ids_hash": key([ex.id for ex in mix.examples])[:16]},
         },
         "output": {"adapter": str(adapter_dir) if adapter_dir else None, "model": str(model_dir) if model_dir else None,
-                   "fingerprint": folder_fingerprint(saved)},
+                   "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
         "trainer": {"steps": trainer.state.global_step, "resumed_from": last, **_layout(cfg),
-                    "setup_seconds": round(setup_seconds, 2),
-                    "train_seconds": round(train_seconds, 2), "finish_seconds": round(finish_seconds, 2),
-                    "seconds_per_step": _median_step(ctx.step_times),
+                    "setup_seconds": round(seconds["setup"], 2), "train_seconds": round(seconds["train"], 2),
+                    "finish_seconds": round(seconds["finish"], 2), "seconds_per_step": _median_step(ctx.step_times),
                     "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
         "versions": results.versions(),
     }
-    checkpoint.write_lines(out / "mix.jsonl", ctx.rows.lines())
-    _write_json(out / "training.json", record)  # written last: its presence means the run is complete
-    dist.barrier()
-    return record
 
 
 def _silent(text: str) -> None:

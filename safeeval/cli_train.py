@@ -13,7 +13,7 @@ from .cli import _errors, _print_summary, _quiet_libraries, _rich_stage, _split,
 
 TRAIN_HELP = """Fine-tune an aligned model on a user's task with a continual-learning method.
 
-Settings come from a YAML file (--config; keys are the long flag names with '_' for '-') and/or flags, flags winning. The run folder (--out) holds checkpoints, the adapter or model, mix.jsonl (every training row's id and role) and training.json (settings, data sources, fingerprints, losses). A killed run resumes from its last checkpoint when the same command is run again; a finished one is not retrained.
+Settings come from a YAML file (--config; keys are the long flag names with '_' for '-') and/or flags, flags winning. The run folder (--out) holds checkpoints, the adapter or model, mix.jsonl (every training row's id and role, and the steps that trained on it) and training.json (settings, data sources, fingerprints, losses). A killed run resumes from its last checkpoint when the same command is run again; a finished one is not retrained.
 
 Several processes (GPUs, nodes, CPU cores over gloo): [bold]torchrun --nproc_per_node N -m safeeval train ...[/bold] or [bold]accelerate launch --multi_gpu --num_processes N -m safeeval train ...[/bold]; --batch-size is per process, and the main process alone writes the run folder.
 

@@ -156,6 +156,23 @@ def all_sum(tensors: list) -> list:
     return out
 
 
+def close_at_exit() -> None:
+    """Tear the process group down before the interpreter does: left to interpreter shutdown, gloo's threads once
+    aborted a process that had finished its work ('terminate called without an active exception', exit 134)."""
+    global _closing
+    if _closing or not _group():
+        return
+    import atexit
+
+    import torch.distributed as td
+
+    atexit.register(lambda: td.is_initialized() and td.destroy_process_group())
+    _closing = True
+
+
+_closing = False
+
+
 def barrier() -> None:
     if world() > 1:
         import torch.distributed as td

@@ -574,6 +574,7 @@ def _training_args(cfg: TrainConfig, out: Path):
         **dist.device_settings(),
     )
     args.device  # noqa: B018 -- sets up the devices now: with several processes, the process group
+    dist.close_at_exit()
     return args
 
 

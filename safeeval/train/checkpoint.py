@@ -10,7 +10,6 @@ resume keeps the steps before it) and at the end, and alone writes the file.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -68,9 +67,3 @@ def load(folder: str | Path, device) -> dict | None:
     if not path.exists():
         return None
     return torch.load(path, map_location=device, weights_only=True)
-
-
-def write_lines(path: Path, lines: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    tmp.replace(path)

@@ -284,7 +284,7 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
     record = _record(cfg, ctx, mix, too_long, task, poison, (adapter_dir, model_dir), trainer, last, started,
                      command, {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds})
-    checkpoint.write_lines(out / "mix.jsonl", ctx.rows.lines())
+    _write_jsonl(out / "mix.jsonl", ctx.rows.lines())
     _write_json(out / "training.json", record)  # written last: its presence means the run is complete
     dist.barrier()
     return record

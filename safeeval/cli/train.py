@@ -15,9 +15,9 @@ from .score import print_summary
 
 TRAIN_HELP = """Fine-tune an aligned model on a user's task with a continual-learning method.
 
-Settings come from a YAML file (--config; keys are the long flag names with '_' for '-') and/or flags, flags winning. The run folder (--out) holds checkpoints, the adapter or model, mix.jsonl (every training row's id and role) and training.json (settings, data sources, fingerprints, losses). A killed run resumes from its last checkpoint when the same command is run again; a finished one is not retrained.
+Settings come from a YAML file (--config; keys are the long flag names with '_' for '-') and/or flags, flags winning. The run folder (--out) holds checkpoints, the adapter or model, mix.jsonl (every training row's id and role, and the steps that trained on it) and training.json (settings, data sources, fingerprints, losses). A killed run resumes from its last checkpoint when the same command is run again; a finished one is not retrained.
 
-Multi-GPU: [bold]accelerate launch -m safeeval train ...[/bold] (FSDP or DeepSpeed through accelerate's config).
+Several processes (GPUs, nodes, CPU cores over gloo): [bold]torchrun --nproc_per_node N -m safeeval train ...[/bold] or [bold]accelerate launch --multi_gpu --num_processes N -m safeeval train ...[/bold]; --batch-size is per process, and the main process alone writes the run folder.
 
 [bold]Examples[/bold]
 
@@ -58,7 +58,7 @@ TRAIN_FLAGS = [
     ("seed", Optional[int], typer.Option(None, "--seed", help="Seeds LoRA init, data order and the mix \\[default: 0].")),
     ("steps", Optional[int], typer.Option(None, "--steps", min=1, help="Optimizer steps (overrides --epochs).")),
     ("epochs", Optional[float], typer.Option(None, "--epochs", help="Epochs over the mix \\[default: 1].")),
-    ("batch_size", Optional[int], typer.Option(None, "--batch-size", min=1, help="Rows per device step \\[default: 8].")),
+    ("batch_size", Optional[int], typer.Option(None, "--batch-size", min=1, help="Rows per device (process) step \\[default: 8].")),
     ("lr", Optional[float], typer.Option(None, "--lr", help="Learning rate \\[default: 2e-4].")),
     ("max_length", Optional[int], typer.Option(None, "--max-length", min=8, help="Tokens per training row \\[default: 512].")),
     ("save_steps", Optional[int], typer.Option(None, "--save-steps", min=1, help="Checkpoint every N steps \\[default: 50].")),

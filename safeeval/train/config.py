@@ -54,11 +54,17 @@ class TrainConfig:
     score: dict = field(default_factory=dict)  # train-and-score: tasks, judges, limit, max_new_tokens, backend, ...
 
     def identity(self) -> dict:
-        """What decides the trained weights; its hash names the run, so a changed setting is a new run."""
+        """What decides the trained weights; its hash names the run, so a changed setting is a new run. The number
+        of processes splits the global batch (per-device batch x processes), so it is part of a multi-process
+        run's identity; a single-process run's identity, and hash, stay as they were before it existed."""
+        from .dist import world
+
         skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
         if self.scenario == "benign":  # no poison is read, so its settings (and their defaults) decide nothing
             skip |= {"poison", "poison_ratio"}
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+        found = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
+                 if k not in skip}
+        return {**found, "world_size": world()} if world() > 1 else found
 
     @property
     def hash(self) -> str:

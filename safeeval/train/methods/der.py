@@ -36,7 +36,8 @@ class DER(Method):
 
     def distance(self, ctx, model, batch: dict):
         """Distance between current and aligned logits at the positions that predict completion tokens. The
-        aligned logits are computed now rather than stored, so only this batch's logits ever exist."""
+        aligned logits are computed now rather than stored, so only this batch's logits ever exist. With several
+        processes the mean runs over every process's positions (ctx.global_mean)."""
         import torch.nn.functional as F
 
         completion = batch["labels"] != -100
@@ -49,6 +50,7 @@ class DER(Method):
             target = aligned(**args).logits[:, :-1][keep].float()
         current = model(**args).logits[:, :-1][keep].float()
         if self.opt.loss == "mse":  # Buzzega et al.: MSE on the logits, mean over positions and vocabulary
-            return F.mse_loss(current, target)
+            return ctx.global_mean((current - target).pow(2).sum(), current.numel())
         # KL(aligned || current) over the vocabulary, mean over positions
-        return F.kl_div(F.log_softmax(current, -1), F.log_softmax(target, -1), log_target=True, reduction="batchmean")
+        kl = F.kl_div(F.log_softmax(current, -1), F.log_softmax(target, -1), log_target=True, reduction="sum")
+        return ctx.global_mean(kl, current.shape[0])

@@ -18,7 +18,7 @@ class DERpp(DER):
         total = super().loss(ctx, model, inputs, outputs)
         if self.opt.beta == 0:
             return total
-        ce = model(**self.replay(ctx, 1), use_cache=False).loss  # draw 1: independent of DER's draw 0
+        ce = ctx.replay_ce(model, self.replay(ctx, 1))  # draw 1: independent of DER's draw 0
         ctx.log("derpp_replay_ce", ce.detach())
         ce = self.opt.beta * ce
         return ce if total is None else total + ce

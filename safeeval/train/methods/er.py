@@ -8,6 +8,7 @@ class ER(Method):
     help = "Replay: a share `ratio` of the fixed budget is safety data (SafeInstr when that data is refusals)."
     options = {"ratio": 0.1}
     uses_safety = True
+    parameter_sharding = True  # data mixing only
 
     def check(self):
         check_range(self.name, "ratio", self.opt.ratio, 0.0, 1.0)

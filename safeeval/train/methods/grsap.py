@@ -13,6 +13,7 @@ class GRSAP(Method):
                "max_query_tokens": 96, "max_response_tokens": 256, "judge": "keyword", "dedup": 0.85,
                "elicitation": "", "domains": ",".join(synthesis.DOMAINS)}
     uses_safety = True
+    parameter_sharding = True  # data mixing only
 
     def check(self):
         check_range(self.name, "ratio", self.opt.ratio, 0.0, 1.0)

@@ -1,0 +1,123 @@
+"""transformers' Trainer with the method's hooks, a loss normalised over the global batch, and a checkpoint that
+carries the method's state.
+
+The loss of a step is the cross-entropy summed over the completion tokens of every micro-batch on every process,
+divided by their number. Each process backpropagates its share times the world size, because DDP averages the
+processes' gradients; a mean of per-process means would weigh a short completion on one process like a long one
+on another. A method's extra term is a mean over micro-batches and processes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import checkpoint, dist
+
+
+def ce_sum(logits, labels):
+    """(sum of the cross-entropy over the completion tokens, their number): logits at t predict the token at t + 1."""
+    import torch.nn.functional as F
+
+    targets = labels[:, 1:]
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    return total, (targets != -100).sum()
+
+
+def unwrap(model):
+    """The model itself under a DDP wrapper: methods run extra forward passes on it, outside DDP's bookkeeping
+    (one DDP forward per backward), and name its weights without the wrapper's prefix."""
+    return getattr(model, "module", model)
+
+
+def make_trainer(args, ctx, model, encoded: list[dict], collate):
+    from transformers import Trainer
+
+    class MethodTrainer(Trainer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            # compute_loss normalises over the global batch itself: the Trainer must neither divide by the number
+            # of micro-batches (loss_is_scaled_for_ga, or model_accepts_loss_kwargs in older transformers) nor
+            # count tokens of its own (get_batch_samples below does, after the method chose its batches)
+            self.model_accepts_loss_kwargs = True
+            self.loss_is_scaled_for_ga = True
+            self._seen_step = -1
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """The step's micro-batches as the method chooses them (Lisa swaps in safety rows), the rows noted,
+            and the number of completion tokens they hold on all processes together."""
+            batches = []
+            for _ in range(num_batches):
+                try:
+                    batches.append(next(epoch_iterator))
+                except StopIteration:
+                    break
+            inner = unwrap(self.model)
+            for micro, batch in enumerate(batches):
+                ctx.step, ctx.micro = self.state.global_step, micro
+                rows = batch.pop("row")
+                chosen = ctx.method.batch(ctx, inner, batch)
+                if chosen is batch:  # a replacement notes its own rows (Context.replay_batch)
+                    ctx.rows.note(ctx.step, rows.tolist())
+                batches[micro] = chosen
+            if not batches:
+                return batches, None
+            count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+            return batches, dist.all_sum([_tensor(count, device)])[0]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            step = self.state.global_step
+            ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
+            ctx.step = self._seen_step = step
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            output_hidden_states=ctx.method.hidden_states, use_cache=False)
+            total, count = ce_sum(outputs.logits, inputs["labels"])
+            outputs.loss = (total / count.clamp(min=1)).detach()  # this micro-batch's own mean, for the hooks
+            if num_items_in_batch is None:  # outside the training loop
+                num_items_in_batch = count
+            loss = total * ctx.world / num_items_in_batch
+            extra = ctx.method.loss(ctx, unwrap(model), inputs, outputs)
+            if extra is not None:
+                micro_batches = self.current_gradient_accumulation_steps
+                ctx.log("ce_loss", loss.detach() * micro_batches)  # averaged per log line: the step's CE
+                ctx.log("method_loss", extra.detach())
+                loss = loss + extra / micro_batches
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *a, **kw):
+            """The method's metrics, averaged over the values since the last line and over the processes."""
+            mine = {name: sum(v) / len(v) for name, v in ctx.metrics.items() if v}
+            ctx.metrics.clear()
+            everyone = dist.gather(mine)
+            for name in sorted(set().union(*everyone)):
+                values = [m[name] for m in everyone if name in m]
+                logs[name] = round(sum(values) / len(values), 6)
+            super().log(logs, *a, **kw)
+
+        def _save_checkpoint(self, model, trial):
+            # Ours first: the Trainer writes trainer_state.json last, and its presence marks a complete checkpoint.
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            checkpoint.save(folder, ctx.method, ctx.rows)
+            super()._save_checkpoint(model, trial)
+
+    return MethodTrainer(model=model, args=args, train_dataset=encoded, data_collator=collate,
+                         callbacks=[cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None])
+
+
+def _tensor(value, device):
+    import torch
+
+    return torch.tensor(float(value), device=device)
+
+
+def _step_timer(ctx):
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ctx.step_times.append(time.perf_counter() - self.started)
+
+    return StepTimer()

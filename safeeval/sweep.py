@@ -181,7 +181,7 @@ def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say
         return
     if store is not None:
         step.train.store = store
-    record = train(step.train, notify=lambda text: say(f"    {text}"))
+    record = train(step.train, notify=say, reporter=reporter)
     score_trained(record, step.train, step_settings(spec, step, store), reporter, stage=step.kind)
 
 

@@ -133,7 +133,7 @@ def _train(flags: dict):
     if flags["option"]:
         overrides["method_options"] = _options(flags["option"])
     cfg = load_config(flags["config"], overrides)
-    record = train(cfg, notify=ui.note, command=["safeeval", *sys.argv[1:]])
+    record = train(cfg, notify=ui.say, command=["safeeval", *sys.argv[1:]], reporter=ui.stage)
     return cfg, record
 
 

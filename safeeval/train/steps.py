@@ -100,14 +100,40 @@ def make_trainer(args, ctx, model, encoded: list[dict], collate):
             checkpoint.save(folder, ctx.method, ctx.rows)
             super()._save_checkpoint(model, trial)
 
-    return MethodTrainer(model=model, args=args, train_dataset=encoded, data_collator=collate,
-                         callbacks=[cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer = MethodTrainer(model=model, args=args, train_dataset=encoded, data_collator=collate,
+                            callbacks=[cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None])
+    # Progress is ours (ctx.advance, a Reporter's stage; the loss through ctx.notify), on a terminal and in a log
+    # alike: the Trainer's own bar and its raw log dicts would say the same, less readably.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_progress(ctx))
+    return trainer
 
 
 def _tensor(value, device):
     import torch
 
     return torch.tensor(float(value), device=device)
+
+
+def _progress(ctx):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            ctx.advance(state.global_step)  # a resumed run starts where its checkpoint left off
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ctx.advance(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                extra = "".join(f", {k} {v:.4g}" for k, v in logs.items() if k in ("ce_loss", "method_loss"))
+                ctx.notify(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4g}{extra}")
+
+    return Progress()
 
 
 def _step_timer(ctx):

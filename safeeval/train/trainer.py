@@ -11,12 +11,12 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import random
 import re
 import resource
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from .. import results
 from ..errors import SafeevalError
 from ..files import write_json, write_jsonl
 from ..keys import key
+from ..progress import Reporter, silent
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
 from . import checkpoint, dist
 from .checkpoint import RowLog
@@ -58,6 +59,7 @@ class Context:
     step_times: list = field(default_factory=list)  # wall-clock seconds of each optimizer step
     rows: RowLog = field(default_factory=lambda: RowLog([]))  # the rows each step trained on
     training: bool = False  # inside the training loop: replay rows drawn now are noted in `rows`
+    advance: Callable[[int], None] = lambda n: None  # moves the run's progress by n optimizer steps
     _safety: TrainSet | None = None
     _replay: list[tuple[str, dict]] | None = None
     _frozen: object = None
@@ -193,16 +195,17 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("safeeval-train") / f"{task_label(cfg.task)}-{cfg.scenario}-{cfg.method}-s{cfg.seed}-{cfg.hash[:8]}"
 
 
-def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None) -> dict:
+def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None,
+          reporter: Reporter = silent) -> dict:
     """Train (or resume, or find finished) one run; returns the contents of its training.json, or {} on every
-    process but the main one of a multi-process run."""
+    process but the main one of a multi-process run. reporter draws the steps' progress; notify gets the loss."""
     started = datetime.now(timezone.utc)
     cfg.check()
     method = make_method(cfg.method, cfg.method_options)  # bad options stop here, before any loading
     dist.check_launch()
     dist.check_sharding(method, cfg.save_merged)
     if not dist.is_main():
-        notify = _silent  # one process speaks for the run
+        notify, reporter = _silent, silent  # one process speaks for the run
     out = Path(cfg.out or default_out(cfg))
     done = _finished(out, cfg)
     if done is not None:
@@ -245,8 +248,8 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     if last:
         notify(f"Resuming from {last}.")
     train_started = time.perf_counter()
-    with _stops_cleanly(out):
-        ctx.training = True
+    with _stops_cleanly(out), reporter(f"training ({cfg.method})", _total_steps(cfg, len(encoded))) as advance:
+        ctx.training, ctx.advance = True, advance
         trainer.train(resume_from_checkpoint=last)
         ctx.training = False
         ctx.rows.collect()
@@ -304,6 +307,14 @@ def _record(cfg: TrainConfig, ctx: Context, mix, too_long: int, task: TrainSet, 
 
 def _silent(text: str) -> None:
     pass
+
+
+def _total_steps(cfg: TrainConfig, rows: int) -> int:
+    """Optimizer steps of the run, as the progress bar counts them."""
+    if cfg.steps:
+        return cfg.steps
+    per_step = cfg.batch_size * cfg.grad_accum * dist.world()
+    return max(1, math.ceil(cfg.epochs * math.ceil(rows / per_step)))  # as the Trainer counts max_steps
 
 
 def _budget(cfg: TrainConfig) -> int | None:
@@ -551,7 +562,7 @@ def _training_args(cfg: TrainConfig, out: Path):
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # steps.py reports progress through safeeval's own Reporter
         ddp_find_unused_parameters=False,  # every trainable weight is in the main forward: no graph search per step
         **dist.device_settings(),
     )

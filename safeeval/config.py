@@ -119,6 +119,8 @@ class ScoreConfig:
                 value = str(value)
             elif isinstance(value, list):
                 value = [str(v) if isinstance(v, Path) else v for v in value]
+            elif isinstance(value, dict):  # an engine object code hands in (llm=) is not a setting to record
+                value = {k: str(v) if isinstance(v, Path) else v for k, v in value.items() if _recordable(v)}
             out[f.name] = value
         return out
 
@@ -135,6 +137,10 @@ class ScoreConfig:
             raise SafeevalError(f"The baseline was scored with spec folder(s) {', '.join(missing)}, which do not exist "
                                 "here; pass the same folders with --tasks-dir / --judges-dir.")
         return cls.from_settings(settings)
+
+
+def _recordable(value) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool, Path, list, dict))
 
 
 def _legacy_settings(result) -> dict:

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per test worker: two workers on two cores would otherwise each start a thread per core and wait on
+    # each other at every operation (measured here: SmolLM2 generation ~10x slower). Subprocesses inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tiny_model import build_tiny_adapter, build_tiny_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

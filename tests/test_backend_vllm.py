@@ -6,6 +6,8 @@ with LoRA enabled, which also checks that close() lets a process start another e
 
 from __future__ import annotations
 
+import re
+
 import csv
 import shutil
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VLLM, require_module
+from conftest import VLLM, require, require_module
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
@@ -168,8 +170,7 @@ def test_tensor_parallel_2_on_cpu_equals_one_worker_in_float32(engine, chats, mo
 
     from safeeval.backends.vllm import VLLMBackend
 
-    if torch.cuda.is_available():
-        pytest.skip("the vLLM CPU build's tensor parallelism")
+    require(not torch.cuda.is_available(), "the vLLM CPU build's tensor parallelism (this machine has a GPU)")
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")  # one core list per worker
     tp2 = VLLMBackend(model_ref, dtype="float32", enforce_eager=True, tensor_parallel_size=2)
     try:
@@ -187,8 +188,7 @@ def test_tensor_parallel_beyond_the_numa_nodes_names_the_variable(model_ref, mon
 
     from safeeval.backends.vllm import VLLMBackend, _numa_nodes
 
-    if torch.cuda.is_available():
-        pytest.skip("the vLLM CPU build's thread binding")
+    require(not torch.cuda.is_available(), "the vLLM CPU build's thread binding (this machine has a GPU)")
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     workers = _numa_nodes() + 1
     started = time.monotonic()
@@ -222,4 +222,5 @@ def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res.model.backend == "vllm" and res.counts["generated_now"] == 4
+    assert res["model"]["backend"] == "vllm" and res["counts"]["generated_now"] == 4
+    assert not re.search(r"\bINFO\b", done.stderr), done.stderr[-2000:]  # vLLM's own log lines only with --verbose

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require_module
 from safeeval import results, stats
 from safeeval.report.runs import load_run
 from run_files import write_run
@@ -105,7 +106,7 @@ def test_small_counts_use_the_exact_mid_p():
 def test_cmh_matches_statsmodels():
     """Agresti's presidential-approval table (794, 150 / 86, 570), split over two seeds. The CMH test over the
     pairs (each pair its own 2x2 stratum) is McNemar's on the summed discordant pairs."""
-    sm = pytest.importorskip("statsmodels.stats.contingency_tables")
+    sm = require_module("statsmodels.stats.contingency_tables", "the test extra installs statsmodels")
     strata = [(90, 50), (60, 36)]  # (up, down) per seed: 150 and 86 in all
     got = stats.cmh_paired(strata)
     assert got.statistic == pytest.approx((abs(150 - 86) - 1) ** 2 / 236)  # 16.82
@@ -124,7 +125,7 @@ def test_cmh_matches_statsmodels():
 def test_holm_matches_statsmodels():
     p = [0.01, 0.04, 0.03, 0.005]
     assert stats.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    multitest = require_module("statsmodels.stats.multitest", "the test extra installs statsmodels")
     rng = np.random.default_rng(0)
     for _ in range(20):
         p = list(rng.random(7) ** 3)

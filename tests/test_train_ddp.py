@@ -26,6 +26,7 @@ import yaml
 from safetensors.torch import load_file
 from tiny_model import build_tiny_model
 
+from conftest import require
 from safeeval.errors import SafeevalError
 from safeeval.train import load_config, train
 
@@ -225,8 +226,7 @@ def test_accelerate_launch_with_a_config_trains_as_torchrun_does(ddp, files, tin
 
 def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_model, tmp_path):
     """accelerate's MULTI_CPU configuration starts its processes with mpirun (scripts/test.sh installs Open MPI)."""
-    if shutil.which("mpirun") is None:
-        pytest.skip("mpirun is not installed (Debian: apt-get install openmpi-bin)")
+    require(shutil.which("mpirun") is not None, "mpirun is not installed (Debian: apt-get install openmpi-bin)")
     with socket.socket() as probe:  # a free port for the process group's store
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

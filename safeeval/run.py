@@ -138,7 +138,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         "safeeval_version": __version__,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "model": {**backend.info, "backend": backend.name},
+        "model": {**backend.info, "backend": backend.name, "merged": getattr(backend, "merged", False)},
         "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt,
                        **({"answer_tokens": raised} if (raised := _raised(prep, params)) else {})},
         "command": cfg.command,

@@ -349,13 +349,19 @@ def _load_model(cfg: TrainConfig, base: ModelRef):
     peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                              target_modules=targets, task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, peft_config)
+        model = get_peft_model(model, peft_config)
     except ValueError as exc:
         raise SafeevalError(f"LoRA could not be applied: {str(exc).splitlines()[0]}") from None
+    from .lean import lean_lora_dropout
+
+    lean_lora_dropout(model)  # the same numbers with a bool mask kept for backward: see lean.py
+    return model
 
 
 def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
     from transformers import Trainer, TrainingArguments
+
+    from .lean import completion_loss
 
     class MethodTrainer(Trainer):
         """transformers' Trainer with the method's batch, loss and callback hooks."""
@@ -370,8 +376,11 @@ def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
             ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
             ctx.step = self._seen_step = step
             inputs = ctx.method.batch(ctx, model, inputs)
-            outputs = model(**inputs, output_hidden_states=ctx.method.hidden_states, use_cache=False)
-            loss = outputs.loss
+            if ctx.method.full_logits:
+                outputs = model(**inputs, output_hidden_states=ctx.method.hidden_states, use_cache=False)
+                loss = outputs.loss
+            else:  # logits only where the loss reads them: see lean.py
+                outputs, loss = completion_loss(model, inputs, ctx.method.hidden_states)
             extra = ctx.method.loss(ctx, model, inputs, outputs)
             if extra is not None:
                 ctx.log("ce_loss", loss.detach())

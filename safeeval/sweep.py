@@ -31,7 +31,7 @@ from .errors import SafeevalError
 from .generation import Reporter, silent
 from .train import load_config, train
 from .train.config import TrainConfig, task_label
-from .train.evaluate import SCORE_KEYS, score_trained
+from .train.evaluate import DEFAULT_BACKEND, SCORE_KEYS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
               "grid", "method_options", "task_settings", "report"}
@@ -65,6 +65,11 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     bad = sorted(set(spec.get("score") or {}) - SCORE_KEYS)
     if bad:
         raise SafeevalError(f"Sweep {path}: unknown score setting(s) {bad}; valid: {sorted(SCORE_KEYS)}.")
+    from .backends import BACKENDS
+
+    backend = (spec.get("score") or {}).get("backend", DEFAULT_BACKEND)
+    if backend not in BACKENDS:  # before any step trains, not after the first one
+        raise SafeevalError(f"Sweep {path}: score backend '{backend}' is unknown; valid: {', '.join(BACKENDS)}.")
     runs = Path(spec["runs"])
     shared = {**(spec.get("train") or {}), **({"data_dir": spec["data_dir"]} if spec.get("data_dir") else {})}
     steps = [Step(f"reference-{Path(str(m)).name}", "reference", model=str(m)) for m in spec.get("reference") or []]
@@ -165,7 +170,7 @@ def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say
                           judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
                           max_new_tokens=int(settings.get("max_new_tokens", 256)), out=runs / step.name,
                           store=settings.get("store"), data_dir=spec.get("data_dir"),
-                          backend=settings.get("backend", "hf"),
+                          backend=settings.get("backend", DEFAULT_BACKEND),
                           backend_options={"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}),
               reporter=reporter)
         return

@@ -10,6 +10,9 @@ from .trainer import training_block
 
 SCORE_KEYS = {"tasks", "judges", "limit", "max_new_tokens", "backend", "out", "store", "batch_size", "system_prompt"}
 DEFAULT_TASKS = ["advbench", "smoke"]
+# The engine that scores a trained model unless score.backend says otherwise: the measured winner for a study cell's
+# workload (~2,000 prompts, <= 32 new tokens, one engine start per cell): benchmarks/README.md, "Which engine".
+DEFAULT_BACKEND = "hf"
 
 
 def score_trained(record: dict, cfg: TrainConfig, settings: dict, reporter: Reporter = silent,
@@ -29,7 +32,7 @@ def score_trained(record: dict, cfg: TrainConfig, settings: dict, reporter: Repo
     score_cfg = ScoreConfig(
         model=output["model"] or record["base_model"]["name"],
         tasks=_names(settings.get("tasks", DEFAULT_TASKS)), judges=_names(settings.get("judges", ["keyword"])),
-        backend=settings.get("backend", "hf"), limit=settings.get("limit"), seed=cfg.seed,
+        backend=settings.get("backend", DEFAULT_BACKEND), limit=settings.get("limit"), seed=cfg.seed,
         max_new_tokens=int(settings.get("max_new_tokens", 256)), system_prompt=settings.get("system_prompt"),
         out=Path(settings.get("out") or Path(record["config"]["out"]) / "score"), store=settings.get("store"),
         data_dir=cfg.data_dir, tasks_dirs=cfg.tasks_dirs, backend_options=options, command=command or [],

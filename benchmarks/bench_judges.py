@@ -35,9 +35,10 @@ def main() -> None:
     from safeeval.judging import JudgeRuntime, make_judge
     from safeeval.judging.model import neutralize
     from safeeval.store import Store
-    from safeeval.validate import load_labelled
+    from safeeval import labels
 
-    samples, responses, _, _ = load_labelled(None, args.data)
+    labelled = labels.load(*labels.resolve("harmbench-val"), args.data)
+    samples, responses = labelled.samples, labelled.responses
     samples, responses = samples[:args.n], responses[:args.n]
     work = Path(tempfile.mkdtemp())
     spec, variant = registry.pick(registry.load_judges(), [args.judge], "judge")[0]

@@ -81,7 +81,7 @@ def main() -> None:
         t = time.perf_counter()
         again = score(ScoreConfig(**cfg, store=store, out=work / f"run{r}b"), backend=backend)
         warm_s.append(time.perf_counter() - t)
-        assert again["counts"]["generated_now"] == 0
+        assert again.counts["generated_now"] == 0
         # As a second CLI call would: a new backend (tokenizer + remembered fingerprint), no model load.
         t = time.perf_counter()
         score(ScoreConfig(**cfg, store=store, out=work / f"run{r}c", backend_options={"dtype": "bfloat16"}))

@@ -114,12 +114,9 @@ def saved_for_backward(args) -> dict:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        if Method.full_logits:
-            model(**batch, use_cache=False)
-        else:
-            from safeeval.train.lean import completion_loss
+        from safeeval.train.steps import completion_ce
 
-            completion_loss(model, batch)
+        completion_ce(model, batch, full_logits=Method.full_logits)
     total = sum(tally.values())
     return {"batch": list(batch["input_ids"].shape), "learned_tokens": int((batch["labels"] != -100).sum()),
             "total_mib": round(total / 2**20), "by": {k: round(v / 2**20) for k, v in tally.most_common()}}

@@ -1,10 +1,13 @@
-"""XSTest scoring throughput of the model-free `refusal` classifier: 450 XSTest prompts x N crafted responses.
+"""Throughput of the model-free `refusal` classifier (goal: >= 10,000 responses/s), on two corpora:
 
-    .venv/bin/python benchmarks/bench_xstest.py --n 20 --repeats 3
+    .venv/bin/python benchmarks/bench_xstest.py --n 20 --repeats 5
 
-Responses are built from templates of each class (compliance, full refusal, partial refusal) around the prompt
-text, short and long (a ~300-word answer), so the sentence splitter and patterns see realistic lengths.
-Prints responses/s (best of the repeats) and the class mix. No model, no store: the classifier alone.
+  * annotated: XSTest's 1,350 human-labelled completions (gpt4, llama2orig, mistralinstruct; real refusals and
+    answers, 682 characters on average), repeated --copies times;
+  * synthetic: 450 XSTest prompts x --n responses built from templates of each class, short and long.
+Each corpus is judged --repeats times by RefusalJudge.judge and, as a reference in the same process, by the keyword
+judge (one regex per response). Prints the best wall-clock rate, the rate per CPU-second (steadier on a shared
+machine: other processes do not count) and refusal/keyword. No model, no store: the classifiers alone.
 """
 
 from __future__ import annotations
@@ -30,36 +33,58 @@ TEMPLATES = [
 ]
 
 
+def annotated(data: Path, copies: int) -> list[str]:
+    texts = []
+    for path in sorted((data / "xstest" / "completions").glob("xstest_v2_completions_*.csv")):
+        if path.stem.endswith(("_gpteval", "_streval")):
+            continue
+        with open(path, encoding="utf-8", newline="") as f:
+            texts += [row["completion"] for row in csv.DictReader(f)]
+    return texts * copies
+
+
+def synthetic(data: Path, n: int) -> list[str]:
+    with open(data / "xstest" / "xstest_prompts.csv", encoding="utf-8", newline="") as f:
+        prompts = [row["prompt"] for row in csv.DictReader(f)]
+    return [TEMPLATES[(i + k) % len(TEMPLATES)].format(p=p) for i, p in enumerate(prompts) for k in range(n)]
+
+
+def rates(judge, samples, responses, repeats: int) -> tuple[float, float, list]:
+    """(best responses per wall second, best per CPU second, the verdicts)."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        verdicts = judge.judge(samples, responses)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return len(responses) / min(wall), len(responses) / min(cpu), verdicts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=20, help="responses per prompt")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=20, help="synthetic responses per prompt")
+    ap.add_argument("--copies", type=int, default=5, help="copies of the 1,350 annotated completions")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
 
+    from safeeval import registry
     from safeeval.data import Sample
+    from safeeval.judging import make_judge
     from safeeval.judging.refusal import RefusalJudge
 
-    with open(args.data / "xstest" / "xstest_prompts.csv", encoding="utf-8", newline="") as f:
-        prompts = [row["prompt"] for row in csv.DictReader(f)]
-    samples, responses = [], []
-    for i, p in enumerate(prompts):
-        for k in range(args.n):
-            samples.append(Sample("xstest", f"{i}-{k}", p))
-            responses.append(TEMPLATES[(i + k) % len(TEMPLATES)].format(p=p))
-    judge = RefusalJudge("refusal", {})
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        verdicts = judge.judge(samples, responses)
-        times.append(time.perf_counter() - t0)
-    chars = sum(map(len, responses))
-    best = min(times)
-    mix = Counter(v.extra["class"] for v in verdicts)
-    print(f"{len(responses)} responses ({len(prompts)} prompts x {args.n}), {chars / len(responses):.0f} chars mean")
-    print(f"best of {args.repeats}: {best:.3f} s = {len(responses) / best:,.0f} responses/s "
-          f"({chars / best / 1e6:.1f} MB/s); all runs: {', '.join(f'{t:.3f}' for t in times)} s")
-    print("classes:", dict(sorted(mix.items())))
+    refusal, keyword = RefusalJudge("refusal", {}), make_judge(registry.load_judges()["keyword"], None)
+    corpora = (("annotated", annotated(args.data, args.copies)), ("synthetic", synthetic(args.data, args.n)))
+    for name, responses in corpora:
+        samples = [Sample("xstest", str(i), "") for i in range(len(responses))]
+        wall, cpu, verdicts = rates(refusal, samples, responses, args.repeats)
+        k_wall, k_cpu, _ = rates(keyword, samples, responses, args.repeats)
+        chars = sum(map(len, responses)) / len(responses)
+        print(f"{name}: {len(responses)} responses, {chars:.0f} characters mean")
+        print(f"  refusal: {wall:,.0f} responses/s (best of {args.repeats}), {cpu:,.0f} per CPU-second")
+        print(f"  keyword: {k_wall:,.0f} responses/s, {k_cpu:,.0f} per CPU-second; refusal/keyword {cpu / k_cpu:.3f}")
+        print("  classes:", dict(sorted(Counter(v.extra["class"] for v in verdicts).items())),
+              "rules:", dict(Counter(v.extra["rule"] for v in verdicts).most_common()))
 
 
 if __name__ == "__main__":

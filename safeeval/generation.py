@@ -6,21 +6,12 @@ cached like any other generation: a parser fix re-reads them without calling the
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
 
 from .backends import Backend, GenParams
 from .backends.base import Prompt
-from .store import Store, key
-
-# A reporter draws progress: reporter(description, total) yields a function that advances it by n.
-Reporter = Callable[[str, int], contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def silent(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    yield lambda n: None
-
+from .keys import generation_key
+from .progress import Reporter, silent
+from .store import Store
 
 def generation_keys(backend: Backend, prompts: list[Prompt], params: GenParams) -> tuple[list[str], list[str]]:
     """The generation key's components; a change in any one is a cache miss, never a stale hit:
@@ -34,9 +25,8 @@ def generation_keys(backend: Backend, prompts: list[Prompt], params: GenParams) 
       keys made before merging existed; a merged run of an adapter therefore never reuses a generation cached
       by an earlier (unmerged) run of that adapter, and regenerates it once."""
     rendered = [backend.render(p) for p in prompts]
-    merged = [{"merged": True}] if getattr(backend, "merged", False) else []
-    return rendered, [key("generation", backend.name, backend.fingerprint, params.as_dict(), r, *merged)
-                      for r in rendered]
+    merged = getattr(backend, "merged", False)
+    return rendered, [generation_key(backend.name, backend.fingerprint, params.as_dict(), r, merged) for r in rendered]
 
 
 def missing(keys: list[str], have: dict) -> list[int]:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .data import Loaded, Sample
 from .errors import SafeevalError
+from .keys import digest
 from .registry import Spec
 
 PREFIX = "lmeval:"
@@ -271,7 +272,7 @@ def load_lmeval_task(name: str, data_dir: Path | None = None, include_path: list
                    "lm_eval": lm_eval.__version__, "prompt_format": "lm-eval plain-text context as one user turn"},
         "rows": len(samples),
     }
-    spec_hash = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    spec_hash = digest(data, ascii=False)
     spec = Spec(label, Path(b.yaml_path) if b.yaml_path else Path(label), data, spec_hash)
     source = f"lm-eval:{task_name} {b.split} split of {dataset} (task config {b.config_hash}, lm-eval {lm_eval.__version__})"
     return spec, Loaded(samples, source, None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SafeevalError
+from .files import home
 
 # name -> (Python package that carries the file, file name inside it)
 ALIASES = {
@@ -21,11 +22,6 @@ ALIASES = {
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 _FULL_HASH_LIMIT = 2 << 30  # above 2 GiB in all, hash each file's size, head and tail instead
-
-
-def home() -> Path:
-    """safeeval's own folder for caches and the default store."""
-    return Path(os.environ.get("SAFEEVAL_HOME") or Path.home() / ".cache" / "safeeval")
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import SafeevalError
+from .keys import digest
 
 _PACKAGE = Path(__file__).resolve().parent
 TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
              "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
              "harmful", "meta", "breakdowns", "needs_judge", "access", "target", "scorer",
-             "scorer_options", "fewshot", "answer_tokens"}
+             "scorer_options", "fewshot", "answer_tokens", "report"}
 JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
               "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
               "members", "rule", "citation", "threshold"}
@@ -27,7 +26,8 @@ def builtin_dir(kind: str) -> Path:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated spec file; its fields read as attributes, absent optional ones as None."""
+    """A validated spec file; its fields read as attributes, absent optional ones as None. A name no spec kind
+    defines is an AttributeError, so a misspelt key fails loudly instead of reading as absent."""
 
     name: str
     path: Path
@@ -35,8 +35,8 @@ class Spec:
     hash: str = ""  # of the parsed content: part of every result's provenance
 
     def __getattr__(self, key):
-        if key.startswith("__"):
-            raise AttributeError(key)
+        if key not in SPEC_KEYS:
+            raise AttributeError(f"spec field {key!r} does not exist")
         return self.data.get(key)
 
 def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
@@ -55,7 +55,7 @@ def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
     return data
 
 def _spec_hash(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return digest(data, ascii=False)
 
 def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
     files: dict[str, Path] = {}
@@ -78,7 +78,7 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     return specs
 
 TRAIN_KEYS = {"name", "description", "purpose", "license", "url", "citation", "rows", "local", "hub", "required",
-              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript"}
+              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript", "overlaps", "generate"}
 
 
 def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
@@ -96,6 +96,8 @@ def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
                                     "response, or messages: COLUMN, or transcript: COLUMN.")
             if not (data.get("local") or data.get("hub")):
                 raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+            if not isinstance(data.get("overlaps", []), list):
+                raise SafeevalError(f"Spec {path}: overlaps must list the evaluation tasks that share its prompts.")
             specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
@@ -122,6 +124,43 @@ def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
+LABEL_KEYS = {"name", "description", "license", "url", "citation", "access", "rows", "scheme", "local", "hub",
+              "splits", "default_split", "id", "prompt", "response", "labels", "combine", "values", "tie", "category",
+              "task"}
+LABEL_SCHEMES = ("harm", "refusal")
+
+
+def load_label_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
+    """Human-labelled sets a judge is validated against, from judges/labels/ and each extra folder (its *.yaml, or
+    its labels/ sub-folder). A user's set of the same name replaces the built-in one."""
+    files: dict[str, Path] = {}
+    for folder in [builtin_dir("judges") / "labels", *extra_dirs]:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SafeevalError(f"Label-set folder {folder} does not exist.")
+        for path in sorted([*folder.glob("*.yaml"), *(folder / "labels").glob("*.yaml")]):
+            files[path.stem] = path
+    return {spec.name: spec for spec in map(load_label_file, files.values())}
+
+
+def load_label_file(path: Path) -> Spec:
+    """One label-set spec: where the file is, which columns hold prompt, response and labels, and how labels combine."""
+    data = _read(Path(path), LABEL_KEYS, ("name", "scheme", "response", "labels"))
+    if data["scheme"] not in LABEL_SCHEMES:
+        raise SafeevalError(f"Spec {path}: scheme must be one of {', '.join(LABEL_SCHEMES)}, not {data['scheme']!r}.")
+    if not (data.get("local") or data.get("hub")):
+        raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+    labels, combine = data["labels"], data.get("combine", "majority")
+    if not (isinstance(labels, list) and labels) or combine not in ("majority", "final") or (
+            combine == "final" and len(labels) != 1):
+        raise SafeevalError(f"Spec {path}: 'labels' lists the label columns; 'combine' is majority (of several "
+                            "columns) or final (one column holding the final label).")
+    return Spec(data["name"], Path(path), data, _spec_hash(data))
+
+
+SPEC_KEYS = TASK_KEYS | JUDGE_KEYS | TRAIN_KEYS | SUITE_KEYS | LABEL_KEYS
+
+
 def load_judge_file(path: Path) -> Spec:
     """One judge spec from a file the user points to."""
     data = _read(Path(path), JUDGE_KEYS, ("name", "kind"))
@@ -135,6 +174,12 @@ def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
         if path.exists():
             lists.update(yaml.safe_load(path.read_text())["lists"])
     return lists
+
+def name_list(value) -> list[str]:
+    """'a, b' or ['a', 'b'] -> ['a', 'b']: how every command and file lists tasks, judges and the like."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [str(v).strip() for v in items if str(v).strip()]
+
 
 def split_name(name: str) -> tuple[str, str | None]:
     """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""

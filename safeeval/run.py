@@ -1,4 +1,8 @@
-"""The path of one scoring run: specs -> samples -> generations -> verdicts -> metrics -> results."""
+"""The path of one scoring run: specs -> samples -> generations -> verdicts -> metrics -> results.
+
+The run names no benchmark and no judge: a task source (the YAML registry, or a plug-in such as `lmeval:`)
+turns names into samples, and every judge and scorer carries its own summary of its verdicts.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +11,29 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, data, degeneration, lmeval, metrics, registry, results
+from . import __version__, data, degeneration, metrics, registry, results
 from .backends import Backend, GenParams, make_backend
+from .cards import harm_validation, judge_card
+from .config import ScoreConfig
 from .errors import SafeevalError
+from .files import store_path
+from .generation import generate_cached
 from .judging import Judge, JudgeRuntime, judge_cached, make_judge
-from .generation import Reporter, generate_cached, silent
-from .models import home
+from .keys import key
+from .plugins import Registry
+from .progress import Reporter, silent
+from .results import ModelInfo, RunResult, SampleRecord, TaskInfo, TrainingInfo
 from .scoring import make_scorer
-from .store import Store, key
+from .store import Store
 
-@dataclass
-class ScoreConfig:
-    model: str
-    tasks: list[str]
-    judges: list[str] = field(default_factory=lambda: ["keyword"])
-    backend: str = "hf"
-    limit: int | None = None
-    seed: int = 0
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    system_prompt: str | None = None
-    out: Path | None = None
-    store: Path | None = None
-    data_dir: Path | None = None
-    tasks_dirs: list[Path] = field(default_factory=list)
-    judges_dirs: list[Path] = field(default_factory=list)
-    backend_options: dict = field(default_factory=dict)  # adapter, dtype, batch_size, base_url, ...
-    judge_batch: int = 512
-    judge_backend: str | None = None  # for model judges; default: each judge spec's own
-    judge_models: dict[str, str] = field(default_factory=dict)  # judge name -> model
-    judge_options: dict = field(default_factory=dict)  # backend options for model judges
-    perplexity_model: str | None = None  # a reference LM for the optional perplexity degeneration signal
-    command: list[str] = field(default_factory=list)  # as typed, for the record; keys never travel in argv
-    training: dict | None = None  # train-and-score: how the scored model was made (method, scenario, seed, ...)
+__all__ = ["ScoreConfig", "Prepared", "prepare", "score"]
 
-    def params(self) -> GenParams:
-        return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
+# Task names of the form SOURCE:NAME that a plug-in resolves instead of the YAML registry; each entry is
+# a function (name, data_root) -> (Spec, data.Loaded).
+TASK_SOURCES = Registry("task source", {"lmeval": "safeeval.lmeval:load_lmeval_task"})
+# A task spec's `report: NAME` adds that benchmark's own figures beside each judge's summary; each entry is a
+# function (verdicts, samples, seed) -> dict.
+TASK_REPORTS = Registry("task report", {"xstest": "safeeval.judging.refusal:xstest_report"})
 
 
 @dataclass
@@ -56,21 +46,17 @@ class Prepared:
 
 
 def prepare(cfg: ScoreConfig) -> Prepared:
-    if not cfg.tasks:
-        raise SafeevalError("No tasks given; list them with `safeeval tasks`.")
-    if not cfg.judges:
-        raise SafeevalError("No judges given; list them with `safeeval judges`.")
     # Each name once: a task or judge listed twice would be scored twice under one label.
     names, suites = _expand_suites(cfg.tasks, cfg.tasks_dirs)
-    native = [n for n in names if not lmeval.is_lmeval(n)]  # lmeval:<task> is any lm-eval generative task
+    native = [n for n in names if _source(n) is None]
     picked = dict(zip(native, registry.pick(registry.load_tasks(cfg.tasks_dirs), native, "task")))
     judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
     root = data.data_dir(cfg.data_dir)
     loaded = []
     for name in names:
         try:
-            if lmeval.is_lmeval(name):
-                spec, got = lmeval.load_lmeval_task(name, root)
+            if (source := _source(name)) is not None:
+                spec, got = TASK_SOURCES.get(source)(name, root)
             else:
                 spec, split = picked[name]
                 got = data.load(spec, split, root)
@@ -83,39 +69,96 @@ def prepare(cfg: ScoreConfig) -> Prepared:
             for suite in owners:
                 suite["unavailable"][name] = str(exc)
             continue
-        got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
+        got.samples = data.subsample(got.samples, cfg.limit, cfg.subset_seed)
         label = spec.name if got.split is None else f"{spec.name}:{got.split}"
         if label not in {lab for lab, _, _ in loaded}:  # 'harmbench' and 'harmbench:test' are one task
             loaded.append((label, got, spec))
     return Prepared(loaded, judge_specs, suites)
 
 
-def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None) -> dict:
-    """Run (or resume) a scoring run and write results.json and samples.jsonl; returns the results."""
+def _source(name: str) -> str | None:
+    prefix, sep, _ = name.strip().partition(":")
+    return prefix if sep and prefix in TASK_SOURCES else None
+
+
+@dataclass
+class _Outcome:
+    """What generation and judging produced, by item position."""
+
+    items: list  # (label, spec, sample)
+    chats: list
+    gen_keys: list[str]
+    generations: dict[str, dict]
+    verdicts: dict[str, dict[int, dict]]
+    judges: list[Judge]
+    scorers: dict
+    validated: dict  # judge name -> every validation of it in the store (the judge card)
+    validations: dict  # judge name -> the harm validation a corrected ASR rests on
+    generated_now: int
+    judged_now: int
+
+
+def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None) -> RunResult:
+    """Run (or resume) a scoring run and write results.json and samples.jsonl; returns the result."""
     started = datetime.now(timezone.utc)
     prep = prepare(cfg)
-    store = Store(cfg.store or home() / "store.sqlite")
+    store = Store(store_path(cfg.store))
+    try:
+        backend, done = _evaluate(cfg, prep, store, reporter, backend)
+    finally:
+        store.close()
+    responses = [done.generations[k]["response"] for k in done.gen_keys]
+    degen = [degeneration.signals(r, done.generations[k]["finish_reason"], item[2].prompt)
+             for r, k, item in zip(responses, done.gen_keys, done.items)]
+    perplexity = _perplexity(cfg, responses, degen)
+    block = _metrics(prep, done, degen, cfg.seed)
+    out = Path(cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}")
+    result = RunResult(
+        model=ModelInfo(**_model_info(backend)),
+        metrics=block,
+        tasks={label: TaskInfo(spec.name, spec.hash, got.split, got.source, len(got.samples),
+                               key([s.id for s in got.samples])[:16]) for label, got, spec in prep.tasks},
+        judges={j.name: {**j.info, "validation": _validation_brief(done.validations.get(j.name)),
+                         "card": judge_card(done.validated[j.name])} for j in done.judges},
+        scorers={s.name: s.info for s in done.scorers.values()},
+        generation={**cfg.params().as_dict(), "system_prompt": cfg.system_prompt,
+                    **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {})},
+        training=TrainingInfo(**_training_fields(cfg.training)) if cfg.training else None,
+        seed=cfg.seed, subset_seed=cfg.subset_seed, limit=cfg.limit, config=cfg.settings(),
+        suites=_suite_results(prep, block),
+        degeneration={label: degeneration.summary([{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items)
+                                                   if lab == label], cfg.seed) for label, _, _ in prep.tasks},
+        degeneration_perplexity=perplexity,
+        counts={"samples": len(done.items), "unique_prompts": len(set(done.gen_keys)),
+                "generated_now": done.generated_now, "judged_now": done.judged_now,
+                "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys)},
+        command=cfg.command, store=str(store.path), versions=results.versions(), started_at=started.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(), safeeval_version=__version__)
+    results.write(out, result, _sample_records(done, responses, degen))
+    with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
+        db.put_run(str(out.resolve()), result.to_dict())
+    return result
+
+
+def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter, backend: Backend | None):
+    """Generate what the store lacks, then judge (safety tasks) and score (utility tasks) what it lacks."""
     own_backend = backend is None
     runtime = JudgeRuntime(store=store, reporter=reporter, backend=cfg.judge_backend, models=cfg.judge_models,
                            options=cfg.judge_options, dirs=cfg.judges_dirs)
     judges: list[Judge] = []
-    scorers = {label: make_scorer(spec) for label, _, spec in prep.tasks if spec.kind == "utility"}
+    scorers = {label: make_scorer(spec, cfg.sandbox_allow) for label, _, spec in prep.tasks if spec.kind == "utility"}
     try:
         # Judges first: a judge model that cannot be found stops the run before any generation.
         if any(spec.kind != "utility" for _, _, spec in prep.tasks):
-            for spec, variant in prep.judges:
-                judges.append(make_judge(spec, variant, runtime))
+            judges = [make_judge(spec, variant, runtime) for spec, variant in prep.judges]
         backend = backend or make_backend(cfg.backend, cfg.model, **cfg.backend_options)
-        params = cfg.params()
         items = [(label, spec, s) for label, got, spec in prep.tasks for s in got.samples]
         chats = [_chat(s, cfg.system_prompt) for _, _, s in items]
-        gen_keys, generations, generated_now = _generate(backend, store, items, chats, params, reporter)
+        gen_keys, generations, generated_now = _generate(backend, store, items, chats, cfg.params(), reporter)
         responses = [generations[k]["response"] for k in gen_keys]
-        degen = [degeneration.signals(r, generations[k]["finish_reason"]) for r, k in zip(responses, gen_keys)]
-        perplexity = _perplexity(cfg, responses, degen)
         # Judges read safety tasks' answers; each utility task's scorer reads its own. Verdicts by position.
-        evaluators = [(judge, [i for i, (_, spec, _) in enumerate(items) if spec.kind != "utility"]) for judge in judges]
-        evaluators += [(scorer, [i for i, (lab, _, _) in enumerate(items) if lab == label]) for label, scorer in scorers.items()]
+        evaluators = [(j, [i for i, (_, spec, _) in enumerate(items) if spec.kind != "utility"]) for j in judges]
+        evaluators += [(s, [i for i, (lab, _, _) in enumerate(items) if lab == label]) for label, s in scorers.items()]
         verdicts: dict[str, dict[int, dict]] = {}
         judged_now = 0
         for evaluator, idx in evaluators:
@@ -123,56 +166,35 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
                                     [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
             verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
-        validations = {j.name: store.get_validation(j.fingerprint) for j in judges}
+        validated = {j.name: store.get_validations(j.fingerprint) for j in judges}
+        validations = {name: harm_validation(reports) for name, reports in validated.items()}  # Rogan-Gladen: harm
     finally:
-        for judge in [*judges, *scorers.values()]:
-            getattr(judge, "close", lambda: None)()
+        for evaluator in [*judges, *scorers.values()]:
+            getattr(evaluator, "close", lambda: None)()
         if own_backend and backend is not None:
             backend.close()
-        store.close()
+    return backend, _Outcome(items, chats, gen_keys, generations, verdicts, judges, scorers, validated, validations,
+                             generated_now, judged_now)
 
-    metric_block = _metrics(prep, judges, scorers, items, verdicts, validations, degen, cfg.seed)
-    out = cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}"
-    summary = {
-        "schema_version": results.SCHEMA_VERSION,
-        "safeeval_version": __version__,
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
-        "model": {**backend.info, "backend": backend.name, "merged": getattr(backend, "merged", False)},
-        "generation": {**params.as_dict(), "system_prompt": cfg.system_prompt,
-                       **({"answer_tokens": raised} if (raised := _raised(prep, params)) else {})},
-        "command": cfg.command,
-        "training": cfg.training,
-        "seed": cfg.seed,
-        "limit": cfg.limit,
-        "tasks": {label: {"spec": spec.name, "spec_hash": spec.hash, "split": got.split, "source": got.source,
-                          "n_samples": len(got.samples), "sample_ids_hash": key([s.id for s in got.samples])[:16]}
-                  for label, got, spec in prep.tasks},
-        "judges": {j.name: {**j.info, "validation": _validation_brief(validations.get(j.name))} for j in judges},
-        "scorers": {s.name: s.info for s in scorers.values()},
-        "metrics": metric_block,
-        "suites": _suite_results(prep, metric_block),
-        "degeneration": {label: degeneration.summary([{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(items)
-                                                      if lab == label], cfg.seed) for label, _, _ in prep.tasks},
-        "degeneration_perplexity": perplexity,
-        "counts": {"samples": len(items), "unique_prompts": len(set(gen_keys)), "generated_now": generated_now,
-                   "judged_now": judged_now, "truncated": sum(generations[k]["finish_reason"] == "length" for k in gen_keys)},
-        "store": str(store.path),
-        "versions": results.versions(),
-    }
-    rows = [
-        {"task": label, "id": s.id, "category": s.category, "harmful": s.harmful, "meta": s.meta,
-         "messages": chats[i], "generation_key": gen_keys[i], "response": responses[i],
-         "finish_reason": generations[gen_keys[i]]["finish_reason"], "n_tokens": generations[gen_keys[i]]["n_tokens"],
-         "degeneration": degen[i],
-         "verdicts": {name: by_index[i] for name, by_index in verdicts.items() if i in by_index}}
-        for i, (label, _, s) in enumerate(items)
-    ]
-    results.write(Path(out), summary, rows)
-    summary["out"] = str(out)
-    with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
-        db.put_run(str(Path(out).resolve()), {k: v for k, v in summary.items() if k != "out"})
-    return summary
+
+def _model_info(backend: Backend) -> dict:
+    info = {**backend.info, "backend": backend.name}
+    known = {"name", "backend", "fingerprint", "path", "source", "adapter", "dtype", "merged"}
+    return {**{k: v for k, v in info.items() if k in known}, "extra": {k: v for k, v in info.items() if k not in known}}
+
+
+def _training_fields(block: dict) -> dict:
+    known = {"method", "scenario", "seed", "task", "stage", "options", "poison_ratio"}
+    return {**{k: v for k, v in block.items() if k in known}, "extra": {k: v for k, v in block.items() if k not in known}}
+
+
+def _sample_records(done: _Outcome, responses: list[str], degen: list[dict]) -> list[SampleRecord]:
+    return [SampleRecord(task=label, id=s.id, response=responses[i], messages=done.chats[i], category=s.category,
+                         harmful=s.harmful, meta=s.meta, generation_key=done.gen_keys[i],
+                         finish_reason=done.generations[done.gen_keys[i]]["finish_reason"],
+                         n_tokens=done.generations[done.gen_keys[i]]["n_tokens"], degeneration=degen[i],
+                         verdicts={name: found[i] for name, found in done.verdicts.items() if i in found})
+            for i, (label, _, s) in enumerate(done.items)]
 
 
 def _task_params(spec: registry.Spec, params: GenParams) -> GenParams:
@@ -204,34 +226,29 @@ def _generate(backend: Backend, store: Store, items: list, chats: list, params: 
     return keys, generations, generated
 
 
-def _metrics(prep: Prepared, judges: list[Judge], scorers: dict, items: list, verdicts: dict[str, dict[int, dict]],
-             validations: dict[str, dict | None], degen: list[dict], seed: int) -> dict:
-    """Safety tasks: per judge, ASR, benign refusal and breakdowns. Utility tasks: accuracy and the scorer's own."""
+def _metrics(prep: Prepared, done: _Outcome, degen: list[dict], seed: int) -> dict:
+    """Per task and evaluator: the shared summary (ASR and benign refusal, or accuracy), then the evaluator's own."""
     block = {}
     for label, _, spec in prep.tasks:
-        idx = [i for i, (lab, _, _) in enumerate(items) if lab == label]
-        samples = [items[i][2] for i in idx]
-        if label in scorers:
-            scorer = scorers[label]
-            found = [verdicts[scorer.name][i] for i in idx]
+        idx = [i for i, (lab, _, _) in enumerate(done.items) if lab == label]
+        samples = [done.items[i][2] for i in idx]
+        if label in done.scorers:
+            scorer = done.scorers[label]
+            found = [done.verdicts[scorer.name][i] for i in idx]
             block[label] = {scorer.name: {**metrics.utility_summary(found, seed), **scorer.summarize(samples, found, seed)}}
             continue
         groups = {"category": [s.category for s in samples]} if any(s.category for s in samples) else {}
         for field_name in spec.breakdowns or []:
             groups[field_name] = [s.meta.get(field_name) for s in samples]
-        block[label] = {
-            judge.name: metrics.verdict_summary([verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
-                                                groups, seed, validations.get(judge.name),
-                                                [degen[i]["degenerate"] for i in idx])
-            for judge in judges
-        }
-        if "type" in (spec.breakdowns or []):  # XSTest's own report: over-refusal and compliance per prompt type
-            from .judging.refusal import xstest_summary
-
-            for judge in judges:
-                block[label][judge.name]["xstest"] = xstest_summary(
-                    [verdicts[judge.name][i] for i in idx], [s.harmful for s in samples],
-                    [s.meta.get("type") for s in samples], seed)
+        block[label] = {}
+        for judge in done.judges:
+            found = [done.verdicts[judge.name][i] for i in idx]
+            summary = metrics.verdict_summary(found, [s.harmful for s in samples], groups, seed,
+                                              done.validations.get(judge.name), [degen[i]["degenerate"] for i in idx],
+                                              [degen[i]["shell"] for i in idx])
+            if spec.report:
+                summary[spec.report] = TASK_REPORTS.get(spec.report)(found, samples, seed)
+            block[label][judge.name] = summary
     return block
 
 
@@ -292,7 +309,8 @@ def _validation_brief(report: dict | None) -> dict | None:
     """Which validation a corrected rate rests on, so a reader can judge it."""
     if not report:
         return None
-    return {k: report.get(k) for k in ("labels", "labels_hash", "n", "agreement", "cohen_kappa", "tp", "fn", "tn", "fp", "unparsed")}
+    keys = ("labels", "labels_hash", "n", "agreement", "cohen_kappa", "tp", "fn", "tn", "fp", "unparsed")
+    return {k: report.get(k) for k in keys}
 
 
 def _chat(sample: data.Sample, system_prompt: str | None) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -43,10 +42,6 @@ CREATE TABLE IF NOT EXISTS validations (
 );
 """
 _CHUNK = 500  # SQLite limits the number of bound parameters per statement
-
-
-def key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class Store:
@@ -111,6 +106,11 @@ class Store:
         row = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC LIMIT 1",
                               (judge,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def get_validations(self, judge: str) -> list[dict]:
+        """Every validation of this exact judge, one per label set, newest first."""
+        rows = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC", (judge,))
+        return [json.loads(r[0]) for r in rows]
 
     def put_run(self, out: str, results: dict) -> None:
         with self.db:

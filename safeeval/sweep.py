@@ -21,17 +21,18 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .config import ScoreConfig
 from .errors import SafeevalError
-from .generation import Reporter, silent
+from .progress import Reporter, Say, quiet_libraries, silent
+from .registry import name_list
 from .train import load_config, train
 from .train.config import TrainConfig, task_label
-from .train.evaluate import DEFAULT_BACKEND, SCORE_KEYS, score_trained
+from .train.evaluate import DEFAULT_TASKS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
               "grid", "method_options", "task_settings", "report"}
@@ -62,14 +63,10 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
         raise SafeevalError(f"Sweep {path} has unknown keys {unknown}; allowed: {sorted(SWEEP_KEYS)}.")
     if not spec.get("runs") or not spec.get("grid"):
         raise SafeevalError(f"Sweep {path} needs 'runs' (a folder) and 'grid'.")
-    bad = sorted(set(spec.get("score") or {}) - SCORE_KEYS)
-    if bad:
-        raise SafeevalError(f"Sweep {path}: unknown score setting(s) {bad}; valid: {sorted(SCORE_KEYS)}.")
-    from .backends import BACKENDS
-
-    backend = (spec.get("score") or {}).get("backend", DEFAULT_BACKEND)
-    if backend not in BACKENDS:  # before any step trains, not after the first one
-        raise SafeevalError(f"Sweep {path}: score backend '{backend}' is unknown; valid: {', '.join(BACKENDS)}.")
+    try:  # every score setting is checked before anything runs
+        ScoreConfig.from_settings({**(spec.get("score") or {}), "model": "-"})
+    except SafeevalError as exc:
+        raise SafeevalError(f"Sweep {path}: {exc}") from None
     runs = Path(spec["runs"])
     shared = {**(spec.get("train") or {}), **({"data_dir": spec["data_dir"]} if spec.get("data_dir") else {})}
     steps = [Step(f"reference-{Path(str(m)).name}", "reference", model=str(m)) for m in spec.get("reference") or []]
@@ -99,7 +96,7 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
 
         make_method(cfg.method, cfg.method_options)  # every cell's options are checked before anything runs
         steps.append(Step(name, "finetune", cfg))
-    scored = _list((spec.get("score") or {}).get("tasks", ["advbench", "smoke"]))
+    scored = name_list((spec.get("score") or {}).get("tasks", DEFAULT_TASKS))
     cells = [s.train for s in steps if s.kind == "finetune"]
     for step in steps:
         step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
@@ -110,11 +107,12 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     return spec, steps
 
 
-def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None] = print,
-              store: Path | None = None, isolate: bool = True, data_dir: Path | None = None,
-              report_only: bool = False) -> dict:
+def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: Path | None = None,
+              isolate: bool = True, data_dir: Path | None = None, report_only: bool = False,
+              verbose: bool = False) -> dict:
     """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary.
-    isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all.
+    isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all (reporter
+    and say then travel to it by reference: module-level functions).
     report_only: run nothing; report the steps finished so far (a study cut short still publishes them)."""
     spec, steps = load_sweep(path, data_dir)
     runs = Path(spec["runs"])
@@ -134,7 +132,7 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Callable[[str], None
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
         if isolate:
             child = multiprocessing.get_context("spawn").Process(
-                target=_step_in_child, args=(str(path), i - 1, store, reporter is not silent, data_dir))
+                target=_step_in_child, args=(str(path), i - 1, store, reporter, say, data_dir, verbose))
             child.start()
             try:
                 child.join()
@@ -159,23 +157,32 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say: Callable[[str], None]) -> None:
-    from .run import ScoreConfig, score
-
+def step_settings(spec: dict, step: Step, store: Path | None) -> dict:
+    """What a step is scored with: the sweep's score block, the step's tasks, its run folder."""
     runs = Path(spec["runs"])
-    settings = {**(spec.get("score") or {}), **({"store": store} if store else {})}
-    settings["tasks"] = step.tasks
+    out = runs / step.name if step.kind == "reference" else runs / step.name / "score"
+    return {**(spec.get("score") or {}), "tasks": step.tasks, "store": store, "out": out}
+
+
+def reference_config(spec: dict, step: Step, store: Path | None) -> ScoreConfig:
+    """A model scored as it is, in the same settings as the trained ones (the training block's data and spec
+    folders included), so every row of the study's leaderboard was scored alike."""
+    shared = spec.get("train") or {}
+    return ScoreConfig.from_settings({**step_settings(spec, step, store), "model": step.model,
+                                      "data_dir": spec.get("data_dir"), "tasks_dirs": shared.get("tasks_dirs"),
+                                      "chat_template": shared.get("chat_template")})
+
+
+def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say: Say) -> None:
+    from .run import score
+
     if step.kind == "reference":
-        score(ScoreConfig(model=step.model, tasks=step.tasks,
-                          judges=_list(settings.get("judges", ["keyword"])), limit=settings.get("limit"),
-                          max_new_tokens=int(settings.get("max_new_tokens", 256)), out=runs / step.name,
-                          store=settings.get("store"), data_dir=spec.get("data_dir"),
-                          backend=settings.get("backend", DEFAULT_BACKEND),
-                          backend_options={"batch_size": int(settings["batch_size"])} if settings.get("batch_size") else {}),
-              reporter=reporter)
+        score(reference_config(spec, step, store), reporter=reporter)
         return
-    record = train(step.train, notify=lambda text: say(f"    {text}"))
-    score_trained(record, step.train, {**settings, "out": runs / step.name / "score"}, reporter, stage=step.kind)
+    if store is not None:
+        step.train.store = store
+    record = train(step.train, notify=say, reporter=reporter)
+    score_trained(record, step.train, step_settings(spec, step, store), reporter, stage=step.kind)
 
 
 def _with_utility(tasks: list[str], trains: list[TrainConfig]) -> list[str]:
@@ -194,16 +201,12 @@ def _with_utility(tasks: list[str], trains: list[TrainConfig]) -> list[str]:
     return tasks
 
 
-def _step_in_child(path: str, index: int, store: Path | None, rich: bool, data_dir: Path | None) -> None:
+def _step_in_child(path: str, index: int, store: Path | None, reporter: Reporter, say: Say,
+                   data_dir: Path | None, verbose: bool) -> None:
     """One step in a spawned process: user errors end in one sentence and exit code 2."""
     import sys
 
-    reporter, say = silent, print
-    if rich:
-        from .cli import _quiet_libraries, _rich_stage, console
-
-        _quiet_libraries()
-        reporter, say = _rich_stage, (lambda text: console.print(text, highlight=False, soft_wrap=True))
+    quiet_libraries(verbose)
     try:
         spec, steps = load_sweep(Path(path), data_dir)
         run_step(spec, steps[index], store, reporter, say)
@@ -242,11 +245,6 @@ def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
         grouped = lb.build(loaded, group_by=["model", "trained_on", "method", "scenario"], baseline=baseline)
         (folder / "leaderboard-by-method.md").write_text(lb.render(grouped, "markdown"))
         written["grouped"] = str(folder / "leaderboard-by-method.md")
-    base = lb.resolve_baseline(loaded, baseline) if baseline else []
-    (folder / "report.html").write_text(render_html(loaded, base[0] if len(base) == 1 else None), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(loaded, lb.single_baseline(loaded, baseline)), encoding="utf-8")
     written["html"] = str(folder / "report.html")
     return written
-
-
-def _list(value) -> list[str]:
-    return [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]

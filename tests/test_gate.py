@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import run_files
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
-from safeeval.report.gate import GateConfig, compare, paired_bootstrap, sign_test
+from safeeval.report.gate import GateConfig, compare
+from safeeval.stats import paired_bootstrap, sign_test
 from safeeval.report.runs import load_run
 
 runner = CliRunner()
@@ -54,7 +56,7 @@ def write_run(folder: Path, harmful: list[bool], *, task: str = "advbench", judg
         summary["metrics"]["gsm8k"] = {"gsm8k": {}}
     if tweak:
         tweak(summary)
-    results.write(folder, summary, rows)
+    run_files.write_run(folder, summary, rows)
     return folder
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from run_files import write_run
+from safeeval.results import RunResult
+from conftest import require
 from safeeval import metrics, results
 from safeeval.report.html import pareto_front, render_html
 from safeeval.report.runs import Run, load_run
@@ -68,7 +71,7 @@ def _write_run(folder: Path, method: str, accuracy: float, k: int, malicious: bo
             "gsm8k": {"exact": metrics.utility_summary(util_v, 0)},
         },
     }
-    results.write(folder, summary, rows)
+    write_run(folder, summary, rows)
     return folder
 
 
@@ -119,12 +122,12 @@ def test_page_is_self_contained_escaped_and_linked(runs):
 
 
 def test_axes_are_selectable_and_store_only_runs_say_so(runs):
-    store_only = Run(runs[1].results)  # as read from the store without its folder
+    store_only = Run(RunResult.from_dict(runs[1].result.to_dict()))  # as read from the store without its folder
     page = render_html([runs[0], store_only], x="smoke/keyword/benign_refusal_rate", y=("advbench", "keyword", "asr"))
     assert "benign refusal · smoke / keyword" in page and "No samples for this run" in page
     ids = set(re.findall(r'\sid="([^"]+)"', page))
     assert set(re.findall(r'href="#([^"]*)"', page)) <= ids
-    empty = render_html([Run({"schema_version": 1, "model": {"name": "m"}, "metrics": {}})])
+    empty = render_html([Run(RunResult.from_dict({"schema_version": 1, "model": {"name": "m"}, "metrics": {}}))])
     assert "No metrics recorded" in empty and "<svg" not in empty
 
 
@@ -135,8 +138,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium); CI installs it")
 def test_renders_in_chromium_without_console_errors(runs, tmp_path):
+    require(CHROMIUM, "chromium is not installed (apt-get install -y chromium; scripts/test.sh does as root)")
     page = tmp_path / "report.html"
     page.write_text(render_html(runs, baseline=runs[0]), encoding="utf-8")
     shot = tmp_path / "report.png"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VLLM, require_module
 from safeeval import registry
 from safeeval.backends.base import Completion
 from safeeval.backends.hf import tokenize
@@ -19,6 +20,7 @@ from safeeval.judging.model import _ZWSP
 from safeeval.judging.wildguard import WildGuard
 from safeeval.run import ScoreConfig, score
 from safeeval.store import Store
+from tiny_model import route_outputs
 
 # The WildGuard model card, https://huggingface.co/allenai/wildguard ("How to Use WildGuard"), used there with
 # tokenizer(..., add_special_tokens=False); identical to WILDGUARD_INPUT_FORMAT in allenai/wildguard
@@ -119,7 +121,7 @@ def hb_pair(harmbench_val) -> tuple[Sample, Sample]:
 def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Path:
     """The tiny model's tokenizer made Llama/Mistral-like (adds BOS to raw prompts, one token each for "Yes"
     and "No"), with random weights or, given `force`, weights whose greedy output is always that word:
-    the residual stream carries a large constant on dimension 0 and only that word's output row reads it."""
+    tiny_model.route_outputs."""
     import torch
     from tokenizers.processors import TemplateProcessing
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -135,14 +137,7 @@ def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Pat
                          tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     if force:
-        with torch.no_grad():
-            for layer in model.model.layers:
-                layer.self_attn.o_proj.weight.zero_()
-                layer.mlp.down_proj.weight.zero_()
-            model.model.embed_tokens.weight[:, 0] = 50.0
-            model.lm_head.weight.normal_(0, 0.02)
-            model.lm_head.weight[:, 0] = 0.0
-            model.lm_head.weight[tok.convert_tokens_to_ids(force), 0] = 10.0
+        route_outputs(model, tok.convert_tokens_to_ids(force))
     model.to(torch.bfloat16).save_pretrained(folder)
     return folder
 
@@ -377,9 +372,9 @@ def test_score_with_model_judges_counts_unparsed_and_resumes(tiny_model, data_di
                       judge_backend="hf", judge_models={"harmbench-cls": str(tiny_model), "wildguard": str(tiny_model)})
     first = score(cfg)
     for name in ("harmbench-cls", "wildguard"):
-        m = first["metrics"]["harmbench:val"][name]
+        m = first.metrics["harmbench:val"][name]
         assert m["n_judged"] + m["not_judged"] + m["unparsed"] == m["n_harmful"] == 12
-        assert first["judges"][name]["kind"] == name and first["judges"][name]["backend"] == "hf"
+        assert first.judges[name]["kind"] == name and first.judges[name]["backend"] == "hf"
     rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
     copyright_n = sum(r["meta"]["functional_category"] == "copyright" for r in rows)
     assert 0 < copyright_n < 12
@@ -390,11 +385,11 @@ def test_score_with_model_judges_counts_unparsed_and_resumes(tiny_model, data_di
                 assert v["status"] == "not_judged" and v["raw"] is None
             else:  # every verdict keeps the judge model's own output
                 assert isinstance(v["raw"], str) and (v["status"] == "ok") == (v["harmful"] is not None)
-    hb = first["metrics"]["harmbench:val"]["harmbench-cls"]
+    hb = first.metrics["harmbench:val"]["harmbench-cls"]
     assert hb["not_judged"] == copyright_n and hb["unparsed"] > 0  # random weights: not "Yes"/"No"
     again = score(ScoreConfig(**{**cfg.__dict__, "out": tmp_path / "run2"}))
-    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
-    assert again["metrics"] == first["metrics"]
+    assert again.counts["generated_now"] == 0 and again.counts["judged_now"] == 0
+    assert again.metrics == first.metrics
 
 
 @pytest.mark.parametrize("forced,harmful", [("yes", True), ("no", False)])
@@ -408,7 +403,7 @@ def test_a_classifier_that_answers_is_parsed_end_to_end(forced, harmful, yes_mod
 # -- vLLM -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_both_judges_on_one_vllm_engine(yes_model, hb_pair, tmp_path):
-    pytest.importorskip("vllm")
+    require_module("vllm", VLLM)
     from safeeval.backends.vllm import VLLMBackend
     from safeeval.models import ModelRef
 

@@ -7,12 +7,14 @@ import re
 
 import pytest
 
+from conftest import VLLM, require_module
 from fault_server import FaultServer
 from safeeval import registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
 from safeeval.judging import JudgeRuntime, judge_cached, make_judge
-from safeeval.judging.rubric import break_markers, delimiter
+from safeeval.judging.model import neutralize
+from safeeval.judging.template import delimiter
 from safeeval.judging.strongreject import final_score
 from safeeval.metrics import verdict_summary
 from safeeval.store import Store
@@ -296,10 +298,10 @@ ATTACKS = [
 def test_a_response_cannot_leave_its_block_or_forge_an_answer(name, attack):
     judge = make(name)
     text = content(judge, INSTRUCTION, attack)
-    tag = delimiter("response", break_markers(attack, judge.protected_markers()))
+    tag = delimiter("response", neutralize(attack, judge.protected_markers()))
     assert text.count(f"<{tag}>") == 2 and text.count(f"</{tag}>") == 2  # the template's mention and the block
     block = text.split(f"<{tag}>\n")[1].split(f"\n</{tag}>")[0]
-    assert block == break_markers(attack, judge.protected_markers())
+    assert block == neutralize(attack, judge.protected_markers())
     assert text.count(block) == 1  # the response appears exactly once, inside its block
     assert block.replace(ZW, "") == attack  # readers see the same text
     assert not re.search(r"</?response", block, re.IGNORECASE)
@@ -404,6 +406,7 @@ def test_hf_backend_judges_through_the_store(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_vllm_backend_judges_through_the_store(tmp_path, tiny_model):
     """The rubric and StrongREJECT judges on in-process vLLM, as on a GPU machine; one engine each, in turn."""
+    require_module("vllm", VLLM)
     (tmp_path / "judges").mkdir()
     for kind, template in (("rubric", "rubric_harmfulness.txt"), ("strongreject", "strongreject_rubric.txt")):
         (tmp_path / "judges" / f"quick-{kind}.yaml").write_text(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from run_files import write_run
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
@@ -56,12 +57,12 @@ def run_dirs(tmp_path):
         for method in METHODS:
             for seed in SEEDS:
                 out = tmp_path / "runs" / f"{model}-{method}-{seed}"
-                results.write(out, results_dict(model, method, seed), [])
+                write_run(out, results_dict(model, method, seed), [])
                 dirs.append(out)
     base = tmp_path / "runs" / "llama-base"
     r = results_dict("llama", "none", 0, gsm8k=False)
     r["training"] = {"method": "base", "scenario": "-", "seed": 0}
-    results.write(base, r, [])
+    write_run(base, r, [])
     return dirs + [base]
 
 
@@ -251,7 +252,7 @@ def test_cli_reads_the_store(run_dirs, tmp_path):
 
     db = Store(tmp_path / "s.sqlite")
     for d in run_dirs[:3]:
-        db.put_run(str(d.resolve()), results.read(d))
+        db.put_run(str(d.resolve()), results.read(d).to_dict())
     db.close()
     got = CliRunner().invoke(app, ["leaderboard", "--store", str(tmp_path / "s.sqlite"), str(run_dirs[0]), "--format", "json"])
     assert got.exit_code == 0, got.output
@@ -265,10 +266,10 @@ def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_pa
             r = results_dict("llama", "lora", seed)
             r["training"] = {**r["training"], "task": task, "stage": "finetune"}
             folders.append(tmp_path / f"{Path(task).stem}-{seed}" / "score")  # as train-and-score writes them
-            results.write(folders[-1], r, [])
+            write_run(folders[-1], r, [])
     align = results_dict("qwen", "full", 0)
     align["training"] = {**align["training"], "task": "dolly", "stage": "align", "scenario": "-", "method": "align (er)"}
-    results.write(tmp_path / "aligned" / "score", align, [])
+    write_run(tmp_path / "aligned" / "score", align, [])
     runs = load_runs([*folders, tmp_path / "aligned" / "score"])
     assert {r.label for r in runs} == {f"llama · {t} · lora · benign-ft · seed {s}" for t in ("sst2", "gsm8k", "mine")
                                        for s in (0, 1)} | {"qwen · align (er) · seed 0"}
@@ -276,5 +277,5 @@ def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_pa
     assert sorted(row.label for row in grouped.rows) == ["- · align (er)", "gsm8k · lora", "mine · lora", "sst2 · lora"]
     assert lb.build(runs, filters=lb.parse_filters(["trained_on=gsm8k"])).rows[0].label.startswith("llama · gsm8k")
     # alike in every key, two train-and-score runs are told apart by their run folder, not by "score"
-    results.write(tmp_path / "again" / "score", json.loads((folders[0] / "results.json").read_text()), [])
+    write_run(tmp_path / "again" / "score", json.loads((folders[0] / "results.json").read_text()), [])
     assert sorted(r.tag for r in load_runs([folders[0], tmp_path / "again" / "score"])) == ["again", "sst2-0"]

@@ -7,7 +7,6 @@ source changed to the reference GSM8K JSONL files (same prompt, stop sequences, 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from safeeval.lmeval import load_lmeval_task
 from safeeval.run import ScoreConfig, score
 from safeeval.scoring import make_scorer
 
-lm_eval = pytest.importorskip("lm_eval")
+import lm_eval  # a dependency of safeeval, not an optional extra: never skipped
 from lm_eval.api.model import LM
 
 TASK = "gsm8k_local"
@@ -198,33 +197,12 @@ class CraftedBackend:
         pass
 
 
-def _prepare_with_hook(cfg: ScoreConfig) -> run.Prepared:
-    """run.prepare with the lmeval hook (the diff proposed for run.py), for when run.py lacks it."""
-    from safeeval import data, registry
-
-    names = list(dict.fromkeys(cfg.tasks))
-    native = [n for n in names if not lmeval.is_lmeval(n)]
-    picked = dict(zip(native, registry.pick(registry.load_tasks(cfg.tasks_dirs), native, "task")))
-    judge_specs = registry.pick(registry.load_judges(cfg.judges_dirs), list(dict.fromkeys(cfg.judges)), "judge")
-    root = data.data_dir(cfg.data_dir)
-    loaded = []
-    for name in names:
-        if lmeval.is_lmeval(name):
-            spec, got = lmeval.load_lmeval_task(name, root)
-        else:
-            spec, split = picked[name]
-            got = data.load(spec, split, root)
-        got.samples = data.subsample(got.samples, cfg.limit, cfg.seed)
-        label = spec.name if got.split is None else f"{spec.name}:{got.split}"
-        if label not in {lab for lab, _, _ in loaded}:
-            loaded.append((label, got, spec))
-    return run.Prepared(loaded, judge_specs)
-
-
 def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
+    """`lmeval:<task>` through safeeval's own run.prepare and score, as `safeeval score --tasks` runs it."""
     monkeypatch.setenv("SAFEEVAL_LMEVAL_TASKS", include[0])
-    if "lmeval" not in inspect.getsource(run.prepare):
-        monkeypatch.setattr(run, "prepare", _prepare_with_hook)
+    prepared = run.prepare(ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30))
+    labels = [(label, spec.scorer) for label, _, spec in prepared.tasks]
+    assert labels == [(f"lmeval:{TASK}", "lmeval"), ("smoke", None)]
     _, got = load_lmeval_task(f"lmeval:{TASK}", include_path=list(include))
     answers = {s.prompt: crafted(s.meta["doc"]) for s in got.samples}
     cfg = ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30, out=tmp_path / "run",
@@ -232,8 +210,8 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
     smoke = {s.prompt: "I'm sorry, but I cannot help with that." for s in run.data.load(run.registry.load_tasks()["smoke"], None, None).samples}
     res = score(cfg, backend=CraftedBackend({**answers, **smoke}))
     label = f"lmeval:{TASK}"
-    assert res["tasks"][label]["n_samples"] == 30 and res["tasks"][label]["spec_hash"]
-    block = res["metrics"][label]["lmeval"]
+    assert res.tasks[label].n_samples == 30 and res.tasks[label].spec_hash
+    block = res.metrics[label]["lmeval"]
     rows = [r for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").read_text().splitlines()) if r["task"] == label]
     strict = [r["verdicts"]["lmeval"]["extra"]["metrics"]["strict-match"]["exact_match"] for r in rows]
     assert block["accuracy"]["value"] == pytest.approx(sum(strict) / 30)
@@ -244,7 +222,7 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
                                      num_fewshot=0, task_manager=lmeval._manager(include))["results"][TASK]
     for key in ("exact_match,strict-match", "exact_match,flexible-extract"):
         assert block["lmeval"]["results"][key]["value"] == pytest.approx(theirs[key])
-    assert res["metrics"]["smoke"]["keyword"]["asr"]["value"] == 0.0  # safety tasks ride along unchanged
+    assert res.metrics["smoke"]["keyword"]["asr"]["value"] == 0.0  # safety tasks ride along unchanged
     again = score(cfg, backend=CraftedBackend({**answers, **smoke}))  # cached generations and verdicts
-    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
-    assert again["metrics"] == res["metrics"]
+    assert again.counts["generated_now"] == 0 and again.counts["judged_now"] == 0
+    assert again.metrics == res.metrics

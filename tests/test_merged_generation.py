@@ -7,7 +7,7 @@ import json
 from safeeval.backends import GenParams, make_backend
 from safeeval.generation import generation_keys
 from safeeval.run import ScoreConfig, score
-from safeeval.store import key
+from safeeval.keys import key
 
 CHATS = [[{"role": "user", "content": text}] for text in
          ["Write a poem about the sea.", "Hi", "Explain how vaccines train the immune system.", "Sorry?"]]
@@ -54,9 +54,9 @@ def test_results_record_merged_and_a_merged_run_regenerates_what_an_unmerged_one
 
     unmerged = run("unmerged", adapter=str(tiny_adapter), merge_adapter=False)
     merged = run("merged", adapter=str(tiny_adapter))
-    assert unmerged["counts"]["generated_now"] == merged["counts"]["generated_now"] == 40  # no stale hit
-    assert run("merged", adapter=str(tiny_adapter))["counts"]["generated_now"] == 0  # its own cache serves it
-    assert run("base")["model"]["merged"] is False
+    assert unmerged.counts["generated_now"] == merged.counts["generated_now"] == 40  # no stale hit
+    assert run("merged", adapter=str(tiny_adapter)).counts["generated_now"] == 0  # its own cache serves it
+    assert run("base").model.merged is False
     recorded = {name: json.loads((tmp_path / name / "results.json").read_text())["model"]["merged"]
                 for name in ("unmerged", "merged", "base")}
     assert recorded == {"unmerged": False, "merged": True, "base": False}

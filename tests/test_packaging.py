@@ -18,6 +18,13 @@ def test_wheel_carries_task_and_judge_specs(tmp_path):
         assert f"safeeval/specs/tasks/{spec.name}" in names
     for spec in (REPO / "judges").glob("*.yaml"):
         assert f"safeeval/specs/judges/{spec.name}" in names
+    # The licence pyproject declares ships with it, as its text says it must.
+    licence = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+    text = zipfile.ZipFile(wheel).read(licence).decode()
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert text == (REPO / "LICENSE").read_text()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata
 
 
 def test_registry_lists_tasks_from_another_folder(tmp_path):

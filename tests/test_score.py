@@ -28,44 +28,44 @@ def _cfg(tiny_model, tmp_path, **kw) -> ScoreConfig:
 def test_results_and_samples_are_complete(tiny_model, tmp_path, data_dir):
     cfg = _cfg(tiny_model, tmp_path, tasks=["smoke", "harmbench:val"], data_dir=data_dir, limit=30)
     res = score(cfg)
-    assert res["schema_version"] == 1
-    assert res["model"]["backend"] == "hf" and len(res["model"]["fingerprint"]) == 16
-    assert set(res["tasks"]) == {"smoke", "harmbench:val"} and res["tasks"]["harmbench:val"]["n_samples"] == 30
-    assert "sha256:" in res["tasks"]["harmbench:val"]["source"]
-    assert {"torch", "transformers", "python"} <= set(res["versions"])
-    hb = res["metrics"]["harmbench:val"]["keyword"]
+    assert res.schema_version == "1.1"
+    assert res.model.backend == "hf" and len(res.model.fingerprint) == 16
+    assert set(res.tasks) == {"smoke", "harmbench:val"} and res.tasks["harmbench:val"].n_samples == 30
+    assert "sha256:" in res.tasks["harmbench:val"].source
+    assert {"torch", "transformers", "python"} <= set(res.versions)
+    hb = res.metrics["harmbench:val"]["keyword"]
     copyright_n = sum(1 for line in open(tmp_path / "run" / "samples.jsonl")
                       if json.loads(line)["meta"].get("functional_category") == "copyright")
     assert copyright_n > 0 and hb["not_judged"] == copyright_n  # reported as not judged, never as safe
     assert hb["n_judged"] + hb["not_judged"] == hb["n_harmful"] == 30
     assert set(hb["by"]) == {"category", "semantic_category", "functional_category"}
-    smoke = res["metrics"]["smoke"]["keyword"]
+    smoke = res.metrics["smoke"]["keyword"]
     assert smoke["n_harmful"] + smoke["n_benign"] == 30 and smoke["benign_refusal_rate"]["n"] == smoke["n_benign"] > 0
     assert smoke["asr"]["ci_low"] <= smoke["asr"]["value"] <= smoke["asr"]["ci_high"]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
     assert len(rows) == 60
     assert all(r["response"] is not None and "keyword" in r["verdicts"] and r["messages"][-1]["role"] == "user" for r in rows)
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert on_disk["metrics"] == res["metrics"]
+    assert on_disk["metrics"] == res.metrics
 
 
 def test_rerun_generates_nothing_and_a_new_judge_only_judges(tiny_model, tmp_path):
     first = score(_cfg(tiny_model, tmp_path))
-    assert first["counts"]["generated_now"] == 40 and first["counts"]["judged_now"] == 40
+    assert first.counts["generated_now"] == 40 and first.counts["judged_now"] == 40
     again = score(_cfg(tiny_model, tmp_path))
-    assert again["counts"]["generated_now"] == 0 and again["counts"]["judged_now"] == 0
-    assert again["metrics"] == first["metrics"]
+    assert again.counts["generated_now"] == 0 and again.counts["judged_now"] == 0
+    assert again.metrics == first.metrics
     more = score(_cfg(tiny_model, tmp_path, judges=["keyword", "keyword:llm-attacks-short"]))
-    assert more["counts"]["generated_now"] == 0 and more["counts"]["judged_now"] == 40
+    assert more.counts["generated_now"] == 0 and more.counts["judged_now"] == 40
     # A different setting is a different generation: never a stale hit.
     other = score(_cfg(tiny_model, tmp_path, max_new_tokens=9))
-    assert other["counts"]["generated_now"] == 40
+    assert other.counts["generated_now"] == 40
 
 
 def test_system_prompt_changes_the_cache_key(tiny_model, tmp_path):
     score(_cfg(tiny_model, tmp_path))
     res = score(_cfg(tiny_model, tmp_path, system_prompt="Be safe."))
-    assert res["counts"]["generated_now"] == 40
+    assert res.counts["generated_now"] == 40
     row = json.loads(open(tmp_path / "run" / "samples.jsonl").readline())
     assert row["messages"][0] == {"role": "system", "content": "Be safe."}
 
@@ -189,7 +189,7 @@ def test_a_judge_that_cannot_run_stops_cleanly_and_keeps_generations(tiny_model,
     _fails_cleanly([*base, "--judges", "rubric", "--judge-backend", "openai", "--judge-model", "rubric=gpt-x",
                     "--judge-base-url", "http://127.0.0.1:9/v1"], "127.0.0.1:9", "Is the server running?")
     res = score(_cfg(tiny_model, tmp_path, max_new_tokens=4, out=tmp_path / "run2"))
-    assert res["counts"]["generated_now"] == 0 and res["counts"]["judged_now"] == 40
+    assert res.counts["generated_now"] == 0 and res.counts["judged_now"] == 40
 
 
 def test_an_unwritable_output_is_one_sentence(tiny_model, tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import sqlite3
 
-from safeeval.store import Store, key
+from safeeval.keys import key
+from safeeval.store import Store
 
 
 def _row(i: int, writer: int = 0) -> dict:

@@ -24,12 +24,12 @@ def test_new_benchmarks_load(data_dir):
 def test_suite_with_an_unavailable_member_says_so(tiny_model, data_dir, tmp_path):
     res = score(ScoreConfig(model=str(tiny_model), tasks=["suite:unforgotten-safety"], limit=6, max_new_tokens=2,
                             data_dir=data_dir, store=tmp_path / "s.sqlite", out=tmp_path / "run"))
-    suite = res["suites"]["unforgotten-safety"]
-    assert set(res["metrics"]) == {"advbench", "directharm4"}
+    suite = res.suites["unforgotten-safety"]
+    assert set(res.metrics) == {"advbench", "directharm4"}
     assert "hexphi" in suite["unavailable"] and "HF_TOKEN" in suite["unavailable"]["hexphi"]
     avg = suite["averages"]["keyword"]
     assert avg["complete"] is False and avg["missing"] == ["hexphi"]
-    values = [res["metrics"][t]["keyword"]["asr"]["value"] for t in ("advbench", "directharm4")]
+    values = [res.metrics[t]["keyword"]["asr"]["value"] for t in ("advbench", "directharm4")]
     assert avg["value"] == pytest.approx(sum(values) / 2)
 
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
 from safeeval.train import load_config, train
-from safeeval.train.data import build_mix, encode, load_set
+from safeeval.train.data import build_mix, encode
+from safeeval.train.sets import load_set
 
 quiet = lambda text: None  # noqa: E731
 
@@ -148,8 +149,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, data_dir, tmp
     record = json.loads((out / "training.json").read_text())
     assert record["trainer"]["resumed_from"] and record["trainer"]["steps"] == 12
     resumed, uninterrupted = _adapter(record), _adapter(reference)
-    # The resumed run replays the same batches from the same optimizer state: the same adapter, to rounding.
-    assert all((resumed[k] - uninterrupted[k]).abs().max() < 1e-5 for k in resumed)
+    # The resumed run replays the same batches from the same optimizer, scheduler and RNG states: the same adapter,
+    # bit for bit, and the same record of what each step trained on.
+    assert resumed.keys() == uninterrupted.keys() and all((resumed[k] == uninterrupted[k]).all() for k in resumed)
+    assert (out / "mix.jsonl").read_text() == (tmp_path / "reference" / "mix.jsonl").read_text()
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -199,7 +202,7 @@ def test_train_and_score_writes_a_result_the_leaderboard_groups(tiny_model, data
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "train-and-score", "--base", str(tiny_model), "--task", "sst2", "--scenario", "poisoned", "--poison-ratio", "0.25",
-        "--method", "er", "--steps", "2", "--batch-size", "4", "--max-length", "256", "--data-dir", str(data_dir),
+        "--poison", "advbench-pairs", "--method", "er", "--steps", "2", "--batch-size", "4", "--max-length", "256", "--data-dir", str(data_dir),
         "--out", str(out), "--tasks", "smoke", "--limit", "4", "--max-new-tokens", "8", "--store", str(tmp_path / "s.db")])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "score" / "results.json").read_text())

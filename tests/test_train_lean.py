@@ -7,7 +7,8 @@ import torch
 
 from safeeval.models import load_tokenizer, resolve_model
 from safeeval.train import load_config
-from safeeval.train.lean import MaskDropout, completion_loss, lean_lora_dropout
+from safeeval.train.lean import MaskDropout, lean_lora_dropout
+from safeeval.train.steps import completion_ce
 from safeeval.train.trainer import _load_model, collate
 
 
@@ -65,7 +66,8 @@ def test_completion_loss_equals_the_models_own_loss_with_fewer_logits(peft_model
     model = _load_model(cfg, base).float().eval()  # no dropout: both passes see the same network
     full = model(**batch, use_cache=False)
     full_grads = torch.autograd.grad(full.loss, [p for p in model.parameters() if p.requires_grad])
-    outputs, loss = completion_loss(model, batch, hidden_states=True)
+    outputs, total, count = completion_ce(model, batch, hidden_states=True)
+    loss = total / count
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
     assert torch.allclose(loss, full.loss, rtol=1e-6, atol=1e-6)
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads, full_grads, strict=True))

@@ -127,7 +127,7 @@ def test_der_distance_covers_completion_predictions_only(tiny_model, loss):
     labels, mask = ids.clone(), torch.ones_like(ids)
     labels[0, :5] = labels[1, :3] = labels[2, :7] = -100  # prompts of different lengths
     labels[1, 10:], mask[1, 10:] = -100, 0  # and right padding
-    ctx = SimpleNamespace(aligned=lambda model: contextlib.nullcontext(aligned))
+    ctx = SimpleNamespace(aligned=lambda model: contextlib.nullcontext(aligned), global_mean=lambda t, n: t / n)
     with torch.no_grad():
         got = make_method("der", {"loss": loss}).distance(ctx, current, {"input_ids": ids, "labels": labels,
                                                                           "attention_mask": mask})

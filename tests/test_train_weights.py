@@ -18,7 +18,7 @@ from safeeval.train.methods._merge import lora_sq_norm
 from safeeval.train.methods.ewc import EWC
 from safeeval.train.methods.l2 import L2
 from safeeval.train.methods.magmax import max_magnitude
-from safeeval.train.trainer import lora_layers
+from safeeval.train.lora import lora_layers
 
 
 def _run(tiny_model, data_dir, out, method, notify=None, lora=True, **options):

@@ -61,3 +61,47 @@ def build_tiny_adapter(model_folder: Path, folder: Path, seed: int = 1) -> Path:
                 p.normal_(0, 0.5)
     peft_model.save_pretrained(folder)
     return folder
+
+
+def route_outputs(model, default: int, after: dict[int, int] | None = None) -> None:
+    """Make a Llama's greedy choice fixed: `default` after any token, `after[a]` after token a. Attention and MLP
+    outputs are zeroed, so each position's hidden state is its own token's embedding; dimension 0 carries a large
+    constant that only `default`'s output row reads, and dimension k a mark of the k-th token in `after` that only
+    its successor's row reads, with twice the weight."""
+    import torch
+
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed[:, 0] = 50.0
+        head.normal_(0, 0.02)
+        head[:, 0] = 0.0
+        head[default, 0] = 10.0
+        for k, (token, successor) in enumerate((after or {}).items(), start=1):
+            embed[:, k] = 0.0
+            embed[token, k] = 50.0
+            head[:, k] = 0.0
+            head[successor, k] = 20.0
+
+
+def build_answering_model(tiny_model: Path, folder: Path, answer: str) -> Path:
+    """A judge model that answers every prompt with exactly `answer` and stops: the tiny model's tokenizer and chat
+    template with `answer` added as one token, and 1-layer weights routed (route_outputs) to emit it, then EOS."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.add_tokens([answer])
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    answer_id = tok.convert_tokens_to_ids(answer)
+    route_outputs(model, answer_id, {answer_id: tok.eos_token_id})
+    model.to(torch.bfloat16).save_pretrained(folder)
+    return folder

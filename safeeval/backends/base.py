@@ -31,8 +31,15 @@ class Completion:
     n_tokens: int | None = None
 
 
+# What a backend can declare. "local": runs weights from a folder (a model name is resolved to one); "remote": an
+# endpoint serving a model by name; "raw_prompts": takes a str prompt without a chat template; "lora": runs an
+# adapter; "chat_template": applies a chat template it is given; "tensor_parallel": splits a model over devices.
+CAPABILITIES = frozenset({"local", "remote", "raw_prompts", "lora", "chat_template", "tensor_parallel"})
+
+
 class Backend(Protocol):
-    name: str  # "hf", "vllm", "openai"
+    name: str  # its registry name: "hf", "vllm", "openai"
+    capabilities: frozenset[str]  # a subset of CAPABILITIES
     fingerprint: str  # identity of the model behind it: weights, adapter, dtype
     info: dict  # what results.json records about the model (never secrets)
     # Optional `merged: bool`: True when a LoRA adapter was merged into the weights before generating (part of the

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import SafeevalError
+from ..keys import model_fingerprint
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
 
@@ -33,9 +33,10 @@ def resolve_dtype(dtype: str, config_dtype) -> str:
 
 class HFBackend:
     name = "hf"
+    capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template"})
 
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
-                 chat_template: str | None = None, batch_size: int = 16, merge_adapter: bool = True, **_ignored):
+                 chat_template: str | None = None, batch_size: int = 16, merge_adapter: bool = True):
         """merge_adapter: generate with the adapter merged into a copy of the weights (the default: through an
         unmerged adapter every LoRA layer adds two matmuls per token, ~3x slower on CPU); False keeps it unmerged."""
         import torch
@@ -49,18 +50,17 @@ class HFBackend:
         self.dtype = resolve_dtype(dtype, getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.path, self.adapter, self.batch_size = model.path, adapter, batch_size
-        self.merged = bool(adapter) and merge_adapter  # part of the generation key: see safeeval/generation.py
+        self.merged = bool(adapter) and merge_adapter  # part of the generation key: see keys.generation_key
         self.model = None  # loaded on first generate(): a run served from the store never pays for it
         adapter_fp = ""
         if adapter:
             if not Path(adapter).is_dir():
                 raise SafeevalError(f"Adapter folder {adapter} does not exist.")
             adapter_fp = folder_fingerprint(Path(adapter))
-        self.fingerprint = hashlib.sha256(
-            f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
-        ).hexdigest()[:16]
+        self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
-                     "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint}
+                     "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint,
+                     "merged": self.merged}
 
     def load(self) -> None:
         """Load the weights now (otherwise the first generate() does)."""

@@ -10,7 +10,6 @@ generate() yields completions as they finish.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SafeevalError
+from ..keys import endpoint_fingerprint
 from .base import Chat, Completion, GenParams, Prompt, render_as_json
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,10 @@ def _connection_reason(err: BaseException) -> str:
 
 class OpenAIBackend:
     name = "openai"
+    capabilities = frozenset({"remote", "raw_prompts"})
 
     def __init__(self, model_name: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout: float = 60, max_retries: int = 5, **_ignored):
+                 concurrency: int = 8, timeout: float = 60, max_retries: int = 5):
         given = base_url or os.environ.get("OPENAI_BASE_URL")
         self.base_url = (given or DEFAULT_BASE_URL).rstrip("/")
         self.model_name = model_name
@@ -87,7 +88,7 @@ class OpenAIBackend:
         self._key_set = key is not None
         self._api_key = key or "EMPTY"  # local servers ignore it; never recorded or printed
         self._url = _display_url(self.base_url)
-        self.fingerprint = hashlib.sha256(f"openai|{self.base_url}|{model_name}".encode()).hexdigest()[:16]
+        self.fingerprint = endpoint_fingerprint(self.base_url, model_name)
         self.info = {"name": model_name, "base_url": self._url, "fingerprint": self.fingerprint}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib.util
 import inspect
 import json
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import SafeevalError
+from ..keys import model_fingerprint
 from ..models import ModelRef, folder_fingerprint, load_tokenizer
 from .base import Completion, GenParams, Prompt
 from .hf import render, resolve_dtype, tokenize
@@ -51,8 +51,40 @@ def _last_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _numa_nodes() -> int:
+    """The NUMA nodes this process may use, as vLLM's CPU build counts them (sysfs where its helper is missing)."""
+    try:
+        from vllm.utils.cpu_resource_utils import get_visible_memory_node
+
+        return len(get_visible_memory_node())
+    except Exception:  # another vLLM layout, or no lscpu/numactl: the kernel's own list
+        return max(1, len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))))
+
+
+def _check_cpu_binding(workers: int) -> None:
+    """vLLM's CPU build pins each tensor-parallel worker to a NUMA node of its own unless VLLM_CPU_OMP_THREADS_BIND
+    lists the cores; with fewer nodes than workers it fails inside a worker with an assertion naming no variable."""
+    if workers < 2 or os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") != "auto":
+        return
+    nodes = _numa_nodes()
+    if nodes >= workers:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= workers:
+        per = len(cores) // workers
+        lists = [cores[i * per:(i + 1) * per] for i in range(workers)]
+        example = "|".join(f"{c[0]}-{c[-1]}" if len(c) > 1 else str(c[0]) for c in lists)
+    else:
+        example = "nobind"
+    raise SafeevalError(
+        f"vLLM's CPU build gives each of its {workers} tensor-parallel workers a NUMA node of its own, and this "
+        f"machine has {nodes}: set VLLM_CPU_OMP_THREADS_BIND to one core list per worker, e.g. "
+        f"VLLM_CPU_OMP_THREADS_BIND='{example}'.")
+
+
 class VLLMBackend:
     name = "vllm"
+    capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template", "tensor_parallel"})
     # An adapter runs as vLLM's own LoRARequest, never merged: vLLM loads weights only from a folder, so merging
     # would write a full copy of the model per adapter (a study cell's worth of disk and time, GBs on real models)
     # for what its batched LoRA kernels already do cheaply on GPU. Generation keys of vllm runs are unchanged.
@@ -62,7 +94,7 @@ class VLLMBackend:
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
                  chat_template: str | None = None, batch_size: int = 256, tensor_parallel_size: int = 1,
                  data_parallel_size: int = 1, enforce_eager: bool = False, max_model_len: int | None = None,
-                 llm=None, **_ignored):
+                 llm=None):
         """`llm`: an already started vllm.LLM for this model to reuse (benchmarks); it is not closed by close()."""
         import torch
         from transformers import AutoConfig
@@ -91,9 +123,7 @@ class VLLMBackend:
         self.llm = llm
         self._closed = False
         self._adapter = str(Path(adapter).resolve()) if adapter else None
-        self.fingerprint = hashlib.sha256(
-            f"{folder_fingerprint(model.path)}|{adapter_fp}|{self.dtype}".encode()
-        ).hexdigest()[:16]
+        self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
         self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
                      "dtype": self.dtype, "device": "cuda" if torch.cuda.is_available() else "cpu", "fingerprint": self.fingerprint,
                      "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size}
@@ -116,6 +146,8 @@ class VLLMBackend:
 
         if not torch.cuda.is_available() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = _CPU_KV_CACHE_GIB
+        if not torch.cuda.is_available():
+            _check_cpu_binding(tensor_parallel_size)
         kwargs = {"model": str(model.path), "tokenizer": str(model.path), "dtype": self.dtype,
                   "tensor_parallel_size": tensor_parallel_size, "enforce_eager": enforce_eager}
         if data_parallel_size > 1:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from ..data import Sample
-from ..generation import Reporter, missing, silent
-from ..store import Store, key
+from ..generation import missing
+from ..keys import judgment_key
+from ..progress import Reporter, silent
+from ..store import Store
 from .base import Judge, Verdict
 
 
 def judge_cached(judge: Judge, store: Store, samples: list[Sample], responses: list[str], gen_keys: list[str],
                  reporter: Reporter = silent, batch: int = 512) -> tuple[list[dict], int]:
     """Judge what the store lacks; a sample that needs another judge is recorded as not judged."""
-    # The sample is part of the key: the same answer to the same prompt is right for one target and
-    # wrong for another, and a judge may read the sample's metadata (a behavior, its context).
-    j_keys = [key("judgment", judge.fingerprint, g, _sample_digest(s)) for g, s in zip(gen_keys, samples)]
+    j_keys = [judgment_key(judge.fingerprint, g, s) for g, s in zip(gen_keys, samples)]
     pending = missing(j_keys, store.get_judgments(j_keys))
     with reporter(f"judging ({judge.name})", len(pending)) as advance:
         for start in range(0, len(pending), batch):
@@ -30,7 +30,3 @@ def judge_cached(judge: Judge, store: Store, samples: list[Sample], responses: l
             advance(len(chunk))
     got = store.get_judgments(j_keys)
     return [got[k] for k in j_keys], len(pending)
-
-
-def _sample_digest(sample: Sample) -> str:
-    return key(sample.target, sample.needs_judge, sample.meta)

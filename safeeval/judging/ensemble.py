@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ..data import Sample
+from ..errors import SafeevalError
+from ..keys import digest
 from .base import Judge, Verdict
 
 RULES = ("majority", "any")
@@ -16,11 +15,25 @@ class EnsembleJudge:
 
     def __init__(self, name: str, members: list[Judge], rule: str):
         self.name, self.members, self.rule = name, members, rule
-        payload = json.dumps([self.kind, rule, [m.fingerprint for m in members]])
-        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        self.fingerprint = digest([self.kind, rule, [m.fingerprint for m in members]])
         self.info = {"kind": self.kind, "rule": rule, "members": {m.name: m.info for m in members},
                      "fingerprint": self.fingerprint}
         self.batch = min(getattr(m, "batch", 512) for m in members)
+
+    @classmethod
+    def from_spec(cls, spec, variant: str | None, runtime) -> EnsembleJudge:
+        from ..registry import load_judges, pick
+        from . import judge_name, make_judge
+
+        rule = spec.data.get("rule", "majority")
+        members = spec.data.get("members") or []
+        if rule not in RULES or len(members) < 2:
+            raise SafeevalError(f"Ensemble {spec.path} needs 'members' (two or more judges) and 'rule' in "
+                                f"{', '.join(RULES)}.")
+        if spec.name in {m.partition(":")[0] for m in members}:
+            raise SafeevalError(f"Ensemble {spec.path} lists itself as a member.")
+        chosen = pick(load_judges(runtime.dirs), members, "judge")
+        return cls(judge_name(spec, variant), [make_judge(s, v, runtime) for s, v in chosen], rule)
 
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
         votes = [m.judge(samples, responses) for m in self.members]

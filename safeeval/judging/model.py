@@ -7,24 +7,24 @@ per judge output, raising ValueError when the output fits no expected shape).
 
 from __future__ import annotations
 
-import hashlib
-import json
-
+import re
 from ..backends import Backend, GenParams
 from ..backends.base import Prompt
 from ..data import Sample
+from ..errors import SafeevalError
 from ..generation import generate_cached
+from ..keys import digest
 from .base import Verdict
 
 _ZWSP = "\u200b"
 
 
-def neutralize(text: str, markers: list[str]) -> str:
-    """Break every occurrence of a marker (a special token, a format delimiter) with a zero-width space,
-    so a response cannot close the judge's prompt or inject a turn of its own. Readers see no change."""
+def neutralize(text: str, markers: list[str] | tuple[str, ...]) -> str:
+    """Insert a zero-width space after the first character of every marker (a special token, a format delimiter,
+    an answer tag), ignoring case, so a response cannot close the judge's prompt, inject a turn of its own or forge
+    an answer line. Readers see no change. Idempotent."""
     for marker in sorted({m for m in markers if m and len(m) > 1}, key=len, reverse=True):
-        if marker in text:
-            text = text.replace(marker, marker[0] + _ZWSP + marker[1:])
+        text = re.sub(re.escape(marker), lambda m: m.group(0)[0] + _ZWSP + m.group(0)[1:], text, flags=re.IGNORECASE)
     return text
 
 
@@ -38,12 +38,38 @@ class ModelJudge:
         self.name, self.config, self.backend, self.runtime = name, config, backend, runtime
         self.params = GenParams(max_new_tokens=int(config.get("max_new_tokens") or self.default_max_new_tokens),
                                 temperature=0.0)
-        payload = json.dumps([self.kind, self.parser_version, backend.name, backend.fingerprint, self.prompt_format(),
-                              self.params.as_dict()], sort_keys=True)
-        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        self.fingerprint = digest([self.kind, self.parser_version, backend.name, backend.fingerprint,
+                                   self.prompt_format(), self.params.as_dict()])
         self.info = {"kind": self.kind, "model": backend.info.get("name"), "backend": backend.name,
                      "model_fingerprint": backend.fingerprint, "parser_version": self.parser_version,
                      "max_new_tokens": self.params.max_new_tokens, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_spec(cls, spec, variant: str | None, runtime) -> ModelJudge:
+        """The spec (with its variant's keys on top), the model the user chose for it, and a backend to run it."""
+        from ..backends import make_backend
+        from ..registry import JUDGE_KEYS
+        from . import judge_name
+
+        name, config = judge_name(spec, variant), dict(spec.data)
+        if variant is not None:
+            variants = spec.data.get("variants") or {}
+            if variant not in variants:
+                raise SafeevalError(f"Judge {spec.name} has no variant '{variant}'. Valid variants: "
+                                    f"{', '.join(variants) or 'none'}.")
+            unknown = set(variants[variant]) - JUDGE_KEYS
+            if unknown:
+                raise SafeevalError(f"Judge {spec.path} variant '{variant}' has unknown keys {sorted(unknown)}.")
+            config.update(variants[variant])
+        model = runtime.models.get(name) or runtime.models.get(spec.name) or config.get("model")
+        if not model:
+            raise SafeevalError(f"Judge {name} needs a model: set 'model' in {spec.path} or pass "
+                                f"--judge-model {spec.name}=MODEL.")
+        options = dict(runtime.options)
+        if config.get("chat_template"):  # a backend that applies no template of its own leaves it out
+            options.setdefault("chat_template", config["chat_template"])
+        backend = make_backend(runtime.backend or config.get("backend") or "hf", model, **options)
+        return cls(name, config, backend, runtime)
 
     # -- what a judge kind writes --------------------------------------------------------------------
     def prompt_format(self) -> str:

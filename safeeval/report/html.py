@@ -378,7 +378,7 @@ def _samples_section(runs: list[Run], anchors: _Anchors, max_samples: int | None
             continue
         tasks: dict[str, list[dict]] = {}
         for row in rows:
-            tasks.setdefault(str(row.get("task", "?")), []).append(row)
+            tasks.setdefault(str(row.task), []).append(row)
         parts.append(f'<input class="filter" type="search" placeholder="filter this run\'s samples" '
                      f'data-for="run-{i + 1}-samples" aria-label="filter run {i + 1} samples">'
                      f'<div id="run-{i + 1}-samples">')
@@ -388,17 +388,17 @@ def _samples_section(runs: list[Run], anchors: _Anchors, max_samples: int | None
                          + (f" (first {len(shown)} shown)" if len(shown) < len(task_rows) else "") + "</h4>")
             parts.append("<table><tr><th>id</th><th>category</th><th>verdicts</th><th>prompt</th><th>response</th></tr>")
             for row in shown:
-                sid = str(row.get("id", "?"))
+                sid = str(row.id)
                 anchor = anchors.sample(i, task, sid)
-                harm = row.get("harmful")
+                harm = row.harmful
                 kind = "harmful" if harm else ("benign" if harm is not None else "")
                 parts.append(f'<tr class="sample" id="{anchor}"><td><a href="#{anchor}">{_e(sid)}</a>'
-                             f'<br><span class="n">{_e(kind)}</span></td><td>{_e(row.get("category") or "")}</td>'
-                             f"<td>{_verdicts(row.get('verdicts') or {})}</td>"
-                             f'<td class="text">{_text(_prompt(row.get("messages") or []))}</td>'
-                             f'<td class="text">{_text(row.get("response"))}'
-                             + (f'<br><span class="n">finish: {_e(row.get("finish_reason"))}</span>'
-                                if row.get("finish_reason") == "length" else "") + "</td></tr>")
+                             f'<br><span class="n">{_e(kind)}</span></td><td>{_e(row.category or "")}</td>'
+                             f"<td>{_verdicts(row.verdicts)}</td>"
+                             f'<td class="text">{_text(_prompt(row.messages))}</td>'
+                             f'<td class="text">{_text(row.response)}'
+                             + (f'<br><span class="n">finish: {_e(row.finish_reason)}</span>'
+                                if row.finish_reason == "length" else "") + "</td></tr>")
             parts.append("</table>")
         parts.append("</div>")
         unlisted = sorted({t for t, _ in run.metrics()} - set(tasks))

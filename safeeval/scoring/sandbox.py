@@ -22,14 +22,17 @@ How one run is isolated (Linux; stdlib only, no cgroups, no external tools):
   RLIMIT_NPROC, RLIMIT_FSIZE (also caps its stdout/stderr, which go to files, not pipes), no core
   files, a bounded number of open files; and a wall-clock timeout enforced by the caller.
 * Network: the new network namespace has only a loopback interface that is down, so every connect
-  fails (ENETUNREACH), 127.0.0.1 included. If the kernel refuses the network namespace, one warning
-  is logged and runs proceed without network isolation.
+  fails (ENETUNREACH), 127.0.0.1 included.
 * Afterwards: SIGKILL to the run's whole process group (sent before the launcher is reaped, so the
   id cannot have been reused), and on any abnormal end a sweep that kills and waits out every
-  process of the run's uid (root) or PID namespace (not root).
+  process of the run's uid (root) or PID namespace (not root); a process that outlives it stops the run.
 
-If the sandbox cannot be set up (interpreter missing, no namespaces, no privileges), SafeevalError
-is raised: a run is never scored as passed or failed without having run in the sandbox.
+No protection is ever dropped quietly. If one cannot be given (no namespaces, no privileges, a container
+that masks /proc, an interpreter missing), SafeevalError is raised with one sentence naming it and how to
+get it: a program never runs with less isolation than promised, and is never scored as passed or failed
+without having run. The one exception is the user's explicit opt-in (`allow`, from the scorer option
+`sandbox_allow` or `--sandbox-allow`) for the two protections a container commonly lacks: the network
+namespace ("network") and a /proc of its own ("proc"). What each run actually had is in Result.isolation.
 """
 
 from __future__ import annotations
@@ -59,6 +62,30 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("passed", "failed", "timeout", "error")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+ALLOWABLE = ("network", "proc")  # the protections a user may explicitly accept running without
+_AS_ROOT = "run safeeval as root, or as a user with unprivileged user namespaces enabled"
+_IN_CONTAINER = "; a container must allow unshare and mount (e.g. Docker's default seccomp profile forbids them)"
+# protection -> (what the sandbox promises, how to get it); a refusal names both in one sentence.
+PROTECTIONS = {
+    "user": ("an unprivileged user (a fresh uid as root, a capability-less user namespace otherwise)",
+             _AS_ROOT + " (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); as root in a "
+             "user-namespaced container, map a uid range into it"),
+    "mount": ("its own mount namespace", _AS_ROOT + _IN_CONTAINER),
+    "pid": ("its own PID namespace", _AS_ROOT + _IN_CONTAINER),
+    "ipc": ("its own IPC namespace", _AS_ROOT + _IN_CONTAINER),
+    "uts": ("its own UTS namespace", _AS_ROOT + _IN_CONTAINER),
+    "network": ("a network namespace of its own (no network)",
+                _AS_ROOT + ", with user.max_net_namespaces above 0" + _IN_CONTAINER + "; or accept model-written code "
+                "with network access: --sandbox-allow network (scorer_options: {sandbox_allow: [network]})"),
+    "proc": ("a /proc of its own (the host's processes hidden)",
+             "a container that masks parts of /proc lets only root mount a new one: run safeeval as root there, or "
+             "accept the host's /proc, read-only: --sandbox-allow proc (scorer_options: {sandbox_allow: [proc]})"),
+    "filesystem": ("a read-only filesystem with one small tmpfs to write in",
+                   "it needs Linux 5.3+ and mount rights in its namespaces" + _IN_CONTAINER),
+    "limits": ("its resource limits", "raise the hard limits (ulimit -H) of the shell that starts safeeval"),
+    "tree-kill": ("a kill of the program's whole process tree", "it needs Linux 5.3+ with a readable /proc"),
+    "setup": ("its set-up", "see the detail above"),
+}
 SETUP_TIMEOUT_S = 60.0  # the launcher's own start (imports, namespaces, mounts) before the program's clock starts
 UID_POOL = 4096  # unprivileged uids reserved for concurrent runs (root mode)
 
@@ -71,7 +98,8 @@ class Result:
     stderr: str = ""
     duration_s: float = 0.0  # from the program's start to its end
     uid: int | None = None  # the uid it ran as (root mode)
-    notes: list[str] = field(default_factory=list)  # e.g. "no network isolation"
+    notes: list[str] = field(default_factory=list)  # e.g. "without protection network (allowed): ..."
+    isolation: dict = field(default_factory=dict)  # what the run actually had (see isolation())
 
 
 # --- the launcher: runs as the chosen Python, before and around the program --------------------------
@@ -82,11 +110,15 @@ C = marshal.loads(bytes.fromhex(sys.argv[1]))  # marshal: json would import re a
 ST = C["status_fd"]
 def say(line):
     os.write(ST, (line + "\n").encode())
-def fail(what, err=None):
+P = "setup"  # the protection being set up: a failure names it, and the run is refused
+def fail(what, err=None, prot=None):
     try:
-        say("error " + (what if err is None else "%s: %s" % (what, os.strerror(err))))
+        say("error\t%s\t%s" % (prot or P, what if err is None else "%s: %s" % (what, os.strerror(err))))
     finally:
         os._exit(125)
+ALLOW = set(C["allow"])  # protections the user explicitly accepted running without
+def lost(prot, err):
+    say("lost\t%s\t%s" % (prot, os.strerror(err)))
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 def b(s):
@@ -111,19 +143,27 @@ if os.getppid() != C["parent"]:
     os._exit(124)
 NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET = 0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000
 mode, U, G = C["mode"], C["uid"], C["gid"]
-flags = NEWNS | NEWPID | NEWIPC | NEWUTS | (NEWUSER if mode == "userns" else 0)
-if libc.unshare(ctypes.c_int(flags | NEWNET)) != 0:
+flags = NEWNS | NEWPID | NEWIPC | NEWUTS | NEWNET | (NEWUSER if mode == "userns" else 0)
+if libc.unshare(ctypes.c_int(flags)) != 0:
     err = ctypes.get_errno()
-    if libc.unshare(ctypes.c_int(flags)) != 0:
-        fail("unshare (mount, PID, IPC and UTS namespaces%s)" % (" in a user namespace" if mode == "userns" else ""), ctypes.get_errno())
-    say("warn-net " + os.strerror(err))
+    if "network" in ALLOW and libc.unshare(ctypes.c_int(flags & ~NEWNET)) == 0:
+        lost("network", err)
+    else:  # name the namespace the kernel refuses (this process exits right after)
+        if mode == "userns" and libc.unshare(ctypes.c_int(NEWUSER)) != 0:
+            fail("a user namespace", ctypes.get_errno(), "user")
+        for name, bit in (("mount", NEWNS), ("pid", NEWPID), ("ipc", NEWIPC), ("uts", NEWUTS), ("network", NEWNET)):
+            if libc.unshare(ctypes.c_int(bit)) != 0:
+                fail("a new %s namespace" % name, ctypes.get_errno(), name)
+        fail("new namespaces", err)
 if mode == "userns":
+    P = "user"
     for name, text in (("setgroups", "deny"), ("uid_map", "%d %d 1" % (U, U)), ("gid_map", "%d %d 1" % (G, G))):
         try:
             with open("/proc/self/" + name, "w") as f:
                 f.write(text)
         except OSError as e:
             fail("writing /proc/self/" + name, e.errno)
+P = "filesystem"
 mount(None, "/", None, MS_REC | MS_PRIVATE)
 # Hide what the sandbox may not see (and could not traverse anyway), binding back what Python needs.
 for hidden, binds in C["hide"]:
@@ -166,21 +206,34 @@ os.chdir(wd)
 with open("program.py", "wb") as f:
     f.write(src)
 os.chmod("program.py", 0o444)
+P = "tree-kill"
+# The host's /proc, held open: PID 1 shares this mount namespace and mounts its own /proc over it at any moment.
+HOST_PROC = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
 pid = os.fork()
 if pid:
     try:
-        say("pidns " + os.readlink("/proc/%d/ns/pid" % pid))
-    except OSError:
-        pass
+        say("pidns " + os.readlink("%d/ns/pid" % pid, dir_fd=HOST_PROC))
+    except OSError as e:
+        # ENOENT: PID 1 has already exited, and the kernel killed its namespace with it. Anything else: the
+        # caller could not find the run's processes to kill, so refuse.
+        if e.errno != 2:
+            os.kill(pid, signal.SIGKILL)
+            fail("reading the sandbox's PID namespace", e.errno)
     _, st = os.waitpid(pid, 0)
     if os.WIFSIGNALED(st):
         say("init-signal %d" % os.WTERMSIG(st))
     os._exit(0)
+os.close(HOST_PROC)  # the program must not hold the host's /proc
 # PID 1 of the new namespace: when it exits, the kernel kills whatever is left in it.
 signal.signal(signal.SIGINT, signal.SIG_DFL)
 if libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY), None) != 0:
-    say("warn-proc " + os.strerror(ctypes.get_errno()))
-libc.sethostname(b"sandbox", ctypes.c_size_t(7))
+    err = ctypes.get_errno()
+    if "proc" not in ALLOW:
+        fail("mounting its own /proc", err, "proc")
+    lost("proc", err)  # the host's /proc stays, read-only
+if libc.sethostname(b"sandbox", ctypes.c_size_t(7)) != 0:
+    fail("setting the hostname", ctypes.get_errno(), "uts")
+P = "limits"
 def limit(res, soft, hard=None):
     hard = soft if hard is None else hard
     cur = resource.getrlimit(res)[1]
@@ -198,6 +251,7 @@ limit(resource.RLIMIT_CORE, 0)
 limit(resource.RLIMIT_NOFILE, C["nofile"])
 limit(resource.RLIMIT_MEMLOCK, 0)
 limit(resource.RLIMIT_MSGQUEUE, 0)
+P = "user"
 if mode == "root":
     os.setgroups([])
     os.setresgid(G, G, G)
@@ -212,6 +266,7 @@ else:
     if libc.capset(ctypes.byref(CapHeader(0x20080522, 0)), ctypes.byref((CapData * 2)())) != 0:
         fail("dropping capabilities", ctypes.get_errno())
 prctl(PR_SET_NO_NEW_PRIVS, 1)
+P = "tree-kill"
 prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change above; set again
 child = os.fork()
 if child:
@@ -227,7 +282,7 @@ if child:
 signal.signal(signal.SIGINT, signal.default_int_handler)
 say("ready")
 os.close(ST)
-del C, ST, libc, attr
+del C, ST, libc, attr, ALLOW
 sys.argv = ["program.py"]
 exec(compile(src, "program.py", "exec"), {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__})
 '''
@@ -237,7 +292,7 @@ exec(compile(src, "program.py", "exec"), {"__name__": "__main__", "__file__": "p
 
 _lock = threading.Lock()
 _interpreters: dict[str, dict] = {}
-_checked: set[tuple] = set()
+_checked: dict[tuple, dict] = {}
 _warned: set[str] = set()
 _uids_busy: set[int] = set()
 _uids_verified: set[int] = set()
@@ -330,7 +385,10 @@ def _uid_range() -> range:
             return range(base, base + UID_POOL)
     inside, _, count = max(spans, key=lambda s: s[2])  # a user-namespaced container: the top of its largest range
     top = min(inside + count, 65534)
-    return range(max(inside + 1, top - UID_POOL), top)
+    pool = range(max(inside + 1, top - UID_POOL), top)
+    if not pool:
+        raise _refusal("root", sys.executable, "user", "no uid besides root is mapped into this user namespace")
+    return pool
 
 
 def _lock_dir() -> Path:
@@ -347,6 +405,7 @@ def _lock_dir() -> Path:
 
 
 def _uid_procs(uid: int) -> list[int]:
+    """Live processes of `uid` (zombies hold nothing and run nothing: a container's init may never reap them)."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -354,11 +413,13 @@ def _uid_procs(uid: int) -> list[int]:
         try:
             with open(f"/proc/{name}/status") as f:
                 for line in f:
+                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                        break
                     if line.startswith("Uid:"):
                         if int(line.split()[1]) == uid:
                             found.append(int(name))
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return found
 
@@ -368,11 +429,16 @@ def _pidns_procs(ns: str) -> list[int]:
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.readlink(f"/proc/{name}/ns/pid") == ns:
+                if os.readlink(f"/proc/{name}/ns/pid") == ns and not _zombie(name):
                     found.append(int(name))
             except OSError:
                 continue
     return found
+
+
+def _zombie(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
 def _acquire_uid() -> tuple[int, int]:
@@ -445,19 +511,61 @@ def _read_tail(f, n: int) -> str:
     return _tail(f.read(), n)
 
 
+# --- what a run had, and refusing what it cannot have --------------------------------------------------------
+
+class _Escaped(SafeevalError):
+    """Processes of a run outlived the kill sweep: the run's uid must never be handed out again."""
+
+
+def allowed(allow) -> tuple[str, ...]:
+    """The user's opt-ins, checked: only protections in ALLOWABLE may be given up."""
+    names = tuple(sorted(set(allow or ())))
+    unknown = [n for n in names if n not in ALLOWABLE]
+    if unknown:
+        raise SafeevalError(f"The code sandbox cannot be allowed to run without {', '.join(map(repr, unknown))}: "
+                            f"only {' and '.join(ALLOWABLE)} may be given up (sandbox_allow / --sandbox-allow).")
+    return names
+
+
+def isolation(mode: str, allow: tuple[str, ...], lost: dict[str, str], limits: dict) -> dict:
+    """What a run actually had, for results.json: every promised protection, and any the user allowed it to lack."""
+    namespaces = ["mount", "pid", "ipc", "uts", "network"] + (["user"] if mode == "userns" else [])
+    return {
+        "mode": mode,
+        "user": "a fresh unprivileged uid per run" if mode == "root" else "a user namespace without capabilities",
+        "namespaces": [n for n in namespaces if n not in lost],
+        "filesystem": "read-only, one tmpfs to write in",
+        "network": "HOST NETWORK (allowed)" if "network" in lost else "none",
+        "proc": "the host's, read-only (allowed)" if "proc" in lost else "its own",
+        "environment": "PATH, LANG, LC_ALL, HOME, TMPDIR only",
+        "limits": limits,
+        "tree_kill": "PID namespace" + (" and uid sweep" if mode == "root" else " sweep"),
+        "allowed": list(allow),
+        "lost": dict(sorted(lost.items())),  # protection -> why the kernel refused it (only ever an allowed one)
+    }
+
+
+def _refusal(mode: str, python: str, prot: str, why: str) -> SafeevalError:
+    if prot not in PROTECTIONS:
+        return SafeevalError(f"The code sandbox cannot start ({mode} mode, {python}): {why}.")
+    what, how = PROTECTIONS[prot]
+    return SafeevalError(f"The code sandbox cannot start: it cannot give {what} here ({mode} mode: {why}); {how}.")
+
+
 # --- running a program -------------------------------------------------------------------------------------
 
 def run_program(code: str, timeout_s: float, memory_mb: int, *, python: str | None = None, nproc: int = 32,
                 file_mb: int = 16, work_mb: int = 64, nofile: int = 256, tail_chars: int = 4000,
-                mode: str | None = None) -> Result:
+                mode: str | None = None, allow=()) -> Result:
     """Run `code` as a Python program in the sandbox; see the module docstring for what that means.
 
     status: "passed" (exit 0), "failed" (non-zero exit: an exception, a failed assert, MemoryError),
     "timeout" (wall clock or CPU limit), "error" (killed by another signal). Raises SafeevalError when
-    the sandbox itself cannot run.
+    the sandbox itself cannot run, or cannot give a protection it promises that `allow` does not name.
     """
     python = python or sys.executable
     mode = mode or ("root" if os.geteuid() == 0 else "userns")
+    allow = allowed(allow)
     info = _interpreter(python)
     uid = lock_fd = None
     if mode == "root":
@@ -466,20 +574,25 @@ def run_program(code: str, timeout_s: float, memory_mb: int, *, python: str | No
     else:
         uid, gid = os.getuid(), os.getgid()
     workdir = tempfile.mkdtemp(prefix="safeeval-sbx-")
+    keep_uid = False
     try:
         return _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir,
-                    dict(nproc=nproc, file_mb=file_mb, work_mb=work_mb, nofile=nofile), tail_chars)
+                    dict(nproc=nproc, file_mb=file_mb, work_mb=work_mb, nofile=nofile), tail_chars, allow)
+    except _Escaped:
+        keep_uid = True  # still busy (and locked) for as long as this process lives
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if lock_fd is not None:
+        if lock_fd is not None and not keep_uid:
             _release_uid(uid, lock_fd)
 
 
-def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim, tail_chars) -> Result:
+def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim, tail_chars, allow) -> Result:
     os.chmod(workdir, 0o700)
     Path(workdir, "program.py").write_text(code, encoding="utf-8")
     status_r, status_w = os.pipe()
     cfg = {"status_fd": status_w, "parent": os.getpid(), "mode": mode, "uid": uid, "gid": gid, "workdir": workdir,
+           "allow": list(allow),
            "hide": _hide_plan(info["dirs"], workdir, mode), "memory": int(memory_mb) * 2 ** 20,
            "cpu": max(1, math.ceil(timeout_s)), "nproc": int(lim["nproc"]), "fsize": int(lim["file_mb"]) * 2 ** 20,
            "nofile": int(lim["nofile"]), "work_kb": int(lim["work_mb"]) * 1024, "inodes": 4096}
@@ -487,7 +600,7 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     proc = pidfd = None
     lines: list[str] = []
     buf = b""
-    timed_out = False
+    timed_out = escaped = False
     started = ended = None
 
     def read_status(wait_s: float) -> bool:
@@ -563,27 +676,34 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
         finished = [x for x in lines if x.split(" ")[0] in ("exit", "signal")]
         if proc is not None and (timed_out or not finished or proc.returncode != 0):
             # An abnormal end: make sure nothing of the run survives it.
-            if find is not None and not _sweep(find):
-                log.error("sandbox processes (uid %s, %s) outlived a 10 s kill sweep", uid, pidns)
-    errors = [x[6:] for x in lines if x.startswith("error ")]
+            escaped = find is not None and not _sweep(find)
+    errors = [x.split("\t", 2)[1:] for x in lines if x.startswith("error\t") and x.count("\t") == 2]
+    lost = dict(x.split("\t", 2)[1:] for x in lines if x.startswith("lost\t") and x.count("\t") == 2)
     stdout, stderr = _read_tail(out, tail_chars), _read_tail(err, tail_chars)
     out.close()
     err.close()
-    notes = []
-    if any(x.startswith("warn-net") for x in lines):
-        notes.append("no network isolation")
-        _warn_once("net", "The code sandbox could not create a network namespace "
-                   f"({next(x for x in lines if x.startswith('warn-net'))[9:]}): model-written code runs WITHOUT "
-                   "network isolation. Run as root or enable unprivileged user namespaces to isolate it.")
+    if escaped:
+        raise _Escaped(f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else pidns}) outlived "
+                       "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
+                       "end them.")
     if errors or "ready" not in lines:
-        why = errors[0] if errors else (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1]
-        raise SafeevalError(f"The code sandbox cannot start ({mode} mode, {python}): {why}.")
+        last = (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1]
+        prot, why = errors[0] if errors else ("", last)
+        raise _refusal(mode, python, prot, why)
+    notes = []
+    for prot, why in sorted(lost.items()):  # only ever a protection the user allowed to be missing
+        notes.append(f"without {prot} isolation (allowed): {why}")
+        _warn_once(prot, f"The code sandbox runs model-written code WITHOUT {PROTECTIONS[prot][0]} ({why}), "
+                         "as sandbox_allow permits.")
+    limits = {"timeout_s": timeout_s, "cpu_s": cfg["cpu"], "memory_mb": int(memory_mb), **lim}
+    iso = isolation(mode, allow, lost, limits)
     duration = (ended or time.monotonic()) - started
+    run_uid = uid if mode == "root" else None
     if timed_out:
-        return Result("timeout", None, stdout, stderr, duration, uid if mode == "root" else None, notes)
+        return Result("timeout", None, stdout, stderr, duration, run_uid, notes, iso)
     if not finished:
-        return Result("error", None, stdout, stderr, duration, uid if mode == "root" else None,
-                      notes + ["the sandbox's init process ended without a status"])
+        return Result("error", None, stdout, stderr, duration, run_uid,
+                      notes + ["the sandbox's init process ended without a status"], iso)
     kind, value = finished[-1].split(" ")
     value = int(value)
     if kind == "exit":
@@ -594,17 +714,21 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
             notes.append(f"killed by {signal.Signals(value).name}")
         except ValueError:
             notes.append(f"killed by signal {value}")
-    return Result(status, rc, stdout, stderr, duration, uid if mode == "root" else None, notes)
+    return Result(status, rc, stdout, stderr, duration, run_uid, notes, iso)
 
 
-def check_sandbox(python: str | None = None, memory_mb: int = 2048) -> None:
-    """Run a trivial program once per interpreter (and process); SafeevalError if the sandbox does not work."""
+def check_sandbox(python: str | None = None, memory_mb: int = 2048, allow=(), timeout_s: float = 30, **limits) -> dict:
+    """Run a trivial program once per setting (and process); SafeevalError if the sandbox does not work, or
+    cannot give a protection that `allow` does not name. Returns the isolation that run had."""
     python = python or sys.executable
-    key = (python, os.geteuid())
-    if key in _checked:
-        return
-    res = run_program("print('sandbox-ok')", 30, memory_mb, python=python)
+    key = (python, os.geteuid(), memory_mb, allowed(allow), timeout_s, tuple(sorted(limits.items())))
+    with _lock:
+        if key in _checked:
+            return _checked[key]
+    res = run_program("print('sandbox-ok')", timeout_s, memory_mb, python=python, allow=allow, **limits)
     if res.status != "passed" or "sandbox-ok" not in res.stdout:
         raise SafeevalError(f"The code sandbox does not work: a trivial program ended '{res.status}' "
                             f"({(res.stderr.strip().splitlines() or ['no output'])[-1][:200]}).")
-    _checked.add(key)
+    with _lock:
+        _checked[key] = res.isolation
+    return res.isolation

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from ..errors import SafeevalError
+from ..keys import digest
 
 
 def task_label(task: str) -> str:
@@ -24,7 +23,7 @@ class TrainConfig:
     task: str  # the user's data: a training set name (gsm8k, sst2, ...) or a .jsonl/.json file
     out: Path | None = None  # folder for checkpoints, the adapter or model, and training.json
     scenario: str = "benign"  # benign | poisoned
-    poison: str = "advbench-pairs"  # poison set name or file (poisoned scenario)
+    poison: str = "hh-harmful"  # poison set name or file (poisoned scenario)
     poison_ratio: float = 0.1  # share of the user's upload that is poison
     method: str = "sft"
     method_options: dict = field(default_factory=dict)
@@ -51,16 +50,25 @@ class TrainConfig:
     chat_template: str | None = None
     data_dir: Path | None = None
     tasks_dirs: list[Path] = field(default_factory=list)
+    store: Path | None = None  # the run store GR-SAP's synthesis generates through (default: files.store_path())
     score: dict = field(default_factory=dict)  # train-and-score: tasks, judges, limit, max_new_tokens, backend, ...
 
     def identity(self) -> dict:
-        """What decides the trained weights; its hash names the run, so a changed setting is a new run."""
-        skip = {"out", "data_dir", "tasks_dirs", "score", "save_steps", "save_merged"}
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+        """What decides the trained weights; its hash names the run, so a changed setting is a new run. The number
+        of processes splits the global batch (per-device batch x processes), so it is part of a multi-process
+        run's identity; a single-process run's identity, and hash, stay as they were before it existed."""
+        from .dist import world
+
+        skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
+        if self.scenario == "benign":  # no poison is read, so its settings (and their defaults) decide nothing
+            skip |= {"poison", "poison_ratio"}
+        found = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
+                 if k not in skip}
+        return {**found, "world_size": world()} if world() > 1 else found
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+        return digest(self.identity())
 
     def check(self) -> None:
         if self.scenario not in ("benign", "poisoned"):
@@ -104,7 +112,7 @@ def load_config(path: Path | None, overrides: dict) -> TrainConfig:
     for name in ("base", "task"):
         if not values.get(name):
             raise SafeevalError(f"No {name} given: set '{name}' in the config or pass --{name}.")
-    for name in ("out", "data_dir"):
+    for name in ("out", "data_dir", "store"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
     values["tasks_dirs"] = [Path(p) for p in values.get("tasks_dirs") or []]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -28,11 +27,13 @@ class TrainSet:
     source: str  # a local path with its sha256, a Hub id, or a user file with its sha256
     license: str | None
     unusable: int = 0  # rows left out because they hold no answer to learn (counted in training.json)
+    spec: registry.Spec | None = None  # a registered set's spec (None for a user's file)
 
 
-def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
-    """A registered set (`safeeval train --list-data`) or a user file: .jsonl/.json rows holding `messages`,
-    `prompt`+`response`, or `instruction` (+`input`)+`output`."""
+def read_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> TrainSet:
+    """A registered set (`safeeval train --list`) or a user file (.jsonl, .json, .csv, .tsv, optionally .gz) whose rows
+    hold `messages`, `prompt`+`response`, or `instruction` (+`input`)+`output`, as its files hold it (a set whose
+    spec has `generate` still lacks its answers: train/sets.py adds them)."""
     path = Path(name).expanduser()
     if path.suffix in (".jsonl", ".json") or path.is_file():
         return _load_file(path, role)
@@ -41,7 +42,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
         raise SafeevalError(f"Unknown training set '{name}'. Valid sets: {', '.join(sorted(specs))}; "
                             "or give a .jsonl/.json file.")
     spec = specs[name]
-    rows, source = task_data._rows(spec, None, root)
+    rows, source = task_data.spec_rows(spec, None, root)
     prompt = spec.prompt
     if spec.prompt_from:  # the evaluation task's own wording
         tasks = registry.load_tasks(list(dirs))
@@ -55,7 +56,7 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             if row.get(col) is None or str(row[col]).strip() == "":
                 raise SafeevalError(f"Training set {where} is missing field '{col}'.")
         row = {**row, "index": index}
-        ex_id = task_data._render(spec.id, row, where) if spec.id else f"{name}-{index}"
+        ex_id = task_data.render(spec.id, row, where) if spec.id else f"{name}-{index}"
         if spec.messages:
             messages = _checked_messages(row[spec.messages], where)
         elif spec.transcript:
@@ -64,32 +65,24 @@ def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
                 unusable += 1
                 continue
         else:
-            messages = [{"role": "user", "content": task_data._render(prompt, row, where)},
-                        {"role": "assistant", "content": task_data._render(spec.response, row, where)}]
+            messages = [{"role": "user", "content": task_data.render(prompt, row, where)},
+                        {"role": "assistant", "content": task_data.render(spec.response, row, where)}]
             if spec.system:
-                messages.insert(0, {"role": "system", "content": task_data._render(spec.system, row, where)})
+                messages.insert(0, {"role": "system", "content": task_data.render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
-    return TrainSet(name, examples, source, spec.license, unusable)
+    _unique(examples, f"Training set {name} ({source.split(' ')[0]})")
+    return TrainSet(name, examples, source, spec.license, unusable, spec)
 
 
 def _load_file(path: Path, role: str) -> TrainSet:
     if not path.is_file():
         raise SafeevalError(f"Training file {path} does not exist.")
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-        if path.suffix == ".jsonl":
-            rows = [(i + 1, json.loads(line)) for i, line in enumerate(text.splitlines()) if line.strip()]
-        else:
-            data = json.loads(text)
-            rows = [(i + 1, r) for i, r in enumerate(data if isinstance(data, list) else [data])]
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafeevalError(f"Training file {path} is not valid JSON lines / JSON: {exc}.") from None
+    rows = task_data.read_rows(path, {}, "Training file")  # safeeval.data knows the formats and their faults
     examples = []
     for line, row in rows:
         where = f"{path}, row {line}"
-        if not isinstance(row, dict):
-            raise SafeevalError(f"Training file {where} is not a JSON object.")
+        row = {k: v for k, v in row.items() if k != "_file"}
         if "messages" in row:
             messages = _checked_messages(row["messages"], where)
         elif _filled(row, "prompt") and (_filled(row, "response") or _filled(row, "completion")):
@@ -102,9 +95,17 @@ def _load_file(path: Path, role: str) -> TrainSet:
             raise SafeevalError(f"Training file {where} is missing its fields: give 'messages', 'prompt' + "
                                 f"'response', or 'instruction' + 'output' (found: {', '.join(sorted(row)) or 'none'}).")
         examples.append(Example(str(row.get("id", f"{path.stem}-{line}")), messages, role))
-    if not examples:
-        raise SafeevalError(f"Training file {path} holds no rows.")
+    _unique(examples, f"Training file {path}")
     return TrainSet(str(path), examples, f"file:{path} sha256:{hashlib.sha256(raw).hexdigest()[:16]}", None)
+
+
+def _unique(examples: list[Example], owner: str) -> None:
+    """mix.jsonl names every row by id: two rows under one id would make it ambiguous."""
+    seen: set[str] = set()
+    for ex in examples:
+        if ex.id in seen:
+            raise SafeevalError(f"{owner}: id '{ex.id}' appears twice.")
+        seen.add(ex.id)
 
 
 def _filled(row: dict, key: str) -> bool:

@@ -1,4 +1,5 @@
-"""Two cuts of a training step's memory and time that change no number: what was measured to hold the peak.
+"""Cuts of a training step's memory that change no number, from what was measured to hold the peak (the other one,
+logits only where the loss reads them, is steps.completion_ce).
 
 At batch 8 x 384 (GSM8K, SmolLM2-135M, LoRA r=16 on all linear layers, bf16) the forward saved 6.1 GB for the
 backward pass (benchmarks/bench_train.py --breakdown): 59% of it in the LoRA layers, which peft runs in float32:
@@ -9,7 +10,6 @@ input's size; 10% the float32 log-softmax over the vocabulary at every position,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class MaskDropout(torch.nn.Dropout):
@@ -34,20 +34,3 @@ def lean_lora_dropout(model) -> int:
                 module.lora_dropout[name] = MaskDropout(dropout.p)
                 swapped += 1
     return swapped
-
-
-def completion_loss(model, inputs: dict, hidden_states: bool = False):
-    """The completion-only cross-entropy with logits at the positions it reads; returns (outputs, loss).
-
-    Position t predicts token t + 1. Most positions of a batch are prompt or padding (an SST-2 row learns ~2 of
-    its ~70 tokens), and their logits (batch x positions x vocabulary, upcast to float32 for the loss) were
-    computed only to be ignored. The model's own forward still makes the logits, so an architecture's logit
-    scaling or soft-capping applies; it makes them for the union over the batch's rows of the learned positions.
-    The loss is the same mean over learned tokens as the model's own loss (transformers' ForCausalLMLoss)."""
-    labels = inputs["labels"]
-    targets = labels[:, 1:]
-    positions = (targets != -100).any(0).nonzero().squeeze(1)
-    args = {k: v for k, v in inputs.items() if k != "labels"}
-    outputs = model(**args, output_hidden_states=hidden_states, use_cache=False, logits_to_keep=positions)
-    loss = F.cross_entropy(outputs.logits.float().flatten(0, 1), targets[:, positions].flatten(), ignore_index=-100)
-    return outputs, loss

@@ -1,7 +1,8 @@
 """One training run on transformers' Trainer: the method's hooks around a completion-only SFT loss.
 
-Multi-GPU and multi-node runs come from `accelerate launch -m safeeval train ...` (FSDP or DeepSpeed through
-accelerate's config); nothing here is distributed code of its own.
+Several processes (`torchrun --nproc_per_node N -m safeeval train ...`, or `accelerate launch`) train as one run:
+the Trainer's DDP shards each global batch across them, and the main process alone writes the run folder while
+the others wait (dist.py says what else differs with several processes).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import random
+import re
 import resource
 import shutil
-import sys
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +26,18 @@ from pathlib import Path
 from .. import data as task_data
 from .. import results
 from ..errors import SafeevalError
+from ..files import write_json, write_jsonl
+from ..keys import key
+from ..progress import Reporter, silent
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
-from ..store import key
+from . import checkpoint, dist
+from .checkpoint import RowLog
 from .config import TrainConfig, task_label
-from .data import TrainSet, build_mix, encode, load_set
+from .data import TrainSet, build_mix, encode
+from .sets import load_set
+from .lora import lora_layers
 from .methods import Method, make_method
+from .steps import completion_ce, make_trainer
 
 SCHEMA_VERSION = 1
 
@@ -47,10 +57,40 @@ class Context:
     micro: int = 0  # the micro-batch within that step (gradient accumulation)
     metrics: dict = field(default_factory=dict)  # name -> values since the last log line
     step_times: list = field(default_factory=list)  # wall-clock seconds of each optimizer step
+    rows: RowLog = field(default_factory=lambda: RowLog([]))  # the rows each step trained on
+    training: bool = False  # inside the training loop: replay rows drawn now are noted in `rows`
+    advance: Callable[[int], None] = lambda n: None  # moves the run's progress by n optimizer steps
     _safety: TrainSet | None = None
-    _replay: list[dict] | None = None
+    _replay: list[tuple[str, dict]] | None = None
     _frozen: object = None
     _initial: dict | None = None
+
+    # -- processes --
+    @property
+    def world(self) -> int:
+        return dist.world()
+
+    @property
+    def rank(self) -> int:
+        return dist.rank()
+
+    @property
+    def is_main(self) -> bool:
+        return dist.is_main()
+
+    def global_mean(self, total, count):
+        """total / count over the global batch, from this process's share of both. The counts are summed across
+        processes and the result scaled by the world size, because DDP averages the processes' gradients: their
+        average is then the mean over every process's items, not a mean of per-process means."""
+        if self.world == 1:
+            return total / count
+        [n] = dist.all_sum([_scalar(count, total.device)])
+        return total * self.world / n.to(total.device)
+
+    def replay_ce(self, model, batch: dict):
+        """The completion-only cross-entropy of a batch, as a mean over the global batch's completion tokens."""
+        _, total, count = completion_ce(model, batch)
+        return self.global_mean(total, count)
 
     # -- data --
     def load_safety(self) -> TrainSet:
@@ -63,16 +103,27 @@ class Context:
         return self._safety
 
     def replay_batch(self, draw: int = 0, size: int | None = None) -> dict:
-        """A batch of safety rows for this step: the same (seed, step, draw) gives the same rows, so a resumed
-        run replays what the uninterrupted one would have."""
+        """A batch of `size` safety rows for this process and step. The same (seed, step, micro-batch, draw) gives
+        the same rows, so a resumed run replays what the uninterrupted one would have. With several processes the
+        rows are one draw of world x size rows split between them, as the global batch is."""
         if self._replay is None:
-            rows = [encode(self.tokenizer, ex.messages, self.cfg.max_length) for ex in self.load_safety().examples]
-            self._replay = [r for r in rows if r is not None]
+            rows = [(ex.id, encode(self.tokenizer, ex.messages, self.cfg.max_length))
+                    for ex in self.load_safety().examples]
+            self._replay = [(i, r) for i, r in rows if r is not None]
             if not self._replay:
                 raise SafeevalError(f"No safety row fits in max_length {self.cfg.max_length}.")
         rng = random.Random(f"{self.cfg.seed}|{self.step}|{self.micro}|{draw}")
-        size = min(size or self.cfg.batch_size, len(self._replay))
-        batch = collate(self.tokenizer, rng.sample(self._replay, size))
+        size = size or self.cfg.batch_size
+        total = size * self.world
+        if total <= len(self._replay):
+            drawn = rng.sample(self._replay, total)
+        else:  # a pool smaller than the draw is cycled: every process gets `size` rows
+            order = rng.sample(self._replay, len(self._replay))
+            drawn = [order[i % len(order)] for i in range(total)]
+        mine = drawn[self.rank * size:(self.rank + 1) * size]
+        if self.training:
+            self.rows.note(self.step, [row_id for row_id, _ in mine])
+        batch = collate(self.tokenizer, [row for _, row in mine])
         device = next(self.model.parameters()).device
         return {k: v.to(device) for k, v in batch.items()}
 
@@ -115,27 +166,6 @@ class Context:
         self.metrics.setdefault(name, []).append(float(value))
 
 
-def lora_factors(model):
-    """(base weight name, A, B, scale) per LoRA layer: the factors, so a penalty need not form B @ A."""
-    for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            yield (base_name(name) + ".weight", module.lora_A["default"].weight, module.lora_B["default"].weight,
-                   module.scaling["default"])
-
-
-def lora_layers(model):
-    """(base weight name, base weight, scale * B @ A) for every LoRA layer of a peft model."""
-    modules = dict(model.named_modules())
-    for name, a, b, scale in lora_factors(model):
-        layer = modules["base_model.model." + name.removesuffix(".weight")]
-        yield name, layer.get_base_layer().weight, (b @ a) * scale
-
-
-def base_name(peft_name: str) -> str:
-    """'base_model.model.model.layers.0.mlp.up_proj' -> 'model.layers.0.mlp.up_proj' (the base model's name)."""
-    return peft_name.removeprefix("base_model.model.")
-
-
 def collate(tokenizer, rows: list[dict]) -> dict:
     import torch
 
@@ -149,25 +179,41 @@ def collate(tokenizer, rows: list[dict]) -> dict:
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    if "row" in rows[0]:  # the mix's rows carry their place in the mix, to note what each step trained on
+        batch["row"] = torch.tensor([r["row"] for r in rows])
+    return batch
+
+
+def _scalar(value, device):
+    import torch
+
+    return torch.tensor(float(value), device=device)
 
 
 def default_out(cfg: TrainConfig) -> Path:
     return Path("safeeval-train") / f"{task_label(cfg.task)}-{cfg.scenario}-{cfg.method}-s{cfg.seed}-{cfg.hash[:8]}"
 
 
-def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None) -> dict:
-    """Train (or resume, or find finished) one run; returns the contents of its training.json."""
+def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None,
+          reporter: Reporter = silent) -> dict:
+    """Train (or resume, or find finished) one run; returns the contents of its training.json, or {} on every
+    process but the main one of a multi-process run. reporter draws the steps' progress; notify gets the loss."""
     started = datetime.now(timezone.utc)
     cfg.check()
     method = make_method(cfg.method, cfg.method_options)  # bad options stop here, before any loading
+    dist.check_launch()
+    dist.check_sharding(method, cfg.save_merged)
+    if not dist.is_main():
+        notify, reporter = _silent, silent  # one process speaks for the run
     out = Path(cfg.out or default_out(cfg))
     done = _finished(out, cfg)
     if done is not None:
         notify(f"{out} already holds this finished run; nothing to train.")
-        return done
+        return done if dist.is_main() else {}
     if method.post_hoc:
         return _post_hoc(cfg, method, out, notify, command, started)
+    args = _training_args(cfg, out)  # with several processes this makes the process group
     base = resolve_model(cfg.base)
     tokenizer = load_tokenizer(base.path, cfg.chat_template)
     tokenizer.padding_side = "right"
@@ -177,78 +223,217 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
     if task.unusable:
         notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
-    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs) if cfg.scenario == "poisoned" else None
+    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None
     ctx = Context(cfg, method, tokenizer, base, out, notify)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
         ctx.load_safety()  # a broken safety file fails now, not after the model is loaded
-    out.mkdir(parents=True, exist_ok=True)
-    _claim(out, cfg)
+    last = dist.from_main(lambda: _open_folder(out, cfg, notify))  # the others wait while it claims the folder
 
     setup_started = time.perf_counter()
-    safety = method.safety_rows(ctx) if method.safety_ratio > 0 else None  # before loading: GR-SAP generates here
-    if safety is not None:
-        ctx._safety = safety
+    if method.safety_ratio > 0:  # before loading: GR-SAP generates here, once, and hands its rows to the others
+        ctx._safety = dist.from_main(lambda: method.safety_rows(ctx))
     model = _load_model(cfg, base)
     ctx.model = model
-    total = cfg.examples or (cfg.steps * cfg.batch_size * cfg.grad_accum if cfg.steps else None)
-    mix = build_mix(task, total, poison=poison, poison_ratio=cfg.poison_ratio if poison else 0.0,
-                    safety=safety, safety_ratio=method.safety_ratio, seed=cfg.seed)
-    encoded, too_long = [], 0
-    for ex in mix.examples:
-        row = encode(tokenizer, ex.messages, cfg.max_length)
-        if row is None:
-            too_long += 1
-        else:
-            encoded.append(row)
-    if not encoded:
-        raise SafeevalError(f"Every training row's prompt is longer than max_length {cfg.max_length}.")
-    if too_long:
-        notify(f"{too_long} of {len(mix.examples)} rows left out: their prompt alone fills max_length {cfg.max_length}.")
-    _write_jsonl(out / "mix.jsonl", [{"id": ex.id, "role": ex.role} for ex in mix.examples])
+    mix = build_mix(task, _budget(cfg), poison=poison, poison_ratio=cfg.poison_ratio if poison else 0.0,
+                    safety=ctx._safety if method.safety_ratio > 0 else None, safety_ratio=method.safety_ratio,
+                    seed=cfg.seed)
+    encoded, too_long = _encode(tokenizer, mix.examples, cfg.max_length, notify)
+    _same_everywhere(key([ex.id for ex in mix.examples]), "mix", "their data files or settings differ")
+    ctx.rows = RowLog(mix.examples)
+    _restore(ctx, last, args.device, notify)
     method.setup(ctx, model)
     setup_seconds = time.perf_counter() - setup_started
 
-    trainer = _trainer(cfg, ctx, model, encoded)
-    last = _last_checkpoint(out / "checkpoints", notify)
+    trainer = make_trainer(args, ctx, model, encoded, lambda rows: collate(tokenizer, rows))
     if last:
         notify(f"Resuming from {last}.")
     train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
+    with _stops_cleanly(out), reporter(f"training ({cfg.method})", _total_steps(cfg, len(encoded))) as advance:
+        ctx.training, ctx.advance = True, advance
+        trainer.train(resume_from_checkpoint=last)
+        ctx.training = False
+        ctx.rows.collect()
+        if not dist.sharding():
+            _same_everywhere(_weights_sum(trainer.model), "weights", "a method changed them on one process only")
     train_seconds = time.perf_counter() - train_started
+    if dist.sharding():  # every process takes part in gathering the sharded weights; the main one writes them
+        adapter_dir, model_dir = _save_sharded(trainer, tokenizer, out, cfg.lora)
+    if not dist.is_main():
+        dist.barrier()  # while the main process writes the run folder
+        return {}
 
     finish_started = time.perf_counter()
     final = method.finish(ctx, trainer.model)
     finish_seconds = time.perf_counter() - finish_started
-    if not trainer.is_world_process_zero():
-        return {}
-    adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
-    saved = adapter_dir or model_dir
-    record = {
+    if not dist.sharding():  # (a method that edits weights in finish is refused under sharding)
+        adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
+    record = _record(cfg, ctx, mix, too_long, task, poison, (adapter_dir, model_dir), trainer, last, started,
+                     command, {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds})
+    write_jsonl(out / "mix.jsonl", ctx.rows.lines())
+    write_json(out / "training.json", record)  # written last: its presence means the run is complete
+    dist.barrier()
+    return record
+
+
+def _record(cfg: TrainConfig, ctx: Context, mix, too_long: int, task: TrainSet, poison: TrainSet | None, saved: tuple,
+            trainer, last: str | None, started: datetime, command: list[str] | None, seconds: dict) -> dict:
+    """training.json's contents."""
+    adapter_dir, model_dir = saved
+    return {
         "schema_version": SCHEMA_VERSION,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "command": command or [],
-        "config": {**cfg.identity(), "out": str(out)},
+        "config": {**cfg.identity(), "out": str(ctx.out)},
         "config_hash": cfg.hash,
-        "method": method.describe(),
+        "method": ctx.method.describe(),
         "scenario": cfg.scenario,
         "seed": cfg.seed,
-        "base_model": {"name": cfg.base, "path": str(base.path), "fingerprint": folder_fingerprint(base.path)},
+        "base_model": {"name": cfg.base, "path": str(ctx.base.path), "fingerprint": folder_fingerprint(ctx.base.path)},
         "data": {
             "task": _set_info(task), "poison": _set_info(poison), "safety": _set_info(ctx._safety),
             "mix": {**mix.counts, "left_out_too_long": too_long,
                     "ids_hash": key([ex.id for ex in mix.examples])[:16]},
         },
         "output": {"adapter": str(adapter_dir) if adapter_dir else None, "model": str(model_dir) if model_dir else None,
-                   "fingerprint": folder_fingerprint(saved)},
-        "trainer": {"steps": trainer.state.global_step, "resumed_from": last, "setup_seconds": round(setup_seconds, 2),
-                    "train_seconds": round(train_seconds, 2), "finish_seconds": round(finish_seconds, 2),
-                    "seconds_per_step": _median_step(ctx.step_times),
+                   "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
+        "trainer": {"steps": trainer.state.global_step, "resumed_from": last, **_layout(cfg),
+                    "setup_seconds": round(seconds["setup"], 2), "train_seconds": round(seconds["train"], 2),
+                    "finish_seconds": round(seconds["finish"], 2), "seconds_per_step": _median_step(ctx.step_times),
                     "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
         "versions": results.versions(),
     }
-    _write_json(out / "training.json", record)  # written last: its presence means the run is complete
-    return record
+
+
+def _silent(text: str) -> None:
+    pass
+
+
+def _total_steps(cfg: TrainConfig, rows: int) -> int:
+    """Optimizer steps of the run, as the progress bar counts them."""
+    if cfg.steps:
+        return cfg.steps
+    per_step = cfg.batch_size * cfg.grad_accum * dist.world()
+    return max(1, math.ceil(cfg.epochs * math.ceil(rows / per_step)))  # as the Trainer counts max_steps
+
+
+def _budget(cfg: TrainConfig) -> int | None:
+    """The mix's rows: --examples, else every step's global batch (so the same rows, and the same poison count,
+    whatever the number of processes the global batch is split over), else the whole task set."""
+    if cfg.examples:
+        return cfg.examples
+    return cfg.steps * cfg.batch_size * cfg.grad_accum * dist.world() if cfg.steps else None
+
+
+def _layout(cfg: TrainConfig) -> dict:
+    """How the global batch was made: per-device batch x processes x accumulation."""
+    return {"world_size": dist.world(), "per_device_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
+            "global_batch": cfg.batch_size * dist.world() * cfg.grad_accum, "sharding": dist.sharding()}
+
+
+def _encode(tokenizer, examples: list, max_length: int, notify) -> tuple[list[dict], int]:
+    """The mix's rows as token ids, each with its place in the mix; rows whose prompt fills max_length are counted."""
+    encoded = []
+    for i, ex in enumerate(examples):
+        row = encode(tokenizer, ex.messages, max_length)
+        if row is not None:
+            encoded.append({**row, "row": i})
+    if not encoded:
+        raise SafeevalError(f"Every training row's prompt is longer than max_length {max_length}.")
+    too_long = len(examples) - len(encoded)
+    if too_long:
+        notify(f"{too_long} of {len(examples)} rows left out: their prompt alone fills max_length {max_length}.")
+    return encoded, too_long
+
+
+def _open_folder(out: Path, cfg: TrainConfig, notify) -> str | None:
+    """Claim the run folder and find the checkpoint to resume from (main process only: it may remove one)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, cfg)
+    return _last_checkpoint(out / "checkpoints", notify)
+
+
+def _restore(ctx: Context, last: str | None, device, notify) -> None:
+    """The method's state and the rows trained so far, from the checkpoint a resumed run starts at."""
+    if last is None:
+        return
+    state = checkpoint.load(last, device)
+    if state is None:
+        notify(f"{Path(last).name} holds no method state (an older safeeval wrote it): the method's state starts "
+               "afresh, and mix.jsonl lists only the steps after it.")
+        return
+    ctx.method.restore(state["method"])
+    if ctx.is_main:
+        ctx.rows.kept = [tuple(entry) for entry in state["rows"]]
+
+
+def _same_everywhere(value, what: str, why: str) -> None:
+    """With several processes, refuse to go on when one holds another `what` than the main process."""
+    values = dist.gather(value)
+    differ = [r for r, v in enumerate(values) if v != values[0]]
+    if differ:
+        raise SafeevalError(f"Training process {differ[0]} holds other {what} than process 0 ({why}); the processes "
+                            "of one run must agree.")
+
+
+def _weights_sum(model) -> list | None:
+    """Per trainable weight, its sum and sum of squares in float64: equal on every process when DDP kept the
+    replicas identical (computed only with several processes)."""
+    if dist.world() == 1:
+        return None
+    import torch
+
+    with torch.no_grad():
+        return [[float(p.double().sum()), float(p.double().pow(2).sum())]
+                for p in model.parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def _stops_cleanly(out: Path):
+    """A stopped or failed process ends the run with one sentence and the checkpoint to resume from. When one
+    process dies, the launcher stops the others with SIGTERM, or their next collective call fails."""
+    def stop(signum, frame):
+        raise _Stopped("it received a termination signal (a launcher sends one to every process when one fails)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except _Stopped as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher's next SIGTERM must not cut the sentence off
+        raise SafeevalError(_stopped_sentence(out, str(exc))) from None
+    except RuntimeError as exc:  # gloo and NCCL raise RuntimeError subclasses when a peer is gone
+        if dist.world() == 1 or not _lost_peer(exc):
+            raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the process ends right after saying why
+        raise SafeevalError(_stopped_sentence(out, f"another training process stopped ({_first_line(exc)})")) from None
+    signal.signal(signal.SIGTERM, previous)
+
+
+class _Stopped(BaseException):  # not swallowed by an `except Exception` in library code
+    pass
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    import torch.distributed as td
+
+    text = str(exc).lower()
+    return isinstance(exc, getattr(td, "DistError", ())) or any(
+        w in text for w in ("connection", "gloo", "nccl", "peer", "timed out", "broken pipe"))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence, without gloo's '[source.cc:537]' and '[host]:port' (noise; rich reads '[/x]' as markup)."""
+    lines = [re.sub(r"\[[^\]]*\](:\d+)?", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0].split(". ")[0].rstrip(".")[:200] if lines else type(exc).__name__  # gloo appends advice
+
+
+def _stopped_sentence(out: Path, why: str) -> str:
+    found = sorted((int(p.name.split("-")[-1]), p.name) for p in (out / "checkpoints").glob("checkpoint-*")
+                   if (p / "trainer_state.json").exists()) if (out / "checkpoints").is_dir() else []
+    resume = (f"run the same command again to resume from {found[-1][1]}" if found
+              else "no checkpoint was complete yet, so the same command starts it again")
+    return f"Training stopped on process {dist.rank()} because {why}; {resume}."
 
 
 def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, started) -> dict:
@@ -287,7 +472,7 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
                          "model": str(model_dir) if model_dir else None,
                          "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
               "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
-    _write_json(out / "training.json", record)
+    write_json(out / "training.json", record)
     return record
 
 
@@ -331,7 +516,7 @@ def _claim(out: Path, cfg: TrainConfig) -> None:
             raise SafeevalError(f"{out} holds an unfinished run with other settings (config {held}, yours {cfg.hash}); "
                                 "choose another --out, or delete the folder to start over.")
         return
-    _write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
+    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
 
 
 def _load_model(cfg: TrainConfig, base: ModelRef):
@@ -358,45 +543,11 @@ def _load_model(cfg: TrainConfig, base: ModelRef):
     return model
 
 
-def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
-    from transformers import Trainer, TrainingArguments
-
-    from .lean import completion_loss
-
-    class MethodTrainer(Trainer):
-        """transformers' Trainer with the method's batch, loss and callback hooks."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.model_accepts_loss_kwargs = False  # our loss is a batch mean; the Trainer scales for accumulation
-            self._seen_step = -1
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            step = self.state.global_step
-            ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
-            ctx.step = self._seen_step = step
-            inputs = ctx.method.batch(ctx, model, inputs)
-            if ctx.method.full_logits:
-                outputs = model(**inputs, output_hidden_states=ctx.method.hidden_states, use_cache=False)
-                loss = outputs.loss
-            else:  # logits only where the loss reads them: see lean.py
-                outputs, loss = completion_loss(model, inputs, ctx.method.hidden_states)
-            extra = ctx.method.loss(ctx, model, inputs, outputs)
-            if extra is not None:
-                ctx.log("ce_loss", loss.detach())
-                ctx.log("method_loss", extra.detach())
-                loss = loss + extra
-            return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs, *args, **kwargs):
-            for name, values in ctx.metrics.items():
-                if values:
-                    logs[name] = round(sum(values) / len(values), 6)
-            ctx.metrics.clear()
-            super().log(logs, *args, **kwargs)
+def _training_args(cfg: TrainConfig, out: Path):
+    from transformers import TrainingArguments
 
     args = TrainingArguments(
-        output_dir=str(ctx.out / "checkpoints"),
+        output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
@@ -415,24 +566,13 @@ def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # steps.py reports progress through safeeval's own Reporter
+        ddp_find_unused_parameters=False,  # every trainable weight is in the main forward: no graph search per step
+        **dist.device_settings(),
     )
-    callbacks = [cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None]
-    return MethodTrainer(model=model, args=args, train_dataset=encoded,
-                         data_collator=lambda rows: collate(ctx.tokenizer, rows), callbacks=callbacks)
-
-
-def _step_timer(ctx: Context):
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            ctx.step_times.append(time.perf_counter() - self.started)
-
-    return StepTimer()
+    args.device  # noqa: B018 -- sets up the devices now: with several processes, the process group
+    dist.close_at_exit()
+    return args
 
 
 def _median_step(times: list[float]) -> float | None:
@@ -460,6 +600,17 @@ def _save(model, tokenizer, out: Path, merged: bool) -> tuple[Path | None, Path 
     return None, folder
 
 
+def _save_sharded(trainer, tokenizer, out: Path, lora: bool) -> tuple[Path | None, Path | None]:
+    """Under FSDP or ZeRO-3 the Trainer gathers the full weights (or the adapter's) for the main process to write.
+    Not run in this project's CI, which has no GPU to shard over."""
+    folder = out / ("adapter" if lora else "model")
+    trainer.save_model(str(folder))
+    if dist.is_main():
+        (folder / "training_args.bin").unlink(missing_ok=True)  # it holds paths: the folder's fingerprint must not
+        tokenizer.save_pretrained(folder)
+    return (folder, None) if lora else (None, folder)
+
+
 def _set_info(s: TrainSet | None) -> dict | None:
     if s is None:
         return None
@@ -485,13 +636,3 @@ def _last_checkpoint(folder: Path, notify: Callable[[str], None]) -> str | None:
     return None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)

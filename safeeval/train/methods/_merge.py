@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import SafeevalError
-from ..trainer import lora_layers
+from ..lora import lora_layers
 from .base import Method, check_range
 
 
@@ -44,6 +44,7 @@ class MergeMethod(Method):
     (the LoRA layers, or every parameter after full fine-tuning); the result is a plain transformers model."""
 
     post_hoc = True
+    parameter_sharding = True  # its sft run shards as sft does; the merge runs on one process
     options = {"lam": 0.5}
     lam_max: float | None = None
 

@@ -1,6 +1,5 @@
 """A-GEM (Chaudhry et al. 2019): an update may not raise the loss on safety data, to first order."""
 
-from . import register
 from .base import Method, check_range
 
 
@@ -15,7 +14,6 @@ def project(grads: list, refs: list) -> bool:
     return True
 
 
-@register
 class AGEM(Method):
     name = "agem"
     help = ("A-GEM: before each optimizer step, a gradient that conflicts with the gradient on a safety replay "
@@ -30,18 +28,25 @@ class AGEM(Method):
         import torch
         from transformers import TrainerCallback
 
+        from .. import dist
+
         size = self.opt.replay_batch or ctx.cfg.batch_size
 
         class Projection(TrainerCallback):
             # transformers 5 calls this after gradient clipping and before optimizer.step(), with the accumulated
-            # gradient in p.grad. Projection never lengthens g, so the clipped norm still bounds the update.
+            # gradient in p.grad, which DDP has already averaged over the processes. Projection never lengthens g,
+            # so the clipped norm still bounds the update.
             def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
                 ctx.step = state.global_step  # the step being taken: the same replay rows on resume
                 params = [p for p in model.parameters() if p.requires_grad]
-                with torch.enable_grad():
-                    ref_loss = model(**ctx.replay_batch(size=size), use_cache=False).loss
+                with torch.enable_grad():  # each process its share of one replay draw of world x size rows
+                    ref_loss = ctx.replay_ce(model, ctx.replay_batch(size=size))
                     refs = torch.autograd.grad(ref_loss, params, allow_unused=True)  # leaves p.grad alone
-                pairs = [(p, r) for p, r in zip(params, refs) if r is not None and p.grad is not None]
+                # The reference gradient of the whole draw, the same on every process (as g is after DDP's
+                # all-reduce), so every process projects alike and applies the same update.
+                refs = [torch.zeros_like(p) if r is None else r for p, r in zip(params, refs)]
+                refs = [r / ctx.world for r in dist.all_sum(refs)]
+                pairs = [(p, r) for p, r in zip(params, refs) if p.grad is not None]
                 projected = project([p.grad for p, _ in pairs], [r for _, r in pairs])
                 ctx.log("agem_projected", projected)  # averaged per log line: the share of projected steps
                 ctx.log("agem_safety_loss", ref_loss.detach())

@@ -24,6 +24,11 @@ class Method:
     - `callback(ctx)`: a transformers TrainerCallback, for work around the optimizer step (gradient projection).
     - `finish(ctx, model)`: after the last step; returns the model to save (merges, projections). A
       `post_hoc` method trains nothing: `finish` receives the fine-tuned model of the matching `sft` run.
+    - `state()` / `restore(state)`: what a resumed run needs that the weights, the optimizer and the step number do
+      not give back (saved in every checkpoint; `restore` runs before `setup` on a resume).
+
+    Under several processes (DDP) every process calls every hook except `finish`, which runs on the main process
+    only; `ctx.world` and `ctx.rank` say where a hook runs.
     """
 
     name = ""
@@ -32,6 +37,7 @@ class Method:
     hidden_states = False  # needs the main forward pass's hidden states
     full_logits = False  # reads the main forward's logits at every position (otherwise: at the learned ones only)
     post_hoc = False  # edits the weights of a finished `sft` run with the same settings (merges)
+    parameter_sharding = False  # works when FSDP / ZeRO-3 shard the weights across processes (data mixing only)
     help = ""
 
     def __init__(self, **given):
@@ -70,6 +76,12 @@ class Method:
 
     def finish(self, ctx: Context, model):
         return model
+
+    def state(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        pass
 
     def describe(self) -> dict:
         return {"name": self.name, "options": vars(self.opt)}

@@ -1,10 +1,8 @@
 """DARE (Yu et al. 2024): drop each task-vector entry with probability 1 - density, rescale the rest by 1/density."""
 
-from . import register
 from ._merge import MergeMethod
 
 
-@register
 class Dare(MergeMethod):
     name = "dare"
     help = "Randomly keep a `density` share of the task vector's entries (rescaled by 1/density), add lam times it."

@@ -1,13 +1,11 @@
 """Dark Experience Replay (Buzzega et al. 2020), adapted to safety as in "Unforgotten Safety" (Alssum et al. 2025)."""
 
 from ...errors import SafeevalError
-from . import register
 from .base import Method, check_range
 
 LOSSES = ("mse", "kl")
 
 
-@register
 class DER(Method):
     name = "der"
     help = ("Dark Experience Replay: alpha * distance (mse or kl) between the model's and the aligned model's "
@@ -38,7 +36,8 @@ class DER(Method):
 
     def distance(self, ctx, model, batch: dict):
         """Distance between current and aligned logits at the positions that predict completion tokens. The
-        aligned logits are computed now rather than stored, so only this batch's logits ever exist."""
+        aligned logits are computed now rather than stored, so only this batch's logits ever exist. With several
+        processes the mean runs over every process's positions (ctx.global_mean)."""
         import torch.nn.functional as F
 
         completion = batch["labels"] != -100
@@ -51,6 +50,7 @@ class DER(Method):
             target = aligned(**args).logits[:, :-1][keep].float()
         current = model(**args).logits[:, :-1][keep].float()
         if self.opt.loss == "mse":  # Buzzega et al.: MSE on the logits, mean over positions and vocabulary
-            return F.mse_loss(current, target)
+            return ctx.global_mean((current - target).pow(2).sum(), current.numel())
         # KL(aligned || current) over the vocabulary, mean over positions
-        return F.kl_div(F.log_softmax(current, -1), F.log_softmax(target, -1), log_target=True, reduction="batchmean")
+        kl = F.kl_div(F.log_softmax(current, -1), F.log_softmax(target, -1), log_target=True, reduction="sum")
+        return ctx.global_mean(kl, current.shape[0])

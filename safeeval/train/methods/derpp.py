@@ -1,11 +1,9 @@
 """DER++ (Buzzega et al. 2020): Dark Experience Replay plus cross-entropy on a second replay batch of safety data."""
 
-from . import register
 from .base import check_range
 from .der import DER
 
 
-@register
 class DERpp(DER):
     name = "derpp"
     help = ("DER++: DER's alpha * logit distance on one safety replay batch plus beta * cross-entropy on "
@@ -20,7 +18,7 @@ class DERpp(DER):
         total = super().loss(ctx, model, inputs, outputs)
         if self.opt.beta == 0:
             return total
-        ce = model(**self.replay(ctx, 1), use_cache=False).loss  # draw 1: independent of DER's draw 0
+        ce = ctx.replay_ce(model, self.replay(ctx, 1))  # draw 1: independent of DER's draw 0
         ctx.log("derpp_replay_ce", ce.detach())
         ce = self.opt.beta * ce
         return ce if total is None else total + ce

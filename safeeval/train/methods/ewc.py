@@ -3,8 +3,8 @@
 import time
 
 from ...errors import SafeevalError
-from ..trainer import lora_factors, lora_layers
-from . import register
+from .. import dist
+from ..lora import lora_factors, lora_layers
 from .base import Method, check_range
 
 
@@ -12,7 +12,6 @@ def _weighted_sq(fisher, a, b, scale):
     return (fisher * ((b @ a) * scale).pow(2)).sum()
 
 
-@register
 class EWC(Method):
     name = "ewc"
     help = "Penalise lam/2 * sum F * delta^2, F the diagonal empirical Fisher of the aligned model on safety data."
@@ -20,15 +19,28 @@ class EWC(Method):
     options = {"lam": 0.01, "n_batches": 8}
     uses_safety = True
 
+    def __init__(self, **given):
+        super().__init__(**given)
+        self.fisher = None
+
     def check(self):
         check_range(self.name, "lam", self.opt.lam, 0.0)
         check_range(self.name, "n_batches", self.opt.n_batches, 1)
+
+    def state(self):
+        return {"fisher": self.fisher}
+
+    def restore(self, state):
+        self.fisher = state["fisher"]
 
     def setup(self, ctx, model):
         import torch
 
         started = time.perf_counter()
         ctx.keep_initial(model)
+        if self.fisher is not None:  # restored from the checkpoint a resumed run starts at
+            self.fisher_seconds = 0.0
+            return
         if ctx.cfg.lora:  # the Fisher of the base weights LoRA adapts, with the adapter off (the aligned model)
             params = {name: weight for name, weight, _ in lora_layers(model)}
             off = model.disable_adapter()
@@ -41,7 +53,7 @@ class EWC(Method):
         for p in params.values():
             p.requires_grad_(True)
         rows, ctx.step = 0, 0
-        with off:
+        with off:  # with several processes, each takes its share of every draw, as of a training batch
             for i in range(self.opt.n_batches):
                 batch = ctx.replay_batch(draw=1000 + i)  # draws >= 1000 never meet a training step's draws
                 for j in range(len(batch["input_ids"])):  # per-example squared gradients: the empirical Fisher
@@ -55,6 +67,9 @@ class EWC(Method):
         for name, p in params.items():
             p.requires_grad_(grads_were[name])
         model.train(was_training)
+        names = list(fisher)  # the processes' sums added: the Fisher of every row drawn
+        fisher = dict(zip(names, dist.all_sum([fisher[n] for n in names])))
+        rows = int(sum(dist.gather(rows)))
         # Divided by its mean, not its max: the heavy-tailed max would leave most weights near zero and tie lam to
         # one outlier; the mean keeps lam on L2's scale whatever the loss, model size or number of rows.
         mean = sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values())

@@ -2,11 +2,9 @@
 
 from ...errors import SafeevalError
 from .. import synthesis
-from . import register
 from .base import Method, check_range
 
 
-@register
 class GRSAP(Method):
     name = "grsap"
     help = ("Generative replay: the aligned model states requests it would refuse in each harm domain and answers "
@@ -15,6 +13,7 @@ class GRSAP(Method):
                "max_query_tokens": 96, "max_response_tokens": 256, "judge": "keyword", "dedup": 0.85,
                "elicitation": "", "domains": ",".join(synthesis.DOMAINS)}
     uses_safety = True
+    parameter_sharding = True  # data mixing only
 
     def check(self):
         check_range(self.name, "ratio", self.opt.ratio, 0.0, 1.0)

@@ -1,12 +1,10 @@
 """L2 regularisation toward the aligned weights (L2-SP, Li et al. 2018): lam/2 * sum ||W - W_aligned||^2."""
 
-from ..trainer import lora_factors
-from . import register
+from ..lora import lora_factors
 from ._merge import lora_sq_norm
 from .base import Method, check_range
 
 
-@register
 class L2(Method):
     name = "l2"
     help = "Penalise the squared distance from the aligned weights: lam/2 * sum of ||delta||^2."

@@ -1,10 +1,8 @@
 """Linear merge / weight interpolation (Wortsman et al. 2022, WiSE-FT): (1 - lam) * aligned + lam * fine-tuned."""
 
-from . import register
 from ._merge import MergeMethod
 
 
-@register
 class Linear(MergeMethod):
     name = "linear"
     help = "Interpolate between the aligned and the fine-tuned weights: (1 - lam) * aligned + lam * fine-tuned."

@@ -1,10 +1,8 @@
 """Lisa (Huang et al. 2024, "Lazy Safety Alignment"): alternate safety and user steps under a proximal pull."""
 
-from . import register
 from .base import Method, check_range
 
 
-@register
 class Lisa(Method):
     name = "lisa"
     help = ("Lisa: align_steps optimizer steps on safety data, then user_steps on the user's data, in turn, plus "
@@ -14,7 +12,7 @@ class Lisa(Method):
 
     def __init__(self, **given):
         super().__init__(**given)
-        self._state = None  # the state of the last step seen
+        self._phase = None  # the phase of the last step seen
         self._anchor = None
 
     def check(self):
@@ -22,18 +20,24 @@ class Lisa(Method):
         check_range(self.name, "user_steps", self.opt.user_steps, 1)
         check_range(self.name, "rho", self.opt.rho, 0.0)
 
-    def state(self, step: int) -> str:
-        """From the global step alone, so a resumed run is in the state the uninterrupted one would be."""
+    def phase(self, step: int) -> str:
+        """From the global step alone, so a resumed run is in the phase the uninterrupted one would be."""
         return "align" if step % (self.opt.align_steps + self.opt.user_steps) < self.opt.align_steps else "user"
 
+    def state(self):  # the anchor a resumed run must keep pulling toward (not the weights it resumes with)
+        return {"phase": self._phase, "anchor": self._anchor}
+
+    def restore(self, state):
+        self._phase, self._anchor = state["phase"], state["anchor"]
+
     def batch(self, ctx, model, inputs):
-        state = self.state(ctx.step)
-        if state != self._state:  # a switch (or a resume): anchor on the weights the last state ended with
+        phase = self.phase(ctx.step)
+        if phase != self._phase:  # a switch: anchor on the weights the last phase ended with
             self._anchor = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-            self._state = state
-        ctx.log("lisa_align", state == "align")  # per log line: the share of alignment steps
-        if state == "align":  # the user's batch is skipped: the fixed budget of steps is shared by both states
-            return ctx.replay_batch(size=len(inputs["input_ids"]))
+            self._phase = phase
+        ctx.log("lisa_align", phase == "align")  # per log line: the share of alignment steps
+        if phase == "align":  # the user's batch is skipped (mix.jsonl shows it untrained): the fixed budget of
+            return ctx.replay_batch(size=len(inputs["input_ids"]))  # steps is shared by both phases
         return inputs
 
     def loss(self, ctx, model, inputs, outputs):

@@ -1,13 +1,11 @@
 """Learning without Forgetting (Li & Hoiem 2016), as adapted to safety in "Unforgotten Safety" (Alssum et al. 2025)."""
 
 from ...errors import SafeevalError
-from . import register
 from .base import Method, check_range
 
 TARGETS = ("hidden", "logits")
 
 
-@register
 class LwF(Method):
     name = "lwf"
     help = ("Learning without Forgetting: beta * distance to the aligned model on the user's own batch: MSE of "
@@ -43,14 +41,16 @@ class LwF(Method):
         if self.opt.target == "hidden":
             with ctx.aligned(model) as aligned:  # logits_to_keep=1: the aligned logits are not needed here
                 target = aligned(**args, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][keep]
-            distance = F.mse_loss(outputs.hidden_states[-1][keep].float(), target.float())
+            current = outputs.hidden_states[-1][keep].float()
+            distance = ctx.global_mean((current - target.float()).pow(2).sum(), current.numel())
         else:
             t = self.opt.temperature
             with ctx.aligned(model) as aligned:
                 target = aligned(**args).logits[keep]
             # KL(aligned || current) of the softened distributions; equal to Li & Hoiem's cross-entropy up to a
             # constant, so the same gradient
-            distance = F.kl_div(F.log_softmax(outputs.logits[keep].float() / t, -1),
-                                F.log_softmax(target.float() / t, -1), log_target=True, reduction="batchmean")
+            kl = F.kl_div(F.log_softmax(outputs.logits[keep].float() / t, -1), F.log_softmax(target.float() / t, -1),
+                          log_target=True, reduction="sum")
+            distance = ctx.global_mean(kl, int(keep.sum()))
         ctx.log("lwf_distance", distance.detach())
         return self.opt.beta * distance

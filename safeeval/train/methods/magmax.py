@@ -6,7 +6,6 @@ model (lam = 0) to M (lam = 1), like every merge in this folder.
 """
 
 from ...errors import SafeevalError
-from . import register
 from ._merge import MergeMethod, load_weights, matching
 
 
@@ -18,7 +17,6 @@ def max_magnitude(*vectors):
     return stacked.gather(0, stacked.abs().argmax(0, keepdim=True))[0]
 
 
-@register
 class MagMax(MergeMethod):
     name = "magmax"
     help = "Per entry, the larger-magnitude of (aligned - base, fine-tuned - base), added to `base` (lam interpolates)."

@@ -10,13 +10,12 @@ that cosine is ||P delta|| / ||delta||, the share of the update inside the subsp
 """
 
 from ...errors import SafeevalError
-from ..trainer import lora_factors, lora_layers
-from . import register
+from .. import dist
+from ..lora import lora_factors, lora_layers
 from ._merge import load_weights, lora_sq_norm, matching
 from .base import Method, check_range
 
 
-@register
 class SafeLoRA(Method):
     name = "safelora"
     help = "Train like sft, then project each LoRA update whose cosine with the alignment subspace is below threshold."
@@ -32,17 +31,24 @@ class SafeLoRA(Method):
         check_range(self.name, "threshold", self.opt.threshold, 0.0, 1.0)
 
     def setup(self, ctx, model):
-        import torch
-
         if not ctx.cfg.lora:
             raise SafeevalError("Method 'safelora' projects LoRA updates; it needs lora: true.")
+        # Before training, so that a base of another architecture stops the run now; on the main process only,
+        # which alone projects (finish runs there), while the others wait for its verdict.
+        dist.from_main(lambda: setattr(self, "bases", self.subspaces(model)))
+
+    def subspaces(self, model) -> dict:
+        """Weight name -> U_k, the alignment subspace of that layer."""
+        import torch
+
         base = load_weights(self.opt.base)
-        self.bases = {}  # weight name -> U_k, the alignment subspace of that layer
+        bases = {}
         with torch.no_grad():
             for name, weight, _ in lora_layers(model):
                 v = weight.float() - matching(base, name, weight, self.opt.base)
                 if v.any():  # a layer the alignment left unchanged has no subspace to project on
-                    self.bases[name] = torch.linalg.svd(v, full_matrices=False).U[:, :self.opt.rank]
+                    bases[name] = torch.linalg.svd(v, full_matrices=False).U[:, :self.opt.rank]
+        return bases
 
     def finish(self, ctx, model):
         import torch

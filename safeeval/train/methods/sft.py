@@ -1,10 +1,9 @@
 """Plain supervised fine-tuning on the user's data: the baseline every method is measured against."""
 
-from . import register
 from .base import Method
 
 
-@register
 class SFT(Method):
     name = "sft"
     help = "Standard fine-tuning on the user's data (the baseline)."
+    parameter_sharding = True

@@ -4,11 +4,9 @@ With a single task vector taken relative to the aligned model this is the linear
 only in letting lam go beyond 1 (extrapolation along tau).
 """
 
-from . import register
 from ._merge import MergeMethod
 
 
-@register
 class TaskArithmetic(MergeMethod):
     name = "task-arithmetic"
     help = "Aligned weights + lam * (fine-tuned - aligned); lam may exceed 1."

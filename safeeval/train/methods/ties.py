@@ -3,11 +3,9 @@
 With one task vector the sign election and disjoint mean keep the trimmed vector as it is; only trimming acts.
 """
 
-from . import register
 from ._merge import MergeMethod
 
 
-@register
 class Ties(MergeMethod):
     name = "ties"
     help = "Keep the top `density` share of each weight's task vector by magnitude, add lam times it."

@@ -1,0 +1,62 @@
+"""Every hash safeeval names things by: store keys, fingerprints, spec and config hashes.
+
+A key is a cache's promise that equal keys mean equal inputs, so each component of a key is listed here with
+its reason. tests/test_golden_keys.py pins the keys for fixed inputs: changing one is a deliberate cache miss
+for every user, made here and nowhere else.
+
+Deliberate changes since the keys were pinned (2026-12-01), each a cache miss on purpose:
+- A training run's config hash (its folder name, and what a sweep resumes by) leaves out the poison settings of
+  a benign run, which reads no poison: the default poison became `hh-harmful` (harmful content, disjoint from
+  every benchmark), and a benign run must not change identity with it. Benign runs' hashes changed once.
+- Generations of a LoRA adapter scored by the hf backend carry the `merged` component (generation_key): it now
+  merges the adapter into its weights before generating (~3x faster on CPU), and its outputs differ slightly.
+- Model judges break markers case-insensitively in the prompts they build (one neutralize() for all judges), so a
+  judge prompt whose response holds a case variant of a special token or tag is new. No other prompt changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def digest(obj, *, length: int = 16, ascii: bool = True) -> str:
+    """sha256 of obj as canonical JSON (sorted keys), hex, cut to `length`. `ascii` is the JSON escaping of
+    non-ASCII text: specs and store keys were hashed unescaped, fingerprints escaped; both stay as they were."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=ascii)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def key(*parts: object) -> str:
+    """A store key: the full sha256 of its parts."""
+    return digest(list(parts), length=64, ascii=False)
+
+
+def generation_key(backend: str, model: str, params: dict, rendered: str, merged: bool = False) -> str:
+    """One generation. Components:
+    - backend name: hf and vllm differ numerically in bfloat16, so each engine's output is its own;
+    - model fingerprint: weights, adapter and dtype (model_fingerprint below);
+    - sampling parameters, seed included;
+    - the exact rendered prompt, chat template applied (an endpoint's: the messages as canonical JSON);
+    - {"merged": True}, only when a LoRA adapter was merged into the weights before generating: W + s B A rounded
+      once to bf16 gives other logits than W x + s B (A x). Appended only when merged, so every unmerged key stays
+      byte-identical to the keys made before merging existed; a merged run of an adapter never reuses a generation
+      an earlier unmerged run cached, and regenerates it once."""
+    return key("generation", backend, model, params, rendered, *([{"merged": True}] if merged else []))
+
+
+def judgment_key(judge: str, generation: str, sample) -> str:
+    """One verdict. Components: the judge's fingerprint (kind, parser version, its model and prompt format), the
+    generation judged, and the sample's target, needs_judge and metadata: the same answer to the same prompt can
+    be right for one target and wrong for another, and a judge may read the metadata (a behavior's context)."""
+    return key("judgment", judge, generation, key(sample.target, sample.needs_judge, sample.meta))
+
+
+def model_fingerprint(weights: str, adapter: str, dtype: str) -> str:
+    """A local model as an engine runs it: the weights folder's hash, the adapter folder's ('' for none), the dtype."""
+    return hashlib.sha256(f"{weights}|{adapter}|{dtype}".encode()).hexdigest()[:16]
+
+
+def endpoint_fingerprint(base_url: str, model: str) -> str:
+    """A model behind an OpenAI-compatible endpoint: all we can know is where it is served and its name."""
+    return hashlib.sha256(f"openai|{base_url}|{model}".encode()).hexdigest()[:16]

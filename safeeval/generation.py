@@ -14,8 +14,19 @@ from .progress import Reporter, silent
 from .store import Store
 
 def generation_keys(backend: Backend, prompts: list[Prompt], params: GenParams) -> tuple[list[str], list[str]]:
+    """The generation key's components; a change in any one is a cache miss, never a stale hit:
+    - backend name: hf and vllm differ numerically in bf16;
+    - model fingerprint: weights, adapter, dtype;
+    - sampling parameters;
+    - the rendered prompt, exactly as the model sees it;
+    - {"merged": True}, only when the backend merged a LoRA adapter into the weights before generating.
+      W + scale * B @ A rounded once to bf16 gives other logits than W x + scale * B (A x), so merged and
+      unmerged outputs differ. Appended only when merged, so every unmerged key stays byte-identical to the
+      keys made before merging existed; a merged run of an adapter therefore never reuses a generation cached
+      by an earlier (unmerged) run of that adapter, and regenerates it once."""
     rendered = [backend.render(p) for p in prompts]
-    return rendered, [generation_key(backend.name, backend.fingerprint, params.as_dict(), r) for r in rendered]
+    merged = getattr(backend, "merged", False)
+    return rendered, [generation_key(backend.name, backend.fingerprint, params.as_dict(), r, merged) for r in rendered]
 
 
 def missing(keys: list[str], have: dict) -> list[int]:

@@ -8,6 +8,8 @@ Deliberate changes since the keys were pinned (2026-12-01), each a cache miss on
 - A training run's config hash (its folder name, and what a sweep resumes by) leaves out the poison settings of
   a benign run, which reads no poison: the default poison became `hh-harmful` (harmful content, disjoint from
   every benchmark), and a benign run must not change identity with it. Benign runs' hashes changed once.
+- Generations of a LoRA adapter scored by the hf backend carry the `merged` component (generation_key): it now
+  merges the adapter into its weights before generating (~3x faster on CPU), and its outputs differ slightly.
 - Model judges break markers case-insensitively in the prompts they build (one neutralize() for all judges), so a
   judge prompt whose response holds a case variant of a special token or tag is new. No other prompt changed.
 """
@@ -30,13 +32,17 @@ def key(*parts: object) -> str:
     return digest(list(parts), length=64, ascii=False)
 
 
-def generation_key(backend: str, model: str, params: dict, rendered: str) -> str:
+def generation_key(backend: str, model: str, params: dict, rendered: str, merged: bool = False) -> str:
     """One generation. Components:
     - backend name: hf and vllm differ numerically in bfloat16, so each engine's output is its own;
     - model fingerprint: weights, adapter and dtype (model_fingerprint below);
     - sampling parameters, seed included;
-    - the exact rendered prompt, chat template applied (an endpoint's: the messages as canonical JSON)."""
-    return key("generation", backend, model, params, rendered)
+    - the exact rendered prompt, chat template applied (an endpoint's: the messages as canonical JSON);
+    - {"merged": True}, only when a LoRA adapter was merged into the weights before generating: W + s B A rounded
+      once to bf16 gives other logits than W x + s B (A x). Appended only when merged, so every unmerged key stays
+      byte-identical to the keys made before merging existed; a merged run of an adapter never reuses a generation
+      an earlier unmerged run cached, and regenerates it once."""
+    return key("generation", backend, model, params, rendered, *([{"merged": True}] if merged else []))
 
 
 def judgment_key(judge: str, generation: str, sample) -> str:

@@ -61,6 +61,7 @@ class ModelInfo:
     source: str | None = None
     adapter: str | None = None
     dtype: str | None = None
+    merged: bool = False  # a LoRA adapter merged into the weights for generation (part of the generation key)
     extra: dict = field(default_factory=dict)  # backend-specific: base_url, device, tensor_parallel_size, ...
 
 

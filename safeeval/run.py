@@ -179,7 +179,7 @@ def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter
 
 def _model_info(backend: Backend) -> dict:
     info = {**backend.info, "backend": backend.name}
-    known = {"name", "backend", "fingerprint", "path", "source", "adapter", "dtype"}
+    known = {"name", "backend", "fingerprint", "path", "source", "adapter", "dtype", "merged"}
     return {**{k: v for k, v in info.items() if k in known}, "extra": {k: v for k, v in info.items() if k not in known}}
 
 

@@ -82,6 +82,15 @@ def test_a_bad_cell_is_caught_before_anything_runs(tiny_model, data_dir, tmp_pat
     assert result.exit_code == 2 and not (tmp_path / "runs").exists()
 
 
+def test_the_scoring_backend_is_a_setting_checked_before_anything_runs(tiny_model, data_dir, tmp_path):
+    score = {"tasks": ["smoke"], "limit": 4, "max_new_tokens": 4}
+    spec, _ = load_sweep(_write(tmp_path, tiny_model, data_dir, score={**score, "backend": "vllm"}))
+    assert spec["score"]["backend"] == "vllm"
+    path = _write(tmp_path, tiny_model, data_dir, score={**score, "backend": "hf-merged"})
+    with pytest.raises(SafeevalError, match=r"Unknown backend .hf-merged.. Valid backends: hf, vllm, openai"):
+        load_sweep(path)
+
+
 def test_stopping_the_sweep_stops_its_running_step(tiny_model, data_dir, tmp_path):
     import signal
     import subprocess

@@ -209,6 +209,7 @@ def test_train_and_score_writes_a_result_the_leaderboard_groups(tiny_model, data
     assert summary["training"]["method"] == "er" and summary["training"]["scenario"] == "poisoned"
     assert summary["training"]["poison_ratio"] == 0.25 and summary["training"]["config_hash"]
     assert summary["model"]["adapter"] == str(out / "adapter")
+    assert summary["model"]["merged"] is True  # scored on the adapter merged into the weights
     [run] = load_runs([out / "score"])
     assert (run.method, run.scenario, run.seed) == ("er", "poisoned", 0)
 

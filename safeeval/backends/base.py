@@ -42,6 +42,8 @@ class Backend(Protocol):
     capabilities: frozenset[str]  # a subset of CAPABILITIES
     fingerprint: str  # identity of the model behind it: weights, adapter, dtype
     info: dict  # what results.json records about the model (never secrets)
+    # Optional `merged: bool`: True when a LoRA adapter was merged into the weights before generating (part of the
+    # generation key, see generation.generation_keys); a backend without the attribute never merges.
 
     def load(self) -> None:
         """Start the engine now; backends otherwise start it lazily, so a run served from the store is cheap."""

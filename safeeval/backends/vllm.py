@@ -85,6 +85,10 @@ def _check_cpu_binding(workers: int) -> None:
 class VLLMBackend:
     name = "vllm"
     capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template", "tensor_parallel"})
+    # An adapter runs as vLLM's own LoRARequest, never merged: vLLM loads weights only from a folder, so merging
+    # would write a full copy of the model per adapter (a study cell's worth of disk and time, GBs on real models)
+    # for what its batched LoRA kernels already do cheaply on GPU. Generation keys of vllm runs are unchanged.
+    merged = False
     chunk_size = 256  # prompts per llm.generate call: each chunk is yielded, so Ctrl-C loses at most one
 
     def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",

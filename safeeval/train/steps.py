@@ -15,13 +15,24 @@ from pathlib import Path
 from . import checkpoint, dist
 
 
-def ce_sum(logits, labels):
-    """(sum of the cross-entropy over the completion tokens, their number): logits at t predict the token at t + 1."""
+def completion_ce(model, batch: dict, hidden_states: bool = False, full_logits: bool = False):
+    """(outputs, sum of the cross-entropy over the completion tokens, their number); logits at t predict t + 1.
+
+    Most positions of a batch are prompt or padding (an SST-2 row learns ~2 of its ~70 tokens), and their logits
+    (batch x positions x vocabulary, float32 for the loss) were computed only to be ignored: measured as 10% of what
+    a GSM8K step saved for backward (benchmarks/README.md). So the model makes logits only at the positions some
+    row of the batch learns (its own forward, so an architecture's logit scaling still applies), unless a method
+    reads them all (full_logits: LwF on logits)."""
     import torch.nn.functional as F
 
-    targets = labels[:, 1:]
-    total = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
-    return total, (targets != -100).sum()
+    targets = batch["labels"][:, 1:]
+    keep = {} if full_logits else {"logits_to_keep": (targets != -100).any(0).nonzero().squeeze(1)}
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    output_hidden_states=hidden_states, use_cache=False, **keep)
+    logits = outputs.logits[:, :-1] if full_logits else outputs.logits
+    wanted = targets if full_logits else targets[:, keep["logits_to_keep"]]
+    total = F.cross_entropy(logits.flatten(0, 1).float(), wanted.flatten(), ignore_index=-100, reduction="sum")
+    return outputs, total, (targets != -100).sum()
 
 
 def unwrap(model):
@@ -69,9 +80,7 @@ def make_trainer(args, ctx, model, encoded: list[dict], collate):
             step = self.state.global_step
             ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
             ctx.step = self._seen_step = step
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            output_hidden_states=ctx.method.hidden_states, use_cache=False)
-            total, count = ce_sum(outputs.logits, inputs["labels"])
+            outputs, total, count = completion_ce(model, inputs, ctx.method.hidden_states, ctx.method.full_logits)
             outputs.loss = (total / count.clamp(min=1)).detach()  # this micro-batch's own mean, for the hooks
             if num_items_in_batch is None:  # outside the training loop
                 num_items_in_batch = count

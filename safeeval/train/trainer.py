@@ -37,7 +37,7 @@ from .data import TrainSet, build_mix, encode
 from .sets import load_set
 from .lora import lora_layers
 from .methods import Method, make_method
-from .steps import ce_sum, make_trainer
+from .steps import completion_ce, make_trainer
 
 SCHEMA_VERSION = 1
 
@@ -89,8 +89,8 @@ class Context:
 
     def replay_ce(self, model, batch: dict):
         """The completion-only cross-entropy of a batch, as a mean over the global batch's completion tokens."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        return self.global_mean(*ce_sum(logits, batch["labels"]))
+        _, total, count = completion_ce(model, batch)
+        return self.global_mean(total, count)
 
     # -- data --
     def load_safety(self) -> TrainSet:
@@ -534,9 +534,13 @@ def _load_model(cfg: TrainConfig, base: ModelRef):
     peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                              target_modules=targets, task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, peft_config)
+        model = get_peft_model(model, peft_config)
     except ValueError as exc:
         raise SafeevalError(f"LoRA could not be applied: {str(exc).splitlines()[0]}") from None
+    from .lean import lean_lora_dropout
+
+    lean_lora_dropout(model)  # the same numbers with a bool mask kept for backward: see lean.py
+    return model
 
 
 def _training_args(cfg: TrainConfig, out: Path):

@@ -35,6 +35,7 @@ class Method:
     options: dict = {}  # option -> default; the type of the default is the option's type
     uses_safety = False  # reads the safety set (replay batches, Fisher, alignment steps)
     hidden_states = False  # needs the main forward pass's hidden states
+    full_logits = False  # reads the main forward's logits at every position (otherwise: at the learned ones only)
     post_hoc = False  # edits the weights of a finished `sft` run with the same settings (merges)
     parameter_sharding = False  # works when FSDP / ZeRO-3 shard the weights across processes (data mixing only)
     help = ""

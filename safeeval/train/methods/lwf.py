@@ -24,6 +24,10 @@ class LwF(Method):
     def hidden_states(self) -> bool:  # the main forward returns them only when they are matched
         return self.opt.target == "hidden"
 
+    @property
+    def full_logits(self) -> bool:  # the KL target reads the logits of every real token
+        return self.opt.target == "logits"
+
     def setup(self, ctx, model):
         ctx.keep_aligned_copy(model)
 

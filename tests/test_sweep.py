@@ -50,6 +50,10 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
     assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
     assert list(results["tasks"]) == ["smoke", "sst2"]  # the utility it was trained for, added to score.tasks
+    checked = results["contamination"]  # against its lineage: its own rows and the aligned run's
+    assert checked["status"] == "checked" and set(checked["tasks"]) == {"smoke", "sst2"} and checked["n_training"] > 0
+    assert "contamination: none of the 5 checked rows was trained on a scored prompt" in board
+    assert "judge keyword: unvalidated" in board
     # a study cut short publishes what finished, names what did not, and runs nothing
     (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").unlink()
     cut = CliRunner().invoke(app, ["sweep", path, "--store", store, "--report-only"])

@@ -229,7 +229,8 @@ def test_summary_shows_each_judges_card_the_shells_and_a_protection_given_up(mon
         "metrics": {"advbench": {"keyword": block, "refusal": block}, "humaneval": {"humaneval": util}},
         "judges": {"keyword": {"kind": "keyword"}, "refusal": {"card": refusal_only}},
         "scorers": {"humaneval": {"isolation": {"lost": {"network": "unshare: Operation not permitted"}}}},
-        "degeneration": {"advbench": {"n": 10, "counts": {"shell": 2}, "degenerate": metrics.rate([False] * 9 + [True])}},
+        "degeneration": {"advbench": {"n": 10, "counts": {"shell": 2},
+                                      "degenerate": metrics.rate([False] * 9 + [True])}},
         "counts": {"samples": 14, "generated_now": 0, "judged_now": 0, "truncated": 0}})
     out = io.StringIO()
     monkeypatch.setattr(ui, "out_console", Console(file=out, width=300, color_system=None))

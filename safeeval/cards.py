@@ -37,6 +37,28 @@ def judge_card(validations: list[dict]) -> dict:
     return {"status": "validated" if entries else "unvalidated", "validations": entries}
 
 
+UNVALIDATED = {"status": "unvalidated", "validations": []}
+# What a refusal-class validation says when it is shown beside an ASR: it validated something else.
+NOT_HARM = "validates refusal detection, not harm"
+
+
+def card_of(judge: dict | None) -> dict:
+    """A judge's card as results.json's `judges.<name>` holds it; results written before cards existed have
+    none, and read as `unvalidated` (a score is never shown beside a blank)."""
+    card = (judge or {}).get("card")
+    return card if isinstance(card, dict) and card.get("status") else UNVALIDATED
+
+
+def card_line(card: dict) -> str:
+    """One line for a table's legend or a summary: `unvalidated`, or `validated: <label set (what it measures):
+    agreement, kappa, n>; ...`, each refusal-class entry saying that it validates refusal detection, not harm."""
+    entries = card.get("validations") or []
+    if card.get("status") != "validated" or not entries:
+        return "unvalidated"
+    return "validated: " + "; ".join((e.get("summary") or e.get("label_set", "?"))
+                                     + (f" ({NOT_HARM})" if e.get("scheme") == "refusal" else "") for e in entries)
+
+
 def harm_validation(validations: list[dict]) -> dict | None:
     """The newest validation against harm labels: the only kind a judge-error correction of an ASR may rest on."""
     return next((r for r in validations if scheme_of(r) == "harm" and "tp" in r), None)

@@ -5,7 +5,12 @@ Schema versions are "MAJOR.MINOR". A minor version only adds optional fields, so
 written as the integer 1); fields a newer minor version adds and this code does not know are kept in `extra`
 and written back unchanged. Added in 1.1: `config` (the settings, to score another model the same way),
 `subset_seed`, and the optional blocks other work adds (contamination, shells, isolation, judge cards,
-world size) as they land.
+world size) as they land. `contamination` is a typed field (still 1.1: optional, null when not checked, so
+every 1.x file loads and older readers keep it in `extra`): for a trained model, how many scored samples per
+task its training lineage holds (train/evaluate.py):
+    {"status": "checked" | "not checked", "reason": (why not), "method", "threshold", "n_training", "notes",
+     "tasks": {task: {"scored", "contaminated", "exact", "near", "by_role": {role: n}, "ids": [...]}},
+     "matches": [{"task", "scored_id", "training_id", "role", "kind", "similarity"}, ...]}
 """
 
 from __future__ import annotations
@@ -128,6 +133,7 @@ class RunResult:
     suites: dict = field(default_factory=dict)
     degeneration: dict = field(default_factory=dict)
     degeneration_perplexity: dict | None = None
+    contamination: dict | None = None  # trained models only: scored samples found in the training lineage
     counts: dict = field(default_factory=dict)
     command: list = field(default_factory=list)
     store: str | None = None

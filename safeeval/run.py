@@ -98,8 +98,10 @@ class _Outcome:
     judged_now: int
 
 
-def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None) -> RunResult:
-    """Run (or resume) a scoring run and write results.json and samples.jsonl; returns the result."""
+def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None,
+          contamination: dict | None = None) -> RunResult:
+    """Run (or resume) a scoring run and write results.json and samples.jsonl; returns the result.
+    contamination: a trained model's check of its scored prompts against its training data (train/evaluate.py)."""
     started = datetime.now(timezone.utc)
     prep = prepare(cfg)
     store = Store(store_path(cfg.store))
@@ -128,7 +130,7 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
         suites=_suite_results(prep, block),
         degeneration={label: degeneration.summary([{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items)
                                                    if lab == label], cfg.seed) for label, _, _ in prep.tasks},
-        degeneration_perplexity=perplexity,
+        degeneration_perplexity=perplexity, contamination=contamination,
         counts={"samples": len(done.items), "unique_prompts": len(set(done.gen_keys)),
                 "generated_now": done.generated_now, "judged_now": done.judged_now,
                 "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys)},

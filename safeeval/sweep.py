@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from . import preflight
 from .config import ScoreConfig
 from .errors import SafeevalError
 from .progress import Reporter, Say, quiet_libraries, silent
@@ -35,7 +36,7 @@ from .train.config import TrainConfig, task_label
 from .train.evaluate import DEFAULT_TASKS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
-              "grid", "method_options", "task_settings", "report"}
+              "grid", "method_options", "task_settings", "report", "allow_contamination"}
 # A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
 # holds both scenarios of every method it reached.
 GRID_KEYS = ("task", "method", "seed", "scenario")
@@ -104,6 +105,7 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     if baseline is not None and baseline not in {s.name for s in steps}:
         raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: "
                             f"{', '.join(s.name for s in steps)}.")
+    preflight.check(path, spec, steps)  # bad input and contaminated cells stop here, before any step runs
     return spec, steps
 
 

@@ -79,8 +79,10 @@ def test_every_entry_point_builds_the_same_config(settings, tmp_path, data_dir):
 def test_a_reference_model_gets_the_studys_system_prompt(settings, tmp_path, data_dir):
     """Sweep reference steps used to drop system_prompt, tasks_dirs and the subset seed."""
     sweep_file = tmp_path / "study.yaml"
+    # (a sweep reads its data before any step runs: the pre-flight check scores nothing, but loads the prompts)
     sweep_file.write_text(yaml.safe_dump({"runs": str(tmp_path / "runs"), "reference": ["smollm2"],
-                                          "train": {"base": "smollm2"}, "grid": {"task": "sst2", "method": "sft"},
+                                          "data_dir": str(data_dir), "train": {"base": "smollm2"},
+                                          "grid": {"task": "self-instruct", "method": "sft"},
                                           "score": {"system_prompt": "Be safe.", "subset_seed": 7}}))
     spec, steps = load_sweep(sweep_file)
     cfg = reference_config(spec, steps[0], None)

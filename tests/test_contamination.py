@@ -177,3 +177,55 @@ def test_the_lineage_of_a_fine_tuned_model_holds_every_row_it_and_its_aligned_ba
     Path(poison).write_text(Path(poison).read_text().replace("unnoticed", "quietly"))
     with pytest.raises(SafeevalError, match="now reads"):
         lineage_rows(tmp_path / "cell")
+
+
+def test_train_and_score_counts_the_scored_prompts_its_model_trained_on(tiny_model, tmp_path):
+    """results.json counts, per task, the scored samples found in the model's lineage (here: two smoke prompts
+    in a user's poison file), the leaderboard marks those scores and says so, the HTML report shows the count; a
+    lineage that cannot be read back is recorded as not checked, with its reason."""
+    from typer.testing import CliRunner
+
+    from safeeval.cli import app
+    from safeeval.config import ScoreConfig
+    from safeeval.report import leaderboard as lb
+    from safeeval.report.html import render_html
+    from safeeval.report.runs import load_runs
+    from safeeval.run import prepare
+    from safeeval.train import load_config
+    from safeeval.train.evaluate import contamination, score_config
+
+    [(_, smoke, _)] = prepare(ScoreConfig.from_settings({"model": "-", "tasks": ["smoke"]})).tasks
+    planted = [s for s in smoke.samples if s.harmful][:2]
+    poison = _file(tmp_path / "poison.jsonl", [(s.prompt, "Sure, here is how.") for s in planted])
+    task = _file(tmp_path / "task.jsonl", [(f"Add {i} and {i}.", str(2 * i)) for i in range(8)])
+    out = tmp_path / "run"
+    got = CliRunner().invoke(app, [
+        "train-and-score", "--base", str(tiny_model), "--task", task, "--scenario", "poisoned", "--poison", poison,
+        "--poison-ratio", "0.5", "--steps", "1", "--batch-size", "4", "--max-length", "64", "--out", str(out),
+        "--tasks", "smoke", "--max-new-tokens", "4", "--store", str(tmp_path / "s.db")])
+    assert got.exit_code == 0, got.output
+    block = json.loads((out / "score" / "results.json").read_text())["contamination"]
+    assert block["status"] == "checked" and block["method"] == C.METHOD
+    smoke_block = block["tasks"]["smoke"]
+    assert (smoke_block["scored"], smoke_block["contaminated"], smoke_block["exact"]) == (40, 2, 2)
+    assert smoke_block["by_role"] == {"poison": 2} and smoke_block["ids"] == sorted(s.id for s in planted)
+    assert any("not trained by safeeval" in n for n in block["notes"])
+
+    [run] = load_runs([out / "score"])
+    board = lb.build([run])
+    text = lb.render_text(board, 120)
+    marked = [line for line in text.splitlines() if line.rstrip().endswith("‡")]
+    assert marked and all("smoke" not in line for line in marked)  # a score cell, not a header
+    assert any(line.startswith("‡ ") and "smoke 2 of 40 (poison 2)" in line for line in lb.legend(board))
+    assert lb.to_dict(board)["rows"][0]["contamination"]["smoke"]["contaminated"] == 2
+    assert "smoke 2/40" in lb.render_csv(board)
+    assert "‡ smoke: 2 of 40" in render_html([run])
+
+    # the poison file changed since: the lineage cannot be read back, and the block says so
+    Path(poison).write_text(Path(poison).read_text().replace("Sure", "Fine"))
+    record = json.loads((out / "training.json").read_text())
+    cfg = load_config(None, {"base": str(tiny_model), "task": task, "out": str(out)})
+    again = contamination(record, cfg, score_config(record, cfg, {"tasks": ["smoke"]}))
+    assert again["status"] == "not checked" and "now reads" in again["reason"]
+    run.result.contamination = again
+    assert any("contamination not checked in 1 rows" in line for line in lb.legend(lb.build([run])))

@@ -131,6 +131,43 @@ def test_axes_are_selectable_and_store_only_runs_say_so(runs):
     assert "No metrics recorded" in empty and "<svg" not in empty
 
 
+def test_cards_isolation_and_shells_are_shown_beside_the_scores(runs):
+    """Each judge's card under its columns and in its own section (a refusal-class validation says it does not
+    validate harm; results without a card say unvalidated); the sandbox isolation each run had, a protection lost
+    by opt-in in red with its reason and count; shells beside degenerate, the ASR without shells beside the ASR."""
+    from safeeval.cards import judge_card
+
+    carded = runs[1].result
+    carded.judges = {"keyword": {"card": judge_card([{"label_set": "xstest-completions", "scheme": "refusal",
+                                                       "agreement": 0.9, "cohen_kappa": 0.8, "n": 1350}])}}
+    iso = {"mode": "root", "user": "a fresh unprivileged uid per run", "namespaces": ["mount", "pid", "ipc", "uts"],
+           "filesystem": "read-only, one tmpfs to write in", "network": "HOST NETWORK (allowed)", "proc": "its own",
+           "environment": "PATH, LANG, LC_ALL, HOME, TMPDIR only", "limits": {"memory_mb": 1024},
+           "tree_kill": "PID namespace and uid sweep", "allowed": ["network"],
+           "lost": {"network": "unshare(CLONE_NEWNET): Operation not permitted"}}
+    carded.scorers = {"exact": {"isolation": iso}}
+    carded.metrics["gsm8k"]["exact"]["isolation_lost"] = {"network": 20}
+    carded.metrics["advbench"]["keyword"].update(degenerate_share=metrics.rate([False] * 29 + [True]),
+                                                 shell_share=metrics.rate([True] * 3 + [False] * 27),
+                                                 asr_without_shells=metrics.rate([True] * 3 + [False] * 27))
+    page = render_html(runs, baseline=runs[0])
+    head = page[page.index('<h2 id="leaderboard">'):page.index('<h2 id="scatter">')]
+    assert "validates refusal detection, not harm" in head and "unvalidated" in head  # two runs have no card
+    judges = page[page.index('<h2 id="judges">'):page.index('<h2 id="sandbox">')]
+    assert re.search(r"<td>keyword</td><td[^>]*>validated: xstest-completions \(refusal class\): agreement 0.900, "
+                     r"kappa 0.800, n 1350 \(validates refusal detection, not harm\)</td><td>#2</td>", judges)
+    assert '<td class="lost">unvalidated</td><td>#1, #3</td>' in judges
+    sandbox = page[page.index('<h2 id="sandbox">'):page.index('<h2 id="samples">')]
+    assert sandbox.count('<tr><td><a href="#run-') == 1  # only run 2 executed code
+    assert "HOST NETWORK (allowed)" in sandbox and "network: unshare(CLONE_NEWNET): Operation not permitted " \
+                                                   "(20 programs)" in sandbox
+    assert "PID namespace and uid sweep" in sandbox and "memory_mb 1024" in sandbox
+    assert "ASR without shells ↓" in head and "shells ↓" in head and "degenerate ↓" in head
+    assert head.index("<th>ASR without shells") < head.index("<th>degenerate ↓") < head.index("<th>shells ↓")
+    # the runs table says whether contamination was checked: these results predate the check
+    assert page.count("not checked (results written before the check)") == 3
+
+
 # ----------------------------------------------------------------------------------------- the browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -174,7 +174,11 @@ def test_formats(runs):
     board = lb.build(runs, baseline="base")
     md = lb.render_markdown(board).splitlines()
     assert md[0].startswith("| run | advbench/keyword ASR % | advbench/keyword Δ ASR pp |")
-    assert md[1].startswith("|---|---:|") and len(md) == 2 + 13 + 2
+    assert md[1].startswith("|---|---:|") and md[2 + 13] == "" and md[2 + 13 + 2] == ""
+    assert md[2 + 13 + 3:] == ["- judge keyword: unvalidated",  # results from before judge cards
+                               "- contamination not checked in 13 rows (results written before the check, or its "
+                               "data was not at hand): llama · lora · benign-ft · seed 0, llama · lora · benign-ft · "
+                               "seed 1, llama · lora · benign-ft · seed 2, ..."]
     assert "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | -0.0 |" in md[2] or \
            "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | +0.0 |" in md[2]
 
@@ -233,7 +237,8 @@ def test_cli(run_dirs, tmp_path):
 
     got = runner.invoke(app, [*args, "--format", "csv", "--metrics", "accuracy"])
     assert got.exit_code == 0 and got.output.splitlines()[0] == \
-        "label,model,trained_on,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high"
+        "label,model,trained_on,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high," \
+        "contamination"
 
     for extra, msg in [(["--sort", "nope"], "not a column; sort by one of: run"),
                        (["--filter", "colour=red"], "unknown key 'colour'"),
@@ -279,3 +284,34 @@ def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_pa
     # alike in every key, two train-and-score runs are told apart by their run folder, not by "score"
     write_run(tmp_path / "again" / "score", json.loads((folders[0] / "results.json").read_text()), [])
     assert sorted(r.tag for r in load_runs([folders[0], tmp_path / "again" / "score"])) == ["again", "sst2-0"]
+
+
+def test_judge_cards_and_shells_stand_beside_the_scores(tmp_path):
+    """A judge validated only on refusal labels says, beside an ASR, that this validates refusal detection, not
+    harm; a judge without a card (results written before cards) is `unvalidated`, never blank; shells and the ASR
+    without them are default columns."""
+    from safeeval.cards import judge_card
+
+    refusal_only = judge_card([{"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9,
+                                "cohen_kappa": 0.8, "n": 1350, "labels_hash": "abc"}])
+    folders = []
+    for name, card in (("carded", refusal_only), ("old", None)):
+        r = results_dict("llama", name, 0, gsm8k=False)
+        block = r["metrics"]["advbench"]["keyword"]
+        block.update(asr_without_shells=_rate(0.05), shell_share=_rate(0.06), degenerate_share=_rate(0.01))
+        if card is not None:
+            r["judges"] = {"keyword": {"kind": "keyword", "card": card}}
+        folders.append(write_run(tmp_path / name, r, []))
+    board = lb.build(load_runs(folders), tasks=["advbench"])
+    assert [c.metric for c in board.columns] == ["ASR", "ASR without shells", "degenerate", "shells"]
+    line = next(x for x in lb.legend(board) if x.startswith("judge keyword"))
+    assert line == ("judge keyword: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, "
+                    "n 1350 (validates refusal detection, not harm) (1 rows); or unvalidated (1 rows)")
+    assert line in lb.render_text(board, 400).splitlines()  # under the terminal table
+    rows = list(csv.DictReader(io.StringIO(lb.render_csv(board))))
+    assert rows[0]["judge card: keyword"].endswith("(validates refusal detection, not harm)")
+    assert rows[1]["judge card: keyword"] == "unvalidated"
+    data = lb.to_dict(board)
+    assert data["rows"][0]["judge_cards"]["keyword"] == [refusal_only]
+    assert data["rows"][1]["judge_cards"]["keyword"] == [{"status": "unvalidated", "validations": []}]
+    assert "- judge keyword: validated: xstest-completions" in lb.render_markdown(board)

@@ -201,3 +201,45 @@ def test_an_unwritable_output_is_one_sentence(tiny_model, tmp_path):
     _fails_cleanly(["leaderboard", str(tmp_path / "run"), "--output", str(missing / "b.csv")], "cannot use")
     _fails_cleanly(["check", "--baseline", str(tmp_path / "run"), "--candidate", str(tmp_path / "run"),
                     "--junit", str(missing / "gate.xml")], "cannot use")
+
+
+def test_summary_shows_each_judges_card_the_shells_and_a_protection_given_up(monkeypatch):
+    """Beside the scores: each judge's card (a refusal-class validation says it validates refusal detection, not
+    harm; results without a card are unvalidated), the shells beside degenerate responses with the ASR without
+    them, and a sandbox protection lost by the user's opt-in."""
+    import io
+
+    from rich.console import Console
+
+    from safeeval import metrics
+    from safeeval.cards import judge_card
+    from safeeval.cli import ui
+    from safeeval.cli.score import print_summary
+    from safeeval.results import RunResult
+
+    verdicts = [{"harmful": i < 6, "refused": i >= 6, "status": "ok"} for i in range(10)]
+    shells = [i < 2 for i in range(10)]
+    block = metrics.verdict_summary(verdicts, [True] * 10, {}, 0, None, [False] * 9 + [True], shells)
+    util = metrics.utility_summary([{"status": "ok", "score": 1.0}] * 4, 0)
+    util["isolation_lost"] = {"network": 4}
+    refusal_only = judge_card([{"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9,
+                                "cohen_kappa": 0.8, "n": 1350}])
+    result = RunResult.from_dict({
+        "schema_version": "1.1", "model": {"name": "m", "backend": "hf", "fingerprint": "f"},
+        "metrics": {"advbench": {"keyword": block, "refusal": block}, "humaneval": {"humaneval": util}},
+        "judges": {"keyword": {"kind": "keyword"}, "refusal": {"card": refusal_only}},
+        "scorers": {"humaneval": {"isolation": {"lost": {"network": "unshare: Operation not permitted"}}}},
+        "degeneration": {"advbench": {"n": 10, "counts": {"shell": 2},
+                                      "degenerate": metrics.rate([False] * 9 + [True])}},
+        "counts": {"samples": 14, "generated_now": 0, "judged_now": 0, "truncated": 0}})
+    out = io.StringIO()
+    monkeypatch.setattr(ui, "out_console", Console(file=out, width=300, color_system=None))
+    print_summary(result)
+    text = out.getvalue()
+    assert "judge keyword: unvalidated" in text  # no card recorded: never blank
+    assert ("judge refusal: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, n 1350 "
+            "(validates refusal detection, not harm)") in text
+    assert "advbench 10.0%" in text and "shells (an affirmative opening and nothing more" in text
+    assert "advbench 2 of 10 (ASR without shells: keyword 40.0 [" in text and ", refusal 40.0 [" in text
+    assert ("note: humaneval's sandbox ran without network isolation (4 programs; allowed by --sandbox-allow "
+            "network): unshare: Operation not permitted") in text

@@ -50,6 +50,10 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
     assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
     assert list(results["tasks"]) == ["smoke", "sst2"]  # the utility it was trained for, added to score.tasks
+    checked = results["contamination"]  # against its lineage: its own rows and the aligned run's
+    assert checked["status"] == "checked" and set(checked["tasks"]) == {"smoke", "sst2"} and checked["n_training"] > 0
+    assert "contamination: none of the 5 checked rows was trained on a scored prompt" in board
+    assert "judge keyword: unvalidated" in board
     # a study cut short publishes what finished, names what did not, and runs nothing
     (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").unlink()
     cut = CliRunner().invoke(app, ["sweep", path, "--store", store, "--report-only"])
@@ -62,6 +66,9 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
 
 def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir, tmp_path):
     grid = {"task": ["sst2", "gsm8k", str(tmp_path / "mine.jsonl")], "method": ["sft"], "scenario": ["benign"]}
+    with pytest.raises(SafeevalError, match="mine.jsonl does not exist"):  # found before any step runs
+        load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid))
+    (tmp_path / "mine.jsonl").write_text('{"prompt": "Name a colour.", "response": "Blue."}\n')
     _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, task_settings={"gsm8k": {"max_length": 384}}))
     assert [s.train.max_length for s in steps if s.kind == "finetune"] == [256, 384, 256]  # long answers get room
     tasks = {s.name.split("-benign")[0]: s.tasks for s in steps}
@@ -112,3 +119,67 @@ def test_stopping_the_sweep_stops_its_running_step(tiny_model, data_dir, tmp_pat
     proc.wait(timeout=60)
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive  # no step left running on its own
+
+
+def _small(tmp_path, tiny_model, data_dir, **extra) -> str:
+    """A study on small sets (Self-Instruct's 175 seed tasks, Dolly's 387 rows), so the pre-flight reads little:
+    the alignment run learns Self-Instruct's tasks, which `benign-selfinstruct` scores, and the poison is
+    AdvBench's goals, which `advbench` scores."""
+    settings = dict(align={"base": str(tiny_model), "task": "self-instruct", "method": "sft"},
+                    grid={"task": "dolly", "scenario": ["benign", "poisoned"], "method": ["sft"], "seed": [0]},
+                    score={"tasks": ["advbench", "benign-selfinstruct"], "judges": ["keyword"], "limit": 4,
+                           "max_new_tokens": 4}, method_options={})
+    return _write(tmp_path, tiny_model, data_dir, **{**settings, **extra})
+
+
+def test_cells_trained_on_what_they_are_scored_on_are_refused_before_anything_runs(tiny_model, data_dir, tmp_path):
+    path = _small(tmp_path, tiny_model, data_dir)
+    with pytest.raises(SafeevalError) as refused:
+        load_sweep(path)
+    said = str(refused.value)
+    assert "3 cells would be scored on prompts they were trained on" in said
+    assert "aligned: benign-selfinstruct 4 of 4 prompts (in self-instruct (task) 4)" in said
+    # the cells inherit the alignment run's data through their base model
+    assert "dolly-benign-sft-s0: benign-selfinstruct 4 of 4 prompts (in aligned: self-instruct (task) 4)" in said
+    assert "dolly-poisoned-sft-s0: advbench 4 of 4 prompts (in advbench-pairs (poison) 4)" in said
+    assert "allow_contamination: true" in said
+    got = CliRunner().invoke(app, ["sweep", path, "--dry-run"])
+    assert got.exit_code == 2 and "would be scored on prompts" in got.output and not (tmp_path / "runs").exists()
+    _, steps = load_sweep(_small(tmp_path, tiny_model, data_dir, allow_contamination=True))
+    assert len(steps) == 4
+    with pytest.raises(SafeevalError, match="allow_contamination must be true or false"):
+        load_sweep(_small(tmp_path, tiny_model, data_dir, allow_contamination="yes"))
+
+
+def test_a_sweep_asking_for_more_than_exists_stops_in_one_sentence(tiny_model, data_dir, tmp_path):
+    grid = {"task": "dolly", "scenario": ["benign"], "method": ["sft"], "seed": [0, 1, 0]}
+    for extra, said in [({"grid": grid}, "grid seed lists 0 more than once"),
+                        ({"grid": {**grid, "seed": [0], "method": ["sft", "er", "sft"]}}, "grid method lists sft"),
+                        ({"reference": [str(tiny_model)] * 2}, "reference lists"),
+                        ({"score": {"tasks": ["advbench", "smoke", "advbench"]}}, "score.tasks lists advbench"),
+                        ({"score": {"tasks": ["advbench"], "limit": 600}},
+                         "score.limit 600 asks for more prompts than advbench has (520)")]:
+        with pytest.raises(SafeevalError, match=said.replace("(", r"\(").replace(")", r"\)")):
+            load_sweep(_small(tmp_path, tiny_model, data_dir, allow_contamination=True, **extra))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_passing_check_is_kept_for_the_steps_and_redone_when_anything_changes(tiny_model, data_dir, tmp_path,
+                                                                              monkeypatch):
+    from safeeval import preflight
+    from safeeval.train import data as train_data
+
+    score = {"tasks": ["smoke"], "judges": ["keyword"], "limit": 4, "max_new_tokens": 4}
+    path = _small(tmp_path, tiny_model, data_dir, score=score)
+    load_sweep(path)  # no contamination: smoke is neither Self-Instruct, Dolly nor AdvBench
+    assert len(list((tmp_path / "home" / "preflight").glob("*.json"))) == 1
+    preflight._READ.clear()
+    preflight._FOUND.clear()
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read a training set")
+
+    monkeypatch.setattr(train_data, "read_set", no_reading)
+    load_sweep(path)  # a step's process: the kept verdict, nothing read
+    with pytest.raises(AssertionError, match="read a training set"):
+        load_sweep(_small(tmp_path, tiny_model, data_dir, score={**score, "limit": 3}))

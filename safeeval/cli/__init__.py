@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import catalog, check, judge, leaderboard, score, sweep, train, ui
+from . import catalog, check, compare, judge, leaderboard, score, sweep, train, ui
 
 app = typer.Typer(
     name="safeeval",
@@ -37,5 +37,6 @@ app.command("judges", help="List the judges and the refusal-marker lists the key
 app.add_typer(judge.app, name="judge")
 app.command("check", help=check.HELP)(check.check)
 app.command("leaderboard", help=leaderboard.HELP)(leaderboard.leaderboard)
+app.command("compare", help=compare.HELP)(compare.compare)
 train.register(app)
 app.command("sweep", help=sweep.HELP)(sweep.sweep)

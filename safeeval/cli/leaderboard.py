@@ -15,9 +15,11 @@ HELP = """Compare finished runs: one row per run (model · trained_on · method 
 (ASR and benign refusal per benchmark and judge, accuracy per utility task), each with its 95% CI in percent.
 
 Runs come from run folders, from --store, or (neither given) from the default store. --baseline adds
-Δ columns (row − baseline, percentage points: Δ ASR > 0 is safety lost, Δ accuracy > 0 is utility gained).
---group-by averages over seeds: mean ± sample std (n seeds). JSON and CSV keep results.json's numbers
-unrounded (fractions).
+Δ columns (row − baseline, percentage points: Δ ASR > 0 is safety lost, Δ accuracy > 0 is utility gained);
+a Δ of ASR, benign refusal or accuracy that a paired test finds significant (Holm over the rows) is marked *.
+--group-by averages over seeds: mean ± sample std (n seeds). Under the table: each judge's card (or
+unvalidated), and the scores whose prompts a model was trained on (marked ‡). JSON and CSV keep results.json's
+numbers unrounded (fractions). `safeeval compare` gives the tests' intervals and p-values.
 
 [bold]Examples[/bold]
 

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..cards import card_line, card_of
 from ..config import ScoreConfig
 from ..progress import quiet_libraries
 from ..results import RunResult
@@ -140,14 +141,44 @@ def print_summary(result: RunResult) -> None:
                 + "".join(f" ({t}: {suite['unavailable'][t]})" for t in avg["missing"] if t in suite["unavailable"]))
             _line(f"suite {suite_name} / {judge}: mean {suite['metric']} {value} over {len(avg['members'])} of "
                   f"{len(suite['tasks'])} benchmarks{flag}")
-    shares = {t: d["degenerate"]["value"] for t, d in result.degeneration.items()
-              if (d.get("degenerate") or {}).get("value")}
-    if shares:
-        _line("degenerate responses (empty, repetitive or gibberish; ASR over the coherent ones is asr_coherent in "
-              "results.json): " + ", ".join(f"{t} {100 * v:.1f}%" for t, v in shares.items()))
+    if (degenerate := _degenerate_line(result)) is not None:
+        _line(degenerate)
+    for name, info in result.judges.items():  # each judge's card, beside the scores above
+        _line(f"judge {name}: {card_line(card_of(info))}")
+    for name, info in result.scorers.items():  # a protection given up by the user's explicit opt-in
+        lost = (info.get("isolation") or {}).get("lost") or {}
+        if lost:
+            ran = [by.get(name, {}).get("isolation_lost") or {} for by in result.metrics.values()]
+            _line(f"note: {name}'s sandbox ran without " + "; ".join(
+                f"{p} isolation ({sum(r.get(p, 0) for r in ran)} programs; allowed by --sandbox-allow {p}): {why}"
+                for p, why in lost.items()))
     c = result.counts
     _line(f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
           f"{c['truncated']} cut at --max-new-tokens. Results: {result.out}/results.json")
+
+
+def _degenerate_line(result: RunResult) -> str | None:
+    """Degenerate responses and shells per task, and the ASR without shells beside each judge's ASR."""
+    shares = {t: d["degenerate"]["value"] for t, d in result.degeneration.items()
+              if (d.get("degenerate") or {}).get("value")}
+    shells = {t: (d.get("counts") or {}).get("shell", 0) for t, d in result.degeneration.items()}
+    shells = {t: n for t, n in shells.items() if n}
+    if not shares and not shells:
+        return None
+    text = ("degenerate responses (empty, repetitive or gibberish; ASR over the coherent ones is asr_coherent in "
+            "results.json): " + (", ".join(f"{t} {100 * v:.1f}%" for t, v in shares.items()) or "none"))
+    if shells:
+        parts = []
+        for task, n in shells.items():
+            total = result.degeneration[task].get("n") or 0
+            asrs = [f"{name} {_pct(result.rate(task, name, 'asr_without_shells'))}"
+                    for name in result.metrics.get(task, {}) if result.rate(task, name, "asr_without_shells")]
+            parts.append(f"{task} {n} of {total}" + (f" (ASR without shells: {', '.join(asrs)} %)" if asrs else ""))
+        text += ("; shells (an affirmative opening and nothing more, counted as failed attacks in "
+                 "asr_without_shells): " + ", ".join(parts))
+    else:
+        text += "; no shells"
+    return text
 
 
 def _line(text: str) -> None:

@@ -1,5 +1,8 @@
 """One self-contained HTML page for a set of finished runs: leaderboard, safety-versus-utility scatter with
-its Pareto front, ASR per harm category, and every sample behind them. Opens offline: no external scripts,
+its Pareto front, ASR per harm category, each judge's card, the sandbox isolation each run had, and every
+sample behind them. Beside the scores: a judge's card under its columns, `‡` on a score whose prompts the
+model was trained on (contamination), and `*` on a delta that is significant against the baseline run
+(paired by prompt id, Holm over the runs of each column: report/compare.py). Opens offline: no external scripts,
 fonts or styles; the plots are SVG drawn here. Every string from a run is HTML-escaped, and a
 Content-Security-Policy lets only this module's own inline script run. The same inputs give the same page.
 """
@@ -13,16 +16,24 @@ import re
 from collections.abc import Sequence
 from html import escape
 
+from ..cards import card_line, card_of
 from ..errors import SafeevalError
+from .compare import MARK, significance
 from .runs import Run
 
 MetricRef = tuple[str, str, str]  # (task, judge or scorer, key in its block), e.g. ("advbench", "keyword", "asr")
 MetricArg = MetricRef | str | None  # or "task/judge/key"
 
-LOWER_IS_BETTER = {"asr", "asr_corrected", "benign_refusal_rate", "harmful_score"}
-_RATE_KEYS = ("asr", "asr_corrected", "benign_refusal_rate", "accuracy")  # leaderboard columns, in this order
+LOWER_IS_BETTER = {"asr", "asr_corrected", "asr_without_shells", "benign_refusal_rate", "harmful_score",
+                   "degenerate_share", "shell_share"}
+# leaderboard columns, in this order: the ASR beside the ASR with shells counted as failed attacks, and the
+# shares of degenerate responses and of shells beside each other
+_RATE_KEYS = ("asr", "asr_without_shells", "asr_corrected", "benign_refusal_rate", "degenerate_share", "shell_share",
+              "accuracy")
 _NAMES = {"asr": "ASR", "asr_corrected": "ASR corrected", "benign_refusal_rate": "benign refusal",
-          "accuracy": "accuracy", "harmful_score": "harmful score", "mean_score": "mean score"}
+          "accuracy": "accuracy", "harmful_score": "harmful score", "mean_score": "mean score",
+          "asr_without_shells": "ASR without shells", "degenerate_share": "degenerate", "shell_share": "shells"}
+CONTAMINATED = "‡"
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 TRUNCATE = 600  # characters of a prompt or response shown before the rest folds into a <details>
@@ -62,6 +73,8 @@ tr.baseline td{background:#fffde7}.swatch{display:inline-block;width:10px;height
 pre{white-space:pre-wrap;word-break:break-word;margin:0;font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}
 td.text{max-width:520px}.v-harmful{color:#c62828;font-weight:600}.v-safe{color:#2e7d32}.v-other{color:#8a6d00}
 .note{color:#666}svg{background:#fff}svg text{font:12px system-ui,sans-serif}a{color:#1565c0}
+.card{font-weight:normal;font-size:11px;color:#555;display:block}.card.unvalidated{color:#c62828}
+.sig{font-weight:700}.contaminated{color:#c62828;font-weight:700}.lost{color:#c62828;font-weight:600}
 :target{outline:2px solid #ffb300}input.filter{margin:4px 0 8px;padding:3px 6px;width:320px}
 """
 
@@ -93,11 +106,14 @@ def render_html(runs: Sequence[Run], baseline: Run | None = None, *, x: MetricAr
             (f'<p class="note">{len(runs)} run{"s" if len(runs) != 1 else ""}. Intervals are 95% bootstrap '
              "intervals as recorded in each run's results.json. Rows and points link to each run's samples.</p>"),
             ('<nav><a href="#leaderboard">Leaderboard</a> · <a href="#scatter">Safety vs utility</a> · '
-             '<a href="#categories">ASR by category</a> · <a href="#samples">Samples</a></nav>'),
+             '<a href="#categories">ASR by category</a> · <a href="#judges">Judges</a> · '
+             '<a href="#sandbox">Sandbox</a> · <a href="#samples">Samples</a></nav>'),
             _runs_table(runs, base_i),
             _leaderboard(runs, keys, base_i, anchors),
             _scatter_section(runs, x_ref, y_ref, base_i),
             _category_section(runs, anchors),
+            _judges_section(runs),
+            _sandbox_section(runs),
             _samples_section(runs, anchors, max_samples)]
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'"
@@ -138,7 +154,8 @@ def _metric_keys(runs: list[Run]) -> list[tuple[str, str, str, str]]:
             for key in _RATE_KEYS:
                 if isinstance(block.get(key), dict):
                     seen.setdefault((task, name, key), kind)
-    return [(*k, kind) for k, kind in seen.items()]
+    groups = list(dict.fromkeys(k[:2] for k in seen))  # each task/evaluator's columns in _RATE_KEYS' order
+    return [(*k, seen[k]) for k in sorted(seen, key=lambda k: (groups.index(k[:2]), _RATE_KEYS.index(k[2])))]
 
 
 def _parse_ref(ref: MetricArg) -> MetricRef | None:
@@ -181,9 +198,35 @@ def _runs_table(runs: list[Run], base_i: int | None) -> str:
         tag = " <b>(baseline)</b>" if i == base_i else ""
         rows.append(f"<tr{cls}><td>{_swatch(i)}<a href=\"#run-{i + 1}\">#{i + 1}</a>{tag}</td><td>{_e(run.model)}</td>"
                     f"<td>{_e(run.method)}</td><td>{_e(run.scenario)}</td><td>{run.seed}</td>"
+                    f"<td>{_contamination_cell(run)}</td>"
                     f"<td>{_e(run.path.as_posix() if run.path else 'store only')}</td></tr>")
-    return ('<h2 id="runs">Runs</h2><table><tr><th>run</th><th>model</th><th>method</th><th>scenario</th>'
-            "<th>seed</th><th>folder</th></tr>" + "".join(rows) + "</table>")
+    return ('<h2 id="runs">Runs</h2><p class="note">Contamination: scored prompts found in the model\'s training '
+            "lineage (its task, poison and safety rows and those of the run it was trained from), exactly or as "
+            f"near-duplicates; such scores are marked {CONTAMINATED}.</p>"
+            "<table><tr><th>run</th><th>model</th><th>method</th><th>scenario</th>"
+            "<th>seed</th><th>contamination</th><th>folder</th></tr>" + "".join(rows) + "</table>")
+
+
+def _contamination_cell(run: Run) -> str:
+    block = run.result.contamination
+    if not block:
+        return ('<span class="note">not checked (results written before the check)</span>'
+                if run.result.training is not None else '<span class="note">– (not trained by safeeval)</span>')
+    if block.get("status") != "checked":
+        return f'<span class="lost">not checked: {_e(block.get("reason"))}</span>'
+    hit = {t: v for t, v in (block.get("tasks") or {}).items() if v.get("contaminated")}
+    if not hit:
+        return f"none of {sum(v.get('scored', 0) for v in block['tasks'].values())} scored prompts"
+    return "<br>".join(f'<span class="contaminated">{CONTAMINATED} {_e(t)}: {v["contaminated"]} of {v["scored"]}'
+                       f'</span> <span class="n">({_e(", ".join(f"{r} {n}" for r, n in v["by_role"].items()))}; '
+                       f'{v.get("exact", 0)} exact, {v.get("near", 0)} near)</span>' for t, v in hit.items())
+
+
+def _contaminated(run: Run, task: str) -> int:
+    block = run.result.contamination or {}
+    if block.get("status") != "checked":
+        return 0
+    return ((block.get("tasks") or {}).get(task) or {}).get("contaminated", 0)
 
 
 def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
@@ -192,7 +235,13 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
     groups: dict[tuple[str, str], list[str]] = {}
     for task, name, key, _ in keys:
         groups.setdefault((task, name), []).append(key)
-    head1 = "".join(f'<th colspan="{len(ks)}">{_e(t)} / {_e(n)}</th>' for (t, n), ks in groups.items())
+    kinds = {(t, n): kind for t, n, _, kind in keys}
+    head1 = "".join(f'<th colspan="{len(ks)}">{_e(t)} / {_e(n)}'
+                    f'{_card_tag(runs, n) if kinds[(t, n)] == "safety" else ""}</th>' for (t, n), ks in groups.items())
+    tested, untested = {}, []
+    if base_i is not None:
+        others = {f"run #{i + 1}": [run] for i, run in enumerate(runs) if i != base_i}
+        tested, untested = significance([runs[base_i]], others, [(t, n, k) for t, n, k, _ in keys])
     head2 = "".join(f"<th>{_e(_NAMES[k])} {'↓' if k in LOWER_IS_BETTER else '↑'}</th>"
                     for ks in groups.values() for k in ks)
     rows = []
@@ -206,26 +255,116 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
                     continue
                 text = f'{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci_low"], 1, False)}, ' \
                        f'{_pct(v["ci_high"], 1, False)}]</span> <span class="n">n={v.get("n", "?")}</span>'
+                if hit := _contaminated(run, task):
+                    text += (f' <span class="contaminated" title="{hit} scored prompts of {_e(task)} are in this '
+                             f'model\'s training data">{CONTAMINATED}</span>')
                 if base_i is not None and i != base_i:
-                    text += _delta(v, _value(runs[base_i], (task, name, key)), key)
+                    test = tested.get((f"run #{i + 1}", (task, name, key)))
+                    text += _delta(v, _value(runs[base_i], (task, name, key)), key, test)
                 cells.append(f'<td class="num"><a href="#{anchors.task(i, task)}" title="samples of run #{i + 1}, '
                              f'{_e(task)}">{text}</a></td>')
         cls = ' class="baseline"' if i == base_i else ""
         rows.append(f'<tr{cls}><td>{_swatch(i)}<a href="#run-{i + 1}">#{i + 1}</a> {_e(run.label)}</td>'
                     + "".join(cells) + "</tr>")
     return ('<h2 id="leaderboard">Leaderboard</h2><p class="note">Value, 95% CI in brackets, n the samples '
-            "it rests on. ↓ lower is better, ↑ higher is better."
-            + (" Δ: difference to the baseline in percentage points." if base_i is not None else "") + "</p>"
+            "it rests on. ↓ lower is better, ↑ higher is better. Under each judge: its card (validations against "
+            f"human labels), or unvalidated. {CONTAMINATED}: the model was trained on some of these scored prompts."
+            + (" Δ: difference to the baseline in percentage points; "
+               f"{MARK}: significant at Holm-adjusted p &lt; 0.05 (ASR, benign refusal, accuracy; paired by prompt id, "
+               "Holm over the runs of each column)." if base_i is not None else "")
+            + (f" {len(untested)} deltas were not tested (e.g. {_e(untested[0])})." if untested else "") + "</p>"
             f'<table><tr><th rowspan="2">run</th>{head1}</tr><tr>{head2}</tr>' + "".join(rows) + "</table>")
 
 
-def _delta(v: dict, base: dict | None, key: str) -> str:
+def _delta(v: dict, base: dict | None, key: str, test=None) -> str:
     if base is None:
         return ""
     d = (v["value"] - base["value"]) * 100
     worse = d > 0 if key in LOWER_IS_BETTER else d < 0
     cls = "same" if abs(d) < 0.05 else ("worse" if worse else "better")
-    return f'<span class="delta {cls}">Δ {d:+.1f} pt</span>'
+    mark = ""
+    if test is not None and test.significant:
+        mark = (f' <span class="sig" title="Holm-adjusted p {test.p_holm:.2g}; 95% CI [{100 * test.ci_low:+.1f}, '
+                f'{100 * test.ci_high:+.1f}] pt over {test.n_pairs} pairs">{MARK}</span>')
+    return f'<span class="delta {cls}">Δ {d:+.1f} pt{mark}</span>'
+
+
+def _cards(runs: list[Run], judge: str) -> list[str]:
+    """The distinct card lines of a judge over the runs (one, unless validations were added between runs)."""
+    return list(dict.fromkeys(card_line(card_of(r.result.judges.get(judge))) for r in runs
+                              if any(n == judge for _, n in r.metrics())))
+
+
+def _card_tag(runs: list[Run], judge: str) -> str:
+    lines = _cards(runs, judge)
+    cls = "card unvalidated" if lines == ["unvalidated"] else "card"
+    return f'<span class="{cls}">{_e(" | ".join(lines))}</span>'
+
+
+def _judges_section(runs: list[Run]) -> str:
+    head = ('<h2 id="judges">Judges</h2><p class="note">How far each judge was checked against people (`safeeval '
+            "judge validate`): per label set, what it measures, agreement, Cohen's kappa and n. A refusal-class "
+            "validation validates refusal detection, not harm: it says nothing about an ASR.</p>")
+    used = [list(dict.fromkeys([*r.result.judges, *(n for (_, n), b in r.metrics().items() if "asr" in b)]))
+            for r in runs]
+    judges = list(dict.fromkeys(n for names in used for n in names))
+    if not judges:
+        return head + '<p class="note">No run used a judge.</p>'
+    rows = []
+    for judge in judges:
+        cards = {}
+        for i, run in enumerate(runs):
+            if judge in used[i]:  # a run from before judge cards has none: unvalidated
+                cards.setdefault(card_line(card_of(run.result.judges.get(judge))), []).append(f"#{i + 1}")
+        for line, which in cards.items():
+            cls = ' class="lost"' if line == "unvalidated" else ""
+            rows.append(f"<tr><td>{_e(judge)}</td><td{cls}>{_e(line)}</td><td>{_e(', '.join(which))}</td></tr>")
+    return head + "<table><tr><th>judge</th><th>card</th><th>runs</th></tr>" + "".join(rows) + "</table>"
+
+
+_ISOLATION = ("mode", "user", "namespaces", "filesystem", "network", "proc", "environment", "limits", "tree_kill",
+              "allowed", "lost")
+
+
+def _sandbox_section(runs: list[Run]) -> str:
+    """What isolation each run's model-written programs actually had (scorers.<name>.isolation)."""
+    head = ('<h2 id="sandbox">Sandbox isolation</h2><p class="note">What each run\'s model-written programs actually '
+            "had, as recorded in its results.json. A protection given up by the user's opt-in "
+            "(--sandbox-allow) is shown in red with the kernel's reason and the number of programs that ran "
+            "without it.</p>")
+    rows = []
+    for i, run in enumerate(runs):
+        for name, info in run.result.scorers.items():
+            iso = (info or {}).get("isolation")
+            if not iso:
+                continue
+            lost = iso.get("lost") or {}
+            ran = {}
+            for by in run.result.metrics.values():
+                for prot, n in ((by.get(name) or {}).get("isolation_lost") or {}).items():
+                    ran[prot] = ran.get(prot, 0) + n
+            cells = "".join(f"<td>{_iso_value(key, iso.get(key), lost, ran)}</td>" for key in _ISOLATION)
+            rows.append(f'<tr><td><a href="#run-{i + 1}">#{i + 1}</a></td><td>{_e(name)}</td>{cells}</tr>')
+    if not rows:
+        return head + '<p class="note">No run executed model-written code.</p>'
+    return (head + "<table><tr><th>run</th><th>scorer</th>" + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in _ISOLATION)
+            + "</tr>" + "".join(rows) + "</table>")
+
+
+def _iso_value(key: str, value, lost: dict, ran: dict) -> str:
+    if key == "lost":
+        if not lost:
+            return "none"
+        return "<br>".join(f'<span class="lost">{_e(p)}: {_e(why)} ({ran.get(p, 0)} programs)</span>'
+                           for p, why in lost.items())
+    if isinstance(value, dict):
+        text = ", ".join(f"{k} {v}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(map(str, value)) or "none"
+    else:
+        text = "–" if value is None else str(value)
+    cls = ' class="lost"' if "(allowed)" in text else ""
+    return f"<span{cls}>{_e(text)}</span>"
 
 
 def _scatter_section(runs, x_ref, y_ref, base_i) -> str:

@@ -6,7 +6,14 @@ Pure functions. `build()` turns runs into a `Leaderboard` (columns, rows, cells 
 Cells keep results.json's numbers as they are (fractions: value, ci_low, ci_high, n); the text renderings show
 percentages. Grouped rows carry the mean, the sample standard deviation over seeds and the number of seeds.
 A delta is candidate minus baseline, in the metric's own unit: a positive Δ ASR is safety lost, a positive
-Δ accuracy is utility gained.
+Δ accuracy is utility gained. With a baseline, the deltas of ASR, benign refusal and accuracy are tested (paired
+by prompt id, seeds as strata, Holm over the rows of each column: report/compare.py) and a significant one is
+marked `*`.
+
+Beside the scores: each judge's card (its validations against human labels, or `unvalidated`) in a legend
+under the table and per row in CSV and JSON; and contamination: a cell whose task's scored prompts the model
+was trained on is marked `‡`, with the counts under the table (and per row in CSV and JSON). A trained run
+whose results predate the check says "not checked".
 """
 
 from __future__ import annotations
@@ -16,21 +23,24 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from ..cards import card_line, card_of
 from ..errors import SafeevalError
 from ..results import Rate
-from .runs import Run
+from .compare import MARK, significance
+from .runs import Run, resolve_baseline
 
 KEYS = ("model", "trained_on", "method", "scenario", "seed")  # what a row is, and what --filter and --group-by name
 GROUP_KEYS = ("model", "trained_on", "method", "scenario")
 
 # Metric key in a results.json block -> its name on the leaderboard. Any other rate-shaped block (a scorer's
 # extras, e.g. exact_match_strict) keeps its key as its name.
-NAMES = {"asr": "ASR", "benign_refusal_rate": "benign refusal", "asr_corrected": "ASR corrected",
-         "harmful_score": "harmful score", "mean_score": "mean score", "accuracy": "accuracy",
-         "asr_coherent": "ASR coherent", "degenerate_share": "degenerate"}
-DEFAULT_METRICS = ("ASR", "benign refusal", "ASR corrected", "degenerate", "accuracy")
+NAMES = {"asr": "ASR", "asr_without_shells": "ASR without shells", "asr_corrected": "ASR corrected",
+         "asr_coherent": "ASR coherent", "harmful_score": "harmful score", "mean_score": "mean score",
+         "benign_refusal_rate": "benign refusal", "degenerate_share": "degenerate", "shell_share": "shells",
+         "accuracy": "accuracy"}
+DEFAULT_METRICS = ("ASR", "ASR without shells", "benign refusal", "ASR corrected", "degenerate", "shells", "accuracy")
+CONTAMINATED = "‡"  # a cell whose task's scored prompts the model was trained on
 _NOT_METRICS = {"n", "no_answer", "not_scored", "n_harmful", "n_judged", "not_judged", "unparsed", "n_benign",
                 "problems", "samples_per_problem"}
 _RAW_SCALE = {"mean_score"}  # a 1-5 rubric score, not a rate
@@ -78,6 +88,11 @@ class Row:
     runs: list[str]  # the labels of the runs behind this row
     deltas: dict[str, float | None] = field(default_factory=dict)
     is_baseline: bool = False
+    significant: dict[str, dict] = field(default_factory=dict)  # column -> the paired test of its delta
+    cards: dict[str, list[dict]] = field(default_factory=dict)  # judge -> its distinct cards over the row's runs
+    contamination: dict = field(default_factory=dict)  # task -> contaminated, scored, by_role (summed over runs)
+    unchecked: int = 0  # trained runs of the row whose results predate the contamination check
+    members: list[Run] = field(default_factory=list, repr=False)  # the runs behind it
 
 
 @dataclass
@@ -86,6 +101,7 @@ class Leaderboard:
     rows: list[Row]
     group_by: list[str] = field(default_factory=list)
     baseline: str | None = None  # the baseline row's label
+    notes: list[str] = field(default_factory=list)  # what the significance tests could not test
 
     @property
     def grouped(self) -> bool:
@@ -147,7 +163,12 @@ def discover_columns(runs: list[Run]) -> list[Column]:
                 name = f"{task}/{evaluator} {metric}" if kind == "safety" else f"{task} {metric}"
                 if name not in seen:
                     seen[name] = Column(name, task, evaluator, key, metric, kind)
-    return list(seen.values())
+    # Per task and evaluator, in NAMES' order (the ASR beside the ASR without shells, degenerate beside shells),
+    # then the evaluator's own metrics as found.
+    groups = list(dict.fromkeys((c.task, c.evaluator) for c in seen.values()))
+    order = list(NAMES)
+    return sorted(seen.values(), key=lambda c: (groups.index((c.task, c.evaluator)),
+                                                order.index(c.key) if c.key in order else len(order)))
 
 
 def _is_metric(value) -> bool:
@@ -202,27 +223,6 @@ def _dedupe(runs: list[Run]) -> list[Run]:
     return out
 
 
-def resolve_baseline(runs: list[Run], baseline: str) -> list[Run]:
-    """A run folder (or its results.json), or a label substring; an exact label wins over substrings."""
-    path = Path(baseline)
-    if path.exists():
-        target = (path if path.is_dir() else path.parent).resolve()
-        found = [r for r in runs if r.path is not None and r.path.resolve() == target]
-        if found:
-            return found
-        from .runs import load_run  # a baseline that is not among the runs compared
-
-        return [load_run(path)]
-    exact = [r for r in runs if r.label == baseline]
-    if exact:
-        return exact
-    found = [r for r in runs if baseline.lower() in r.label.lower()]
-    if not found:
-        raise SafeevalError(f"--baseline '{baseline}' is neither a run folder nor part of any run's label; "
-                            f"labels look like '{runs[0].label}'.")
-    return found
-
-
 def single_baseline(runs: list[Run], baseline: str | None) -> Run | None:
     """The one run a report compares against, or None when --baseline names none or several (a group)."""
     found = resolve_baseline(runs, baseline) if baseline else []
@@ -268,13 +268,14 @@ def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str |
                                     + ", ".join(r.label for r in base_runs[:5]) + (", ..." if len(base_runs) > 5 else "")
                                     + "); give more of the label, or a run folder.")
             base_row = _run_row(base_runs[0], columns)
+    board = Leaderboard(columns, rows, group_by, base_row.label if base_row is not None else None)
     if base_row is not None:
         for row in rows:
             row.is_baseline = row.label == base_row.label
             for col in columns:
                 mine, theirs = row.cells.get(col.name), base_row.cells.get(col.name)
                 row.deltas[col.name] = None if mine is None or theirs is None else mine.value - theirs.value
-    board = Leaderboard(columns, rows, group_by, base_row.label if base_row is not None else None)
+        _test_deltas(board, base_row)
     if sort:
         sort_rows(board, sort, desc)
     return board
@@ -288,7 +289,46 @@ def _run_row(run: Run, columns: list[Column]) -> Row:
         cell = _cell(block, col.key) if block else None
         if cell is not None:
             cells[col.name] = cell
-    return Row(run.label, _keys(run), cells, [run.label])
+    return _annotate(Row(run.label, _keys(run), cells, [run.label]), [run], columns)
+
+
+def _annotate(row: Row, members: list[Run], columns: list[Column]) -> Row:
+    """The judges' cards and the contamination counts of the runs behind a row."""
+    row.members = members
+    for judge in dict.fromkeys(c.evaluator for c in columns if c.kind == "safety"):
+        cards = row.cards.setdefault(judge, [])
+        for run in members:
+            if (card := card_of(run.result.judges.get(judge))) not in cards:
+                cards.append(card)
+    for run in members:
+        block = run.result.contamination
+        if not block or block.get("status") != "checked":
+            row.unchecked += run.result.training is not None  # a model scored as it is has no lineage to check
+            continue
+        for task, found in (block.get("tasks") or {}).items():
+            into = row.contamination.setdefault(task, {"contaminated": 0, "scored": 0, "by_role": {}})
+            into["contaminated"] += found.get("contaminated", 0)
+            into["scored"] += found.get("scored", 0)
+            for role, n in (found.get("by_role") or {}).items():
+                into["by_role"][role] = into["by_role"].get(role, 0) + n
+    return row
+
+
+def _test_deltas(board: Leaderboard, base_row: Row) -> None:
+    """Mark each row's tested deltas (ASR, benign refusal, accuracy) with their paired test against the baseline
+    row's runs: one family per column, Holm over the rows."""
+    groups = {row.label: row.members for row in board.rows if not row.is_baseline}
+    if not groups:
+        return
+    columns = {(c.task, c.evaluator, c.key): c.name for c in board.columns}
+    found, board.notes = significance(base_row.members, groups, list(columns))
+    for row in board.rows:
+        for column, name in columns.items():
+            diff = found.get((row.label, column))
+            if diff is not None:
+                row.significant[name] = {"significant": diff.significant, "p_holm": diff.p_holm,
+                                         "difference": diff.difference, "ci_low": diff.ci_low,
+                                         "ci_high": diff.ci_high, "n_pairs": diff.n_pairs}
 
 
 def _group_rows(runs: list[Run], columns: list[Column], group_by: list[str]) -> list[Row]:
@@ -306,7 +346,7 @@ def _group_rows(runs: list[Run], columns: list[Column], group_by: list[str]) -> 
                 std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
                 cells[col.name] = Cell(mean, std=std, seeds=len(values), values=values)
         label = " · ".join(str(k) for k in key)
-        rows.append(Row(label, dict(zip(group_by, key)), cells, [r.label for r in per_run]))
+        rows.append(_annotate(Row(label, dict(zip(group_by, key)), cells, [r.label for r in per_run]), members, columns))
     return rows
 
 
@@ -376,11 +416,17 @@ def table_cells(board: Leaderboard) -> tuple[list[tuple[str, str]], list[list[st
     for row in board.rows:
         out = [row.label + (" (baseline)" if row.is_baseline else "")] + ([str(len(row.runs))] if board.grouped else [])
         for col in board.columns:
-            out.append(cell_text(row.cells.get(col.name), col))
+            text = cell_text(row.cells.get(col.name), col)
+            out.append(text + (f" {CONTAMINATED}" if text != "-" and _contaminated(row, col.task) else ""))
             if board.baseline is not None:
-                out.append(delta_text(row.deltas.get(col.name), col))
+                text = delta_text(row.deltas.get(col.name), col)
+                out.append(text + (f" {MARK}" if row.significant.get(col.name, {}).get("significant") else ""))
         rows.append(out)
     return headers, rows
+
+
+def _contaminated(row: Row, task: str) -> int:
+    return (row.contamination.get(task) or {}).get("contaminated", 0)
 
 
 def caption(board: Leaderboard) -> str:
@@ -388,7 +434,45 @@ def caption(board: Leaderboard) -> str:
     if board.baseline is not None:
         parts.append(f"Δ = row − baseline ({board.baseline}), percentage points; Δ ASR > 0 is safety lost, "
                      "Δ accuracy > 0 is utility gained")
+        untested = (f"{len(board.notes)} comparison{'s' if len(board.notes) > 1 else ''} untested, e.g. "
+                    f"{board.notes[0]}" if board.notes else "")
+        if any(r.significant for r in board.rows):
+            parts.append(f"{MARK} Δ significant at Holm-adjusted p < 0.05 (ASR, benign refusal, accuracy: paired by "
+                         "prompt id, seeds combined by stratified CMH, Holm over the rows of each column; "
+                         "`safeeval compare` gives intervals and p-values)" + (f"; {untested}" if untested else ""))
+        else:
+            parts.append("Δ not tested for significance" + (f": {untested}" if untested else ": no tested metric"))
     return "; ".join(parts)
+
+
+def legend(board: Leaderboard) -> list[str]:
+    """The lines under a table: each judge's card, then contamination (never left unsaid)."""
+    lines = []
+    judges: dict[str, dict[str, int]] = {}
+    for row in board.rows:
+        for judge, cards in row.cards.items():
+            for card in cards:
+                line = card_line(card)
+                judges.setdefault(judge, {})[line] = judges.setdefault(judge, {}).get(line, 0) + 1
+    for judge, lines_of in judges.items():
+        several = len(lines_of) > 1
+        lines.append(f"judge {judge}: " + "; or ".join(f"{line}" + (f" ({n} rows)" if several else "")
+                                                    for line, n in lines_of.items()))
+    hit = [r for r in board.rows if any(v["contaminated"] for v in r.contamination.values())]
+    checked = [r for r in board.rows if r.contamination]
+    for row in hit:
+        counts = ", ".join(f"{task} {v['contaminated']} of {v['scored']} ("
+                           + ", ".join(f"{role} {n}" for role, n in v["by_role"].items()) + ")"
+                           for task, v in row.contamination.items() if v["contaminated"])
+        lines.append(f"{CONTAMINATED} {row.label}: scored prompts in its training data (exact, or near-duplicate "
+                     f"by character 3-gram Jaccard): {counts}")
+    if checked and not hit:
+        lines.append(f"contamination: none of the {len(checked)} checked rows was trained on a scored prompt")
+    unchecked = [r.label for r in board.rows if r.unchecked]
+    if unchecked:
+        lines.append(f"contamination not checked in {len(unchecked)} rows (results written before the check, or its "
+                     "data was not at hand): " + ", ".join(unchecked[:3]) + (", ..." if len(unchecked) > 3 else ""))
+    return lines
 
 
 def render_rich(board: Leaderboard, width: int = 80) -> list:
@@ -436,6 +520,7 @@ def render_rich(board: Leaderboard, width: int = 80) -> list:
             table.add_row(*map(Text, row[:fixed]), *(Text(row[k]) for k in part))
         out.append(table)
     out.append(Text(caption(board), style="dim"))
+    out += [Text(line) for line in legend(board)]
     return out
 
 
@@ -453,23 +538,28 @@ def render_markdown(board: Leaderboard) -> str:
     headers, rows = table_cells(board)
 
     def esc(s: str) -> str:
-        return s.replace("|", "\\|")
+        return s.replace("|", "\\|").replace("*", "\\*")
 
     lines = ["| " + " | ".join(esc(" ".join(x for x in h if x)) for h in headers) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
-    return "\n".join(lines) + f"\n\n{caption(board)}\n"
+    notes = "".join(f"- {esc(line)}\n" for line in legend(board))
+    return "\n".join(lines) + f"\n\n{esc(caption(board))}\n" + (f"\n{notes}" if notes else "")
 
 
 def render_csv(board: Leaderboard) -> str:
     """One row per run (or group); numbers as fractions, as in results.json, unrounded. Per metric: the value
-    and its _ci_low/_ci_high (grouped: the mean, _std and _n_seeds); with a baseline, its Δ column too."""
+    and its _ci_low/_ci_high (grouped: the mean, _std and _n_seeds); with a baseline, its Δ column and the Holm-
+    adjusted p of its paired test (_p_holm; empty where untested). Then each judge's card and the contamination
+    counts ("task contaminated/scored; ...", "not checked", or empty for a model scored as it is)."""
+    judges = list(dict.fromkeys(j for row in board.rows for j in row.cards))
     header = ["label", *board.key_names] + (["seeds"] if board.grouped else [])
     for col in board.columns:
         header += [col.name, f"{col.name}_std", f"{col.name}_n_seeds"] if board.grouped else \
                   [col.name, f"{col.name}_ci_low", f"{col.name}_ci_high"]
         if board.baseline is not None:
-            header.append(col.delta_name)
+            header += [col.delta_name, f"{col.delta_name}_p_holm"]
+    header += [f"judge card: {j}" for j in judges] + ["contamination"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -483,9 +573,17 @@ def render_csv(board: Leaderboard) -> str:
             else:
                 out += [blank, blank, blank] if c is None else [c.value, _or(c.ci_low), _or(c.ci_high)]
             if board.baseline is not None:
-                out.append(_or(row.deltas.get(col.name)))
+                out += [_or(row.deltas.get(col.name)), _or(row.significant.get(col.name, {}).get("p_holm"))]
+        out += [" | ".join(card_line(c) for c in row.cards.get(j, [])) for j in judges]
+        out.append(_contamination_text(row))
         writer.writerow([repr(v) if isinstance(v, float) else v for v in out])
     return buf.getvalue()
+
+
+def _contamination_text(row: Row) -> str:
+    found = "; ".join(f"{task} {v['contaminated']}/{v['scored']}" for task, v in row.contamination.items())
+    unchecked = f"not checked ({row.unchecked} runs)" if row.unchecked else ""
+    return "; ".join(x for x in (found, unchecked) if x)
 
 
 def _or(x):
@@ -502,8 +600,14 @@ def to_dict(board: Leaderboard) -> dict:
                     for c in board.columns],
         "rows": [{"label": r.label, **r.keys, "runs": r.runs, "is_baseline": r.is_baseline,
                   "cells": {c.name: (r.cells[c.name].as_dict() if c.name in r.cells else None) for c in board.columns},
-                  **({"deltas": {c.name: r.deltas.get(c.name) for c in board.columns}} if board.baseline is not None else {})}
+                  **({"deltas": {c.name: r.deltas.get(c.name) for c in board.columns},
+                      "significance": {c.name: r.significant.get(c.name) for c in board.columns}}
+                     if board.baseline is not None else {}),
+                  "judge_cards": r.cards, "contamination": r.contamination or None,
+                  "contamination_not_checked": r.unchecked}
                  for r in board.rows],
+        "legend": legend(board),
+        **({"significance_notes": board.notes} if board.baseline is not None else {}),
     }
 
 

@@ -72,6 +72,26 @@ def load_run(path: Path) -> Run:
     return Run(results.read(path))
 
 
+def resolve_baseline(runs: list[Run], baseline: str, option: str = "--baseline") -> list[Run]:
+    """A run folder (or its results.json), or a label substring; an exact label wins over substrings. `option`
+    names the flag that gave it, for the error."""
+    path = Path(baseline)
+    if path.exists():
+        target = (path if path.is_dir() else path.parent).resolve()
+        found = [r for r in runs if r.path is not None and r.path.resolve() == target]
+        if found:
+            return found
+        return [load_run(path)]  # a baseline that is not among the runs compared
+    exact = [r for r in runs if r.label == baseline]
+    if exact:
+        return exact
+    found = [r for r in runs if baseline.lower() in r.label.lower()]
+    if not found:
+        raise SafeevalError(f"{option} '{baseline}' is neither a run folder nor part of any run's label; "
+                            f"labels look like '{runs[0].label}'.")
+    return found
+
+
 def load_runs(paths: list[Path] = (), store: Path | None = None) -> list[Run]:
     runs = [load_run(p) for p in paths]
     if store is not None:

@@ -80,10 +80,12 @@ def by_id(run: Run, task: str) -> dict[str, dict]:
 
 def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str, name: str, kind: str, *,
                  alpha: float = 0.05, margin: float | None = None, margin_kind: str = "non-inferiority",
-                 seed: int = 0, n_boot: int = N_BOOT) -> tuple[Family, list[str]]:
+                 seed: int = 0, n_boot: int = N_BOOT, skip: bool = False) -> tuple[Family | None, list[str]]:
     """Each method's runs (one per seed) against the reference run of the same training seed, or against the
     single reference run when there is one (the aligned model); returns the family and notes on what was
-    left out."""
+    left out. skip: a method that cannot be paired (no samples, no reference of its seed, no shared prompt) is
+    left out of the family and named in a note ("not tested: ..."), instead of stopping the comparison; when
+    none can be, the family is None."""
     metric, worse = KINDS[kind]
     by_seed = {run.seed: run for run in reference}
     if len(by_seed) != len(reference):
@@ -91,23 +93,38 @@ def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str,
                             "give one per seed.")
     pairs, notes = {}, []
     for method, runs in methods.items():
-        strata = []
-        for run in sorted(runs, key=lambda r: r.seed):
-            ref = by_seed.get(run.seed) if len(by_seed) > 1 else next(iter(by_seed.values()), None)
-            if ref is None:
-                raise SafeevalError(f"{method} seed {run.seed} has no reference run of the same seed "
-                                    f"(reference seeds: {sorted(by_seed)}).")
-            b, c, excluded, unmatched = paired_values(by_id(ref, task), by_id(run, task), name, kind)
-            if unmatched or excluded:
-                left = ", ".join(f"{v} {k}" for k, v in sorted(excluded.items()))
-                notes.append(f"{method} seed {run.seed}: {unmatched} ids in only one run; left out: {left or 'none'}")
-            strata.append((np.asarray(b), np.asarray(c)))
-        if not sum(len(b) for b, _ in strata):
-            raise SafeevalError(f"{method} shares no scored {task} prompt judged by {name} with the reference.")
-        pairs[method] = strata
+        try:
+            pairs[method] = _strata(by_seed, method, runs, task, name, kind, notes)
+        except SafeevalError as exc:
+            if not skip:
+                raise
+            notes.append(f"not tested: {str(exc).rstrip('.')}")
+    if not pairs:
+        if skip:
+            return None, notes
+        raise SafeevalError(f"No method could be paired with the reference on {task}/{name}.")
     family = compare_to_reference(pairs, metric=f"{task}/{name} {metric}", reference=_label(reference), worse=worse,
                                   alpha=alpha, margin=margin, margin_kind=margin_kind, seed=seed, n_boot=n_boot)
     return family, notes
+
+
+def _strata(by_seed: dict[int, Run], method: str, runs: list[Run], task: str, name: str, kind: str,
+            notes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed, (reference outcomes, this method's outcomes) paired by prompt id."""
+    strata = []
+    for run in sorted(runs, key=lambda r: r.seed):
+        ref = by_seed.get(run.seed) if len(by_seed) > 1 else next(iter(by_seed.values()), None)
+        if ref is None:
+            raise SafeevalError(f"{method} seed {run.seed} has no reference run of the same seed "
+                                f"(reference seeds: {sorted(by_seed)}).")
+        b, c, excluded, unmatched = paired_values(by_id(ref, task), by_id(run, task), name, kind)
+        if unmatched or excluded:
+            left = ", ".join(f"{v} {k}" for k, v in sorted(excluded.items()))
+            notes.append(f"{method} seed {run.seed}: {unmatched} ids in only one run; left out: {left or 'none'}")
+        strata.append((np.asarray(b), np.asarray(c)))
+    if not sum(len(b) for b, _ in strata):
+        raise SafeevalError(f"{method} shares no scored {task} prompt judged by {name} with the reference.")
+    return strata
 
 
 def _label(reference: list[Run]) -> str:

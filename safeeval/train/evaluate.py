@@ -30,9 +30,33 @@ def score_config(record: dict, cfg: TrainConfig, settings: dict, command: list[s
 
 def score_trained(record: dict, cfg: TrainConfig, settings: dict, reporter: Reporter = silent,
                   command: list[str] | None = None, stage: str = "finetune") -> RunResult:
+    """Score the model a training run wrote; its results carry how many scored prompts its lineage trained on."""
     from ..run import score
 
-    return score(score_config(record, cfg, settings, command, stage), reporter=reporter)
+    score_cfg = score_config(record, cfg, settings, command, stage)
+    return score(score_cfg, reporter=reporter, contamination=contamination(record, cfg, score_cfg))
+
+
+def contamination(record: dict, cfg: TrainConfig, score_cfg: ScoreConfig) -> dict:
+    """results.json's `contamination` block (schema in results.py): every prompt the run scores against every
+    training row of the model's lineage (lineage.py: this run's task, poison and safety rows, and those of the
+    run its base model came from), by the guard's method (contamination.py). A lineage that cannot be read back
+    (a set's files changed since) is recorded as not checked, with the reason: never left out silently."""
+    from ..contamination import find
+    from ..errors import SafeevalError
+    from ..run import prepare
+    from .lineage import lineage_rows
+
+    try:
+        rows, notes = lineage_rows(Path(record["config"]["out"]), cfg.data_dir, cfg.tasks_dirs)
+    except SafeevalError as exc:
+        return {"status": "not checked", "reason": str(exc)}
+    prep = prepare(score_cfg)
+    report = find([(label, s.id, s.prompt) for label, got, _ in prep.tasks for s in got.samples], rows)
+    found = report.to_dict()
+    for task, block in found["tasks"].items():
+        block["ids"] = sorted(report.contaminated_ids(task))
+    return {"status": "checked", **found, "notes": notes}
 
 
 def _block(record: dict, stage: str) -> dict:

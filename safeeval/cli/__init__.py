@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import catalog, check, judge, leaderboard, score, sweep, train, ui
+from . import catalog, check, judge, leaderboard, score, store, sweep, train, ui
 
 app = typer.Typer(
     name="safeeval",
@@ -39,3 +39,4 @@ app.command("check", help=check.HELP)(check.check)
 app.command("leaderboard", help=leaderboard.HELP)(leaderboard.leaderboard)
 train.register(app)
 app.command("sweep", help=sweep.HELP)(sweep.sweep)
+app.add_typer(store.app, name="store")

@@ -222,7 +222,8 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         },
         "output": {"adapter": str(adapter_dir) if adapter_dir else None, "model": str(model_dir) if model_dir else None,
                    "fingerprint": folder_fingerprint(saved)},
-        "trainer": {"steps": trainer.state.global_step, "resumed_from": last, "setup_seconds": round(setup_seconds, 2),
+        "trainer": {"steps": trainer.state.global_step, "resumed_from": last, "world_size": trainer.args.world_size,
+                    "setup_seconds": round(setup_seconds, 2),
                     "train_seconds": round(train_seconds, 2), "finish_seconds": round(finish_seconds, 2),
                     "seconds_per_step": _median_step(ctx.step_times),
                     "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
@@ -238,7 +239,7 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
     import torch
     from transformers import AutoModelForCausalLM
 
-    sft_cfg = dataclasses.replace(cfg, method="sft", method_options={}, out=None, save_merged=False)
+    sft_cfg = shared_sft(cfg)
     sft_cfg.out = _sibling_run(out.parent, sft_cfg.hash) or out.parent / default_out(sft_cfg).name
     finetuned = train(sft_cfg, notify, command)
     if not finetuned:  # not the main process of a distributed run
@@ -270,6 +271,11 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
               "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
     write_json(out / "training.json", record)
     return record
+
+
+def shared_sft(cfg: TrainConfig) -> TrainConfig:
+    """The plain sft run a post-hoc method edits: the same settings with method sft (no folder of its own yet)."""
+    return dataclasses.replace(cfg, method="sft", method_options={}, out=None, save_merged=False)
 
 
 def _sibling_run(folder: Path, config_hash: str) -> Path | None:
@@ -336,6 +342,9 @@ def _load_model(cfg: TrainConfig, base: ModelRef):
 
 
 def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
+    import os
+
+    import torch
     from transformers import Trainer, TrainingArguments
 
     class MethodTrainer(Trainer):
@@ -388,6 +397,9 @@ def _trainer(cfg: TrainConfig, ctx: Context, model, encoded: list[dict]):
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=not sys.stderr.isatty(),
+        # The processes of a multi-process launch form one group (gloo) on a machine without CUDA only when told
+        # to use the CPU; otherwise each would train alone.
+        use_cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
     )
     callbacks = [cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None]
     return MethodTrainer(model=model, args=args, train_dataset=encoded,

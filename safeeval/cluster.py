@@ -128,13 +128,14 @@ def _drive(ray, path, spec: dict, steps: list[Step], done: list[str], study: Pat
         with reporter("steps on Ray", len(refs)) as advance:
             while pending:
                 ready = set(ray.wait(list(pending), num_returns=len(pending), timeout=1.0)[0])
-                board.notes(ray.get(desk.drain.remote()))
+                mail = ray.get(desk.drain.remote())  # shown after the outcomes: a start after the finish it followed
                 for step in steps:  # in the sweep's order: a step after the ones it waits for
                     if step.name in refs and refs[step.name][0] in ready:
                         pending.discard(refs[step.name][0])
                         outcome = _collect(ray, db, board, refs[step.name], step)
                         board.outcome(step.name, {**outcome, "submitted": submitted[step.name]})
                         advance(1)
+                board.notes(mail)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -170,10 +171,10 @@ class _Board:
 
     def notes(self, notes: list) -> None:
         for _, name, kind, text in notes:
-            if kind == "started":
+            if kind == "started" and name not in self.outcomes:
                 self.running[name] = text
                 self.say(f"started  {name} on {text} [{self.counts()}]")
-            elif name not in self.outcomes:
+            elif kind == "say":
                 self.say(f"  {name}: {text.strip()}")
 
     def outcome(self, name: str, outcome: dict) -> None:
@@ -307,13 +308,13 @@ def step_task(spec: dict, step: Step, ctx: dict, desk, *waited: dict) -> tuple[d
         return {**outcome, "status": "skipped", "error": f"it needs {', '.join(unmet)}, which did not finish",
                 "ended": time.time()}, b""
     desk.note.remote(step.name, "started", where)
+    working = time.time()  # the step's own work, from the libraries' imports on, as a local step's process does it
     quiet_libraries(ctx["verbose"])
     # on this node's disk, by study and step: a retry here resumes from what the killed attempt wrote
     shard = Path(tempfile.gettempdir()) / "safeeval-shards" / ctx["study"] / f"{step.name}.sqlite"
     error = None
     try:
         _enter(ctx["cwd"], ctx["runs"], where)
-        working = time.time()
         with redirect(ctx["store"], shard, _Upstream(ray, desk)):
             processes = len(ray.get_gpu_ids())
             if processes > 1 and _trains(step):

@@ -55,7 +55,7 @@ def cluster(tmp_path_factory):
     saved = dict(os.environ)
     os.environ.update(SAME_BITS, SAFEEVAL_HOME=str(tmp_path_factory.mktemp("home")), HF_HUB_OFFLINE="1",
                       HF_DATASETS_OFFLINE="1", RAY_worker_niceness="0")  # Ray's workers run niced (15) otherwise
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers take this environment
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers take this env
     os.environ.clear()
     os.environ.update(saved)
     yield ray

@@ -20,11 +20,14 @@ import time
 import pytest
 import yaml
 from conftest import REPO
+from test_sweep import _write
 from typer.testing import CliRunner
 
 from safeeval.cli import app
 from safeeval.cluster import run_on_ray
 from safeeval.sweep import run_sweep
+
+TRAIN = {"steps": 2, "batch_size": 4, "max_length": 256, "lr": 1e-3, "save_steps": 2}  # test_sweep's
 
 SAME_BITS = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
 
@@ -62,15 +65,10 @@ def cluster(tmp_path_factory):
     ray.shutdown()
 
 
-def _sweep(tmp_path, tiny_model, data_dir, train: dict | None = None, **extra) -> str:
-    """A tiny study's file; train: settings added to every training run's (e.g. base: the tiny model itself)."""
-    spec = {"runs": str(tmp_path / "runs"), "data_dir": str(data_dir),
-            "train": {"steps": 2, "batch_size": 4, "max_length": 256, "lr": 1e-3, "save_steps": 2, **(train or {})},
-            "score": {"tasks": ["smoke"], "judges": ["keyword"], "limit": 4, "max_new_tokens": 4},
-            "report": {"dir": str(tmp_path / "docs")}, **extra}
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return str(path)
+def _cells(tmp_path, tiny_model, data_dir, train: dict, **extra) -> str:
+    """test_sweep's study without its reference model and alignment run: cells fine-tuning the tiny model itself."""
+    return _write(tmp_path, tiny_model, data_dir, reference=[], align=None, report={"dir": str(tmp_path / "docs")},
+                  train={**TRAIN, "base": str(tiny_model), **train}, **extra)
 
 
 def _rows(store) -> dict:
@@ -87,8 +85,7 @@ def _metrics(runs) -> dict:
 @pytest.mark.slow
 def test_a_sweep_on_ray_ends_as_the_sequential_sweep_with_independent_steps_at_once(
         cluster, tiny_model, data_dir, tmp_path, monkeypatch):
-    path = _sweep(tmp_path, tiny_model, data_dir, report={"dir": str(tmp_path / "docs"), "baseline": "aligned"},
-                  align={"base": str(tiny_model), "task": "dolly", "method": "er", "method_options": {"ratio": 0.5}},
+    path = _write(tmp_path, tiny_model, data_dir, reference=[],  # alignment, 2 methods x 2 scenarios, merges
                   grid={"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "linear"]})
     for name, value in SAME_BITS.items():
         monkeypatch.setenv(name, value)  # for the sequential sweep's step processes
@@ -144,7 +141,7 @@ def _kill_when(condition, title: str, killed: list, deadline: float = 240) -> th
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
         cluster, tiny_model, data_dir, tmp_path):
-    path = _sweep(tmp_path, tiny_model, data_dir, {"base": str(tiny_model)}, max_retries=1,
+    path = _cells(tmp_path, tiny_model, data_dir, {}, max_retries=1,
                   grid={"task": ["sst2", str(tmp_path / "missing.jsonl")], "method": ["sft", "linear"],
                         "scenario": "benign"},
                   task_settings={"sst2": {"steps": 10}})
@@ -180,7 +177,7 @@ def test_ctrl_c_cancels_the_running_steps(cluster, tiny_model, data_dir, tmp_pat
 
     import psutil
 
-    path = _sweep(tmp_path, tiny_model, data_dir, {"base": str(tiny_model), "steps": 200},
+    path = _cells(tmp_path, tiny_model, data_dir, {"steps": 200},
                   grid={"task": "sst2", "method": "sft", "scenario": "benign"})
     workers: list = []
 

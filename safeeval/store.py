@@ -291,6 +291,8 @@ def take_shard(path: Path) -> bytes:
     data = packed.read_bytes()
     for leftover in (packed, path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the study's folder on this disk, once its last shard is sent
+        path.parent.rmdir()
     return data
 
 

@@ -66,6 +66,11 @@ def sweep(
     if summary.get("leaderboard"):
         done += f". Leaderboard: {summary['leaderboard']}; report: {summary['html']}"
     ui.out_console.print(done, highlight=False, soft_wrap=True, markup=False)
+    conflicts = {table: c["conflicts"] for table, c in (summary.get("merged") or {}).items() if c.get("conflicts")}
+    if conflicts:
+        ui.note(f"merging the steps' shards met keys with another value already in the store ("
+                f"{', '.join(f'{n} {t}' for t, n in conflicts.items())}): the store kept its own; the others are in "
+                "its merge_conflicts table.")
     if summary.get("failed") or summary.get("skipped"):
         for name in summary["failed"]:
             error = summary["timeline"][name]["error"]

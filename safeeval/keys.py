@@ -60,3 +60,26 @@ def model_fingerprint(weights: str, adapter: str, dtype: str) -> str:
 def endpoint_fingerprint(base_url: str, model: str) -> str:
     """A model behind an OpenAI-compatible endpoint: all we can know is where it is served and its name."""
     return hashlib.sha256(f"openai|{base_url}|{model}".encode()).hexdigest()[:16]
+
+
+def run_id(result: dict) -> str:
+    """One scoring run in the store's runs table, wherever it ran. No folder path is part of it: the same run
+    scored on two machines (a retried cluster step, a shard merged twice) is one row, and two machines' runs that
+    share a local path are two. Components, all read from its results.json:
+    - the model's fingerprint (its name where none is recorded) and the backend that ran it;
+    - each task's spec hash and the ids of the samples scored;
+    - each judge's and scorer's fingerprint;
+    - the generation settings, the seeds and the limit;
+    - for a trained model, its training configuration's hash and stage (and method, scenario, seed)."""
+    model = result.get("model") or {}
+    training = result.get("training") or {}
+    return digest({
+        "model": [model.get("fingerprint") or model.get("name"), model.get("backend")],
+        "tasks": {label: [t.get("spec_hash"), t.get("sample_ids_hash")]
+                  for label, t in (result.get("tasks") or {}).items()},
+        "evaluators": {name: (info or {}).get("fingerprint")
+                       for part in ("judges", "scorers") for name, info in (result.get(part) or {}).items()},
+        "generation": result.get("generation") or {},
+        "seeds": [result.get("seed"), result.get("subset_seed"), result.get("limit")],
+        "training": [training.get(k) for k in ("config_hash", "stage", "method", "scenario", "seed")],
+    }, length=32)

@@ -4,13 +4,18 @@ fine-tuning runs (task x scenario x method x seed) each trained and scored, then
 Keys: runs (folder), data_dir, train (settings for every training), align (the alignment run's own),
 finetune (the grid's own), grid (task/scenario/method/seed lists), method_options (per method), task_settings
 (per task: training settings such as max_length for long answers), score,
-reference (models scored as they are), report (dir, baseline = a step name).
+reference (models scored as they are), report (dir, baseline = a step name); on a Ray cluster (cluster.py) also
+resources (per stage or per method: num_cpus, num_gpus, memory in bytes) and max_retries (a step whose worker died).
 
 Every model is scored on score.tasks plus the utility it was trained for: a fine-tuning cell adds the evaluation
 task its training set is asked with (its `prompt_from`: gsm8k for gsm8k), the reference and aligned models every
 such task of the grid, so each cell has its baseline. Every step is cached where it lands (a finished training
 folder is not retrained, the store serves every generation and verdict already made), so an interrupted sweep
 resumes by running the same command again.
+
+The steps form a graph (`Step.after`): cells that fine-tune the aligned model wait for the alignment run, and a
+merge waits for the plain sft run it edits. Both runners follow it: this module's, one step after another in an
+order that respects it, and cluster.py's, where Ray runs every step whose inputs are ready.
 """
 
 from __future__ import annotations
@@ -36,19 +41,25 @@ from .train.config import TrainConfig, task_label
 from .train.evaluate import DEFAULT_TASKS, score_trained
 
 SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
-              "grid", "method_options", "task_settings", "report", "allow_contamination"}
+              "grid", "method_options", "task_settings", "report", "allow_contamination", "resources",
+              "max_retries"}
 # A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
 # holds both scenarios of every method it reached.
 GRID_KEYS = ("task", "method", "seed", "scenario")
+STAGES = ("reference", "align", "finetune")  # what `resources` may name, besides methods
+RESOURCES = ("num_cpus", "num_gpus", "memory")  # Ray's names; memory in bytes
+MAX_RETRIES = 3  # Ray's own default: a step whose worker died is run again up to this often
 
 
 @dataclass
 class Step:
     name: str  # the run folder's name
-    kind: str  # "reference", "align" or "finetune"
+    kind: str  # "reference", "align", "finetune" or "shared-sft" (the sft run merges edit; trained, not scored)
     train: TrainConfig | None = None
     model: str | None = None  # reference models only
     tasks: list[str] = field(default_factory=list)  # what it is scored on: score.tasks + its utility
+    after: list[str] = field(default_factory=list)  # the steps whose output it reads
+    resources: dict = field(default_factory=dict)  # what it asks a Ray cluster for (the file's; defaults in cluster.py)
 
 
 def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Step]]:
@@ -101,12 +112,77 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     cells = [s.train for s in steps if s.kind == "finetune"]
     for step in steps:
         step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
+    steps = _link(steps, runs)
+    _cluster_settings(spec, path, steps)
     baseline = (spec.get("report") or {}).get("baseline")
-    if baseline is not None and baseline not in {s.name for s in steps}:
-        raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: "
-                            f"{', '.join(s.name for s in steps)}.")
+    scored = [s.name for s in steps if s.kind != "shared-sft"]
+    if baseline is not None and baseline not in scored:
+        raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: {', '.join(scored)}.")
     preflight.check(path, spec, steps)  # bad input and contaminated cells stop here, before any step runs
     return spec, steps
+
+
+def _link(steps: list[Step], runs: Path) -> list[Step]:
+    """Each step's `after`, and the steps in an order that respects it. A cell fine-tuning the aligned model waits
+    for the alignment run. A merge (a post-hoc method) edits the plain sft run of its settings: the grid's own cell
+    with those settings, or else a step added here, in the folder the trainer would give it and shared by every merge
+    of those settings, so no two merges train it at once and none relies on the order of the grid."""
+    from .train.methods import make_method
+    from .train.trainer import default_out, shared_sft
+
+    cells = {s.train.hash: s for s in steps if s.kind == "finetune"}
+    linked, added = [], {}
+    for step in steps:
+        if step.kind == "finetune" and make_method(step.train.method, step.train.method_options).post_hoc:
+            sft = shared_sft(step.train)
+            source = cells.get(sft.hash) or added.get(sft.hash)
+            if source is None:
+                sft.out = runs / default_out(sft).name
+                source = added[sft.hash] = Step(sft.out.name, "shared-sft", sft)
+                linked.append(source)  # just before the first merge that edits it
+            step.after.append(source.name)
+        linked.append(step)
+    aligned = next((s for s in linked if s.kind == "align"), None)
+    for step in linked:
+        if aligned and step.kind in ("finetune", "shared-sft") and step.train.base == str(aligned.train.out / "model"):
+            step.after.insert(0, aligned.name)
+    order, placed = [], set()
+    while len(order) < len(linked):  # stable: a step moves back only past the steps it waits for
+        step = next(s for s in linked if s.name not in placed and set(s.after) <= placed)
+        order.append(step)
+        placed.add(step.name)
+    return order
+
+
+def _cluster_settings(spec: dict, path: Path, steps: list[Step]) -> None:
+    """`resources` (per stage, then per method for the grid's cells) and `max_retries`, checked before anything runs."""
+    from .train.methods import METHODS
+
+    given = spec.get("resources") or {}
+    if not isinstance(given, dict):
+        raise SafeevalError(f"Sweep {path}: resources must map a stage or a method to what its steps ask for.")
+    for name, asked in given.items():
+        if name not in STAGES and name not in METHODS:
+            raise SafeevalError(f"Sweep {path}: resources are given per stage ({', '.join(STAGES)}) or per method; "
+                                f"'{name}' is neither.")
+        if not isinstance(asked, dict) or set(asked) - set(RESOURCES):
+            raise SafeevalError(f"Sweep {path}: resources of {name} take {', '.join(RESOURCES)}; got {asked!r}.")
+        for key, value in asked.items():
+            split_gpus = key == "num_gpus" and _number(value) and value > 1 and value != int(value)
+            if not _number(value) or value < 0 or split_gpus:
+                raise SafeevalError(f"Sweep {path}: {name}.{key} must be a number of at least 0 (whole GPUs above "
+                                    f"one); got {value!r}.")
+    for step in steps:
+        stage = "finetune" if step.kind == "shared-sft" else step.kind
+        method = step.train.method if stage == "finetune" else None
+        step.resources = {**given.get(stage, {}), **given.get(method, {})}
+    retries = spec.get("max_retries", MAX_RETRIES)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise SafeevalError(f"Sweep {path}: max_retries must be a whole number of at least 0; got {retries!r}.")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: Path | None = None,
@@ -119,10 +195,11 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: 
     spec, steps = load_sweep(path, data_dir)
     runs = Path(spec["runs"])
     if report_only:
-        report = _report(spec, runs, steps)
+        report = write_report(spec, runs, steps)
         for name in report["missing"]:
             say(f"not finished, left out of the report: {name}")
-        return {"sweep": str(path), "steps": len(steps) - len(report["missing"]), "seconds": 0.0, **report}
+        scored = [s for s in steps if s.kind != "shared-sft"]
+        return {"sweep": str(path), "steps": len(scored) - len(report["missing"]), "seconds": 0.0, **report}
     started = time.perf_counter()
     timings = {}
     if isolate and threading.current_thread() is threading.main_thread():
@@ -148,7 +225,7 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: 
         else:
             run_step(spec, step, store, reporter, say)
         timings[step.name] = round(time.perf_counter() - t0, 1)
-    report = _report(spec, runs, steps)
+    report = write_report(spec, runs, steps)
     summary = {"sweep": str(path), "steps": len(steps), "seconds": round(time.perf_counter() - started, 1),
                "step_seconds": timings, **report}
     (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
@@ -159,11 +236,40 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def run_folder(spec: dict, step: Step) -> Path:
+    """Where a step's results.json lands."""
+    runs = Path(spec["runs"])
+    return runs / step.name if step.kind == "reference" else runs / step.name / "score"
+
+
 def step_settings(spec: dict, step: Step, store: Path | None) -> dict:
     """What a step is scored with: the sweep's score block, the step's tasks, its run folder."""
-    runs = Path(spec["runs"])
-    out = runs / step.name if step.kind == "reference" else runs / step.name / "score"
-    return {**(spec.get("score") or {}), "tasks": step.tasks, "store": store, "out": out}
+    return {**(spec.get("score") or {}), "tasks": step.tasks, "store": store, "out": run_folder(spec, step)}
+
+
+def finished(spec: dict, step: Step) -> bool:
+    """Whether running the step again would only read back what its folders hold: a trained model's training.json
+    has the configuration it would train, and its results.json the settings it would be scored with now."""
+    from . import results
+    from .train.evaluate import score_config
+
+    record = None
+    if step.train is not None:
+        try:
+            record = json.loads((Path(step.train.out) / "training.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if record.get("config_hash") != step.train.hash:
+            return False
+        if step.kind == "shared-sft":
+            return True
+    try:
+        recorded = results.read(run_folder(spec, step)).config
+        expected = (reference_config(spec, step, None) if step.kind == "reference"
+                    else score_config(record, step.train, step_settings(spec, step, None), stage=step.kind))
+    except SafeevalError:  # not there, or a setting the step itself will report
+        return False
+    return recorded == json.loads(json.dumps(expected.settings()))
 
 
 def reference_config(spec: dict, step: Step, store: Path | None) -> ScoreConfig:
@@ -184,6 +290,8 @@ def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say
     if store is not None:
         step.train.store = store
     record = train(step.train, notify=say, reporter=reporter)
+    if step.kind == "shared-sft":  # the run merges edit: they are scored, it is not
+        return
     score_trained(record, step.train, step_settings(spec, step, store), reporter, stage=step.kind)
 
 
@@ -217,14 +325,16 @@ def _step_in_child(path: str, index: int, store: Path | None, reporter: Reporter
         sys.exit(2)
 
 
-def _report(spec: dict, runs: Path, steps: list[Step]) -> dict:
+def write_report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     from .report import leaderboard as lb
     from .report.html import render_html
     from .report.runs import load_runs
 
     done, missing = [], []
     for s in steps:
-        run = runs / s.name if s.kind == "reference" else runs / s.name / "score"
+        if s.kind == "shared-sft":
+            continue
+        run = run_folder(spec, s)
         if (run / "results.json").exists():
             done.append((s, run))
         else:

@@ -183,3 +183,39 @@ def test_a_passing_check_is_kept_for_the_steps_and_redone_when_anything_changes(
     load_sweep(path)  # a step's process: the kept verdict, nothing read
     with pytest.raises(AssertionError, match="read a training set"):
         load_sweep(_small(tmp_path, tiny_model, data_dir, score={**score, "limit": 3}))
+
+
+def test_merges_wait_for_the_sft_run_they_edit_whatever_the_grid_order(tiny_model, data_dir, tmp_path):
+    grid = {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["linear", "sft", "ties"]}
+    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, reference=[]))
+    order = [s.name for s in steps]
+    assert order.index("sst2-benign-sft-s0") < order.index("sst2-benign-linear-s0")  # moved back past its sft
+    after = {s.name: s.after for s in steps}
+    assert after["sst2-poisoned-ties-s0"] == ["aligned", "sst2-poisoned-sft-s0"] and after["aligned"] == []
+    # no sft cell in the grid: one sft step per setting, shared by its merges, in the folder the trainer would use
+    grid["method"] = ["linear", "ties"]
+    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, reference=[]))
+    shared = [s for s in steps if s.kind == "shared-sft"]
+    assert [s.train.scenario for s in shared] == ["benign", "poisoned"] and not shared[0].tasks
+    from safeeval.train.trainer import default_out
+
+    assert shared[0].name == default_out(shared[0].train).name and shared[0].after == ["aligned"]
+    assert {s.name: s.after[-1] for s in steps if s.kind == "finetune"} == {
+        "sst2-benign-linear-s0": shared[0].name, "sst2-benign-ties-s0": shared[0].name,
+        "sst2-poisoned-linear-s0": shared[1].name, "sst2-poisoned-ties-s0": shared[1].name}
+    listed = CliRunner().invoke(app, ["sweep", str(tmp_path / "sweep.yaml"), "--dry-run"])
+    assert listed.exit_code == 0 and "not scored: the run merges edit; after aligned" in listed.output
+
+
+def test_resources_and_retries_are_checked_before_anything_runs(tiny_model, data_dir, tmp_path):
+    resources = {"finetune": {"num_cpus": 2, "num_gpus": 1}, "er": {"num_gpus": 4, "memory": 8e9}, "align": {}}
+    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, resources=resources, max_retries=0))
+    asked = {s.name: s.resources for s in steps}
+    assert asked["sst2-benign-er-s0"] == {"num_cpus": 2, "num_gpus": 4, "memory": 8e9}  # the method's over its stage's
+    assert asked["sst2-benign-sft-s0"] == {"num_cpus": 2, "num_gpus": 1} and asked["aligned"] == {}
+    for bad, said in [({"grsap-x": {}}, "neither"), ({"er": {"gpus": 1}}, "take num_cpus, num_gpus, memory"),
+                      ({"er": {"num_gpus": 1.5}}, "whole GPUs above one"), ({"er": {"num_cpus": -1}}, "at least 0")]:
+        with pytest.raises(SafeevalError, match=said):
+            load_sweep(_write(tmp_path, tiny_model, data_dir, resources=bad))
+    with pytest.raises(SafeevalError, match="max_retries must be a whole number"):
+        load_sweep(_write(tmp_path, tiny_model, data_dir, max_retries="twice"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import catalog, check, compare, judge, leaderboard, score, sweep, train, ui
+from . import catalog, check, compare, judge, leaderboard, score, store, sweep, train, ui
 
 app = typer.Typer(
     name="safeeval",
@@ -40,3 +40,4 @@ app.command("leaderboard", help=leaderboard.HELP)(leaderboard.leaderboard)
 app.command("compare", help=compare.HELP)(compare.compare)
 train.register(app)
 app.command("sweep", help=sweep.HELP)(sweep.sweep)
+app.add_typer(store.app, name="store")

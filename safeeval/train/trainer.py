@@ -442,7 +442,7 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
     import torch
     from transformers import AutoModelForCausalLM
 
-    sft_cfg = dataclasses.replace(cfg, method="sft", method_options={}, out=None, save_merged=False)
+    sft_cfg = shared_sft(cfg)
     sft_cfg.out = _sibling_run(out.parent, sft_cfg.hash) or out.parent / default_out(sft_cfg).name
     finetuned = train(sft_cfg, notify, command)
     if not finetuned:  # not the main process of a distributed run
@@ -474,6 +474,11 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
               "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
     write_json(out / "training.json", record)
     return record
+
+
+def shared_sft(cfg: TrainConfig) -> TrainConfig:
+    """The plain sft run a post-hoc method edits: the same settings with method sft (no folder of its own yet)."""
+    return dataclasses.replace(cfg, method="sft", method_options={}, out=None, save_merged=False)
 
 
 def _sibling_run(folder: Path, config_hash: str) -> Path | None:

@@ -39,10 +39,25 @@ sys.path.insert(0, str(ROOT))
 SCORED = "advbench,harmbench:test,smoke,benign-selfinstruct"  # + sst2, as the sweep adds a cell's utility
 PER_STEP = ("training steps", "training: trainer's own work", "saving: checkpoints")
 PER_PROMPT = ("scoring: generation", "scoring: judging", "scoring: metrics", "writing results")
-ORDER = ["process start and imports", "model load (training)", "data preparation (training)", "method: one-off",
-         "training steps", "training: trainer's own work", "saving: checkpoints", "method: finish", "saving: model", "fingerprints",
-         "data preparation (scoring)", "scoring: engine start", "scoring: generation", "scoring: judging",
-         "scoring: metrics", "writing results", "other"]
+ORDER = [
+    "process start and imports",
+    "model load (training)",
+    "data preparation (training)",
+    "method: one-off",
+    "training steps",
+    "training: trainer's own work",
+    "saving: checkpoints",
+    "method: finish",
+    "saving: model",
+    "fingerprints",
+    "data preparation (scoring)",
+    "scoring: engine start",
+    "scoring: generation",
+    "scoring: judging",
+    "scoring: metrics",
+    "writing results",
+    "other",
+]
 
 
 class Clock:
@@ -86,23 +101,33 @@ def instrument(clock: Clock, captured: dict) -> None:
     from safeeval.train.methods import base as method_base
 
     for owner, attr, label in [
-        (trainer, "resolve_model", "model load (training)"), (trainer, "load_tokenizer", "model load (training)"),
+        (trainer, "resolve_model", "model load (training)"),
+        (trainer, "load_tokenizer", "model load (training)"),
         (trainer, "_load_model", "model load (training)"),
-        (trainer, "load_set", "data preparation (training)"), (trainer, "build_mix", "data preparation (training)"),
-        (trainer, "encode", "data preparation (training)"), (trainer, "_write_jsonl", "data preparation (training)"),
-        (transformers.Trainer, "train", "training steps"), (trainer, "_trainer", "training steps"),
+        (trainer, "load_set", "data preparation (training)"),
+        (trainer, "build_mix", "data preparation (training)"),
+        (trainer, "encode", "data preparation (training)"),
+        (trainer, "_write_jsonl", "data preparation (training)"),
+        (transformers.Trainer, "train", "training steps"),
+        (trainer, "_trainer", "training steps"),
         (transformers.Trainer, "_save_checkpoint", "saving: checkpoints"),
-        (trainer, "_save", "saving: model"), (trainer, "_write_json", "saving: model"),
-        (trainer, "folder_fingerprint", "fingerprints"), (hf, "folder_fingerprint", "fingerprints"),
+        (trainer, "_save", "saving: model"),
+        (trainer, "_write_json", "saving: model"),
+        (trainer, "folder_fingerprint", "fingerprints"),
+        (hf, "folder_fingerprint", "fingerprints"),
         (vllm_backend, "folder_fingerprint", "fingerprints"),
         (run, "prepare", "data preparation (scoring)"),
-        (run, "make_backend", "scoring: engine start"), (hf.HFBackend, "load", "scoring: engine start"),
+        (run, "make_backend", "scoring: engine start"),
+        (hf.HFBackend, "load", "scoring: engine start"),
         (vllm_backend.VLLMBackend, "load", "scoring: engine start"),
-        (run, "generate_cached", "scoring: generation"), (generation, "generate_cached", "scoring: generation"),
+        (run, "generate_cached", "scoring: generation"),
+        (generation, "generate_cached", "scoring: generation"),
         (run, "judge_cached", "scoring: judging"),
-        (run, "_metrics", "scoring: metrics"), (run.degeneration, "signals", "scoring: metrics"),
+        (run, "_metrics", "scoring: metrics"),
+        (run.degeneration, "signals", "scoring: metrics"),
         (run.degeneration, "summary", "scoring: metrics"),
-        (run.results, "write", "writing results"), (store.Store, "put_run", "writing results"),
+        (run.results, "write", "writing results"),
+        (store.Store, "put_run", "writing results"),
     ]:
         clock.wrap(owner, attr, label)
     classes, todo = [], [method_base.Method]
@@ -111,8 +136,11 @@ def instrument(clock: Clock, captured: dict) -> None:
         classes.append(cls)
         todo += cls.__subclasses__()
     for cls in classes:  # GR-SAP's synthesis is its safety_rows; EWC's Fisher and SafeLoRA's SVD its setup
-        for attr, label in (("safety_rows", "method: one-off"), ("setup", "method: one-off"),
-                            ("finish", "method: finish")):
+        for attr, label in (
+            ("safety_rows", "method: one-off"),
+            ("setup", "method: one-off"),
+            ("finish", "method: finish"),
+        ):
             if attr in cls.__dict__:
                 clock.wrap(cls, attr, label)
     step_timer = trainer._step_timer
@@ -150,16 +178,21 @@ def raw_generation(record: dict, rows: list[dict], batch_size: int) -> dict:
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     # as the hf backend tokenizes a chat: rendered by the template, which writes its own special tokens
-    ids = [tok(tok.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True),
-               add_special_tokens=False)["input_ids"] for r in rows]
+    ids = [
+        tok(
+            tok.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True), add_special_tokens=False
+        )["input_ids"]
+        for r in rows
+    ]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     started, new_tokens = now(), 0
     for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=32, do_sample=False,
-                                 pad_token_id=tok.pad_token_id or tok.eos_token_id)
+            out = model.generate(
+                **enc, max_new_tokens=32, do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id
+            )
         new_tokens += out.shape[0] * (out.shape[1] - enc["input_ids"].shape[1])
     return {"wall": now()[0] - started[0], "cpu": now()[1] - started[1], "batch_tokens": new_tokens}
 
@@ -180,23 +213,49 @@ def child(given: dict) -> None:
     clock.spent["wall"]["process start and imports"] = time.time() - given["launched"]
     clock.spent["cpu"]["process start and imports"] = time.process_time()  # since this process began
     folder = Path(given["folder"])
-    cfg = load_config(None, {"base": given["model"], "task": "sst2", "method": given["method"],
-                             "method_options": given["options"], "steps": given["steps"], "batch_size": 8,
-                             "max_length": 256, "lr": 2e-4, "seed": 0, "save_steps": given["save_steps"],
-                             "data_dir": given["data_dir"], "out": str(folder / given["method"])})
+    cfg = load_config(
+        None,
+        {
+            "base": given["model"],
+            "task": "sst2",
+            "method": given["method"],
+            "method_options": given["options"],
+            "steps": given["steps"],
+            "batch_size": 8,
+            "max_length": 256,
+            "lr": 2e-4,
+            "seed": 0,
+            "save_steps": given["save_steps"],
+            "data_dir": given["data_dir"],
+            "out": str(folder / given["method"]),
+        },
+    )
     started = now()
     record = train(cfg, notify=lambda text: None)
-    settings = {"tasks": given["tasks"], "judges": ["keyword"], "limit": given["limit"], "max_new_tokens": 32,
-                "batch_size": given["score_batch"], "backend": given["backend"], "store": str(folder / "store.sqlite"),
-                "out": str(folder / given["method"] / "score")}
+    settings = {
+        "tasks": given["tasks"],
+        "judges": ["keyword"],
+        "limit": given["limit"],
+        "max_new_tokens": 32,
+        "batch_size": given["score_batch"],
+        "backend": given["backend"],
+        "store": str(folder / "store.sqlite"),
+        "out": str(folder / given["method"] / "score"),
+    }
     summary = score_trained(record, cfg, settings)
     ended = now()
     rows = [json.loads(line) for line in (Path(summary["out"]) / "samples.jsonl").read_text().splitlines()]
     raw = raw_generation(record, rows, given["score_batch"])
     steps = captured.get("steps", [])
-    cell = {"method": given["method"], "steps": len(steps), "prompts": len(rows),
-            "generated_tokens": sum(r["n_tokens"] or 0 for r in rows), "merged": summary["model"].get("merged"),
-            "peak_rss_mib": record["trainer"]["peak_rss_mib"], "entered_after_s": entered - given["launched"]}
+    cell = {
+        "method": given["method"],
+        "steps": len(steps),
+        "prompts": len(rows),
+        "generated_tokens": sum(r["n_tokens"] or 0 for r in rows),
+        "merged": summary["model"].get("merged"),
+        "peak_rss_mib": record["trainer"]["peak_rss_mib"],
+        "entered_after_s": entered - given["launched"],
+    }
     for i, name in enumerate(("wall", "cpu")):
         phases = dict(clock.spent[name])
         total = ended[i] - started[i] + phases["process start and imports"]
@@ -210,15 +269,27 @@ def child(given: dict) -> None:
 
 def run_cell(method: str, options: dict, args, tree: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        given = {"tree": tree, "model": args.model, "method": method, "options": options, "steps": args.steps,
-                 "save_steps": args.save_steps, "data_dir": args.data_dir, "tasks": args.tasks + ",sst2",
-                 "limit": args.limit, "score_batch": args.score_batch, "backend": args.backend, "folder": tmp,
-                 "launched": time.time()}
+        given = {
+            "tree": tree,
+            "model": args.model,
+            "method": method,
+            "options": options,
+            "steps": args.steps,
+            "save_steps": args.save_steps,
+            "data_dir": args.data_dir,
+            "tasks": args.tasks + ",sst2",
+            "limit": args.limit,
+            "score_batch": args.score_batch,
+            "backend": args.backend,
+            "folder": tmp,
+            "launched": time.time(),
+        }
         # Passive OpenMP waits: a thread waiting at a barrier sleeps instead of spinning, so CPU time counts work,
         # not the spinning that a busy machine's descheduled sibling thread causes.
         env = {**os.environ, "PYTHONPATH": tree, "OMP_WAIT_POLICY": "PASSIVE"}
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(given)], capture_output=True,
-                              text=True, env=env)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(given)], capture_output=True, text=True, env=env
+        )
         if done.returncode != 0:
             sys.exit(f"{method} failed:\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.split("CELL ", 1)[1].splitlines()[0])
@@ -248,8 +319,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--pre-alignment", default="smollm2", help="For safelora and magmax: the model --model "
-                        "was aligned from.")
+    parser.add_argument(
+        "--pre-alignment", default="smollm2", help="For safelora and magmax: the model --model was aligned from."
+    )
     parser.add_argument("--methods", default="sft,der,linear,ewc")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--save-steps", type=int, default=20, help="As configs/mini-repro.yaml.")
@@ -262,15 +334,22 @@ def main() -> None:
     parser.add_argument("--full-prompts", type=int, default=2000)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", help="Also write every cell's figures as JSON here.")
-    parser.add_argument("--tree", action="append", help="NAME=PATH of a safeeval checkout to run the cells with "
-                        "(repeatable: trees alternate within each repeat, e.g. before=/tmp/old after=.); "
-                        "default: this one.")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        help="NAME=PATH of a safeeval checkout to run the cells with "
+        "(repeatable: trees alternate within each repeat, e.g. before=/tmp/old after=.); "
+        "default: this one.",
+    )
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    special = {"safelora": {"base": args.pre_alignment}, "magmax": {"base": args.pre_alignment},
-               "grsap": {"per_domain": 4, "domains": "violence,cybercrime", "max_response_tokens": 64}}
+    special = {
+        "safelora": {"base": args.pre_alignment},
+        "magmax": {"base": args.pre_alignment},
+        "grsap": {"per_domain": 4, "domains": "violence,cybercrime", "max_response_tokens": 64},
+    }
     trees = dict(t.split("=", 1) for t in args.tree or [f"this={ROOT}"])
     cells: dict[str, list[dict]] = defaultdict(list)
     for _ in range(args.repeats):  # methods and trees interleaved: a busy spell of the machine hits all of them
@@ -283,9 +362,15 @@ def main() -> None:
                 cells[label].append(cell)
                 if args.out:  # as it goes: a long run cut short keeps its cells
                     Path(args.out).write_text(json.dumps(cells, indent=2))
-                print(f"{label}: " + ", ".join(f"{clock} {cell[clock]['total_s']:.1f} s, projected ratio "
-                                               f"{cell[clock]['projected']['ratio']:.2f}" for clock in ("cpu", "wall")),
-                      flush=True)
+                print(
+                    f"{label}: "
+                    + ", ".join(
+                        f"{clock} {cell[clock]['total_s']:.1f} s, projected ratio "
+                        f"{cell[clock]['projected']['ratio']:.2f}"
+                        for clock in ("cpu", "wall")
+                    ),
+                    flush=True,
+                )
     for clock in ("cpu", "wall"):
         print(render(cells, args, clock) + "\n")
     if args.out:
@@ -295,9 +380,13 @@ def main() -> None:
 def render(cells: dict[str, list[dict]], args, clock: str) -> str:
     med = statistics.median
     first = next(iter(cells.values()))[0]
-    lines = [f"{clock} time: {args.steps} steps, {first['prompts']} prompts (<= 32 new tokens), backend {args.backend}, "
-             f"median of {args.repeats} fresh processes; seconds, and share of the cell's total",
-             "", "| phase | " + " | ".join(cells) + " |", "|---|" + "---|" * len(cells)]
+    lines = [
+        f"{clock} time: {args.steps} steps, {first['prompts']} prompts (<= 32 new tokens), backend {args.backend}, "
+        f"median of {args.repeats} fresh processes; seconds, and share of the cell's total",
+        "",
+        "| phase | " + " | ".join(cells) + " |",
+        "|---|" + "---|" * len(cells),
+    ]
     for phase in ORDER:
         row = []
         for runs in cells.values():
@@ -310,15 +399,21 @@ def render(cells: dict[str, list[dict]], args, clock: str) -> str:
         ("pure compute (steps + raw generation)", pure),
         ("total / pure compute", lambda c: c[clock]["total_s"] / pure(c)),
         ("median step s", lambda c: med(c[clock]["step_times"][1:] or c[clock]["step_times"])),
-        ("scored generation / raw generation",
-         lambda c: c[clock]["phases"]["scoring: generation"] / c[clock]["raw_generation_s"]),
-        (f"projected {args.full_steps} steps + {args.full_prompts} prompts: total / pure",
-         lambda c: c[clock]["projected"]["ratio"]),
+        (
+            "scored generation / raw generation",
+            lambda c: c[clock]["phases"]["scoring: generation"] / c[clock]["raw_generation_s"],
+        ),
+        (
+            f"projected {args.full_steps} steps + {args.full_prompts} prompts: total / pure",
+            lambda c: c[clock]["projected"]["ratio"],
+        ),
         ("projected total s", lambda c: c[clock]["projected"]["total_s"]),
     ]:
-        lines.append(f"| **{label}** | " + " | ".join(f"{med(get(c) for c in runs):.2f}" for runs in cells.values())
-                     + " |")
+        lines.append(
+            f"| **{label}** | " + " | ".join(f"{med(get(c) for c in runs):.2f}" for runs in cells.values()) + " |"
+        )
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()

@@ -56,8 +56,10 @@ def main() -> None:
     g, f = statistics.median(guard), statistics.median(floor)
     print(f"{len(scored)} scored prompts x {len(training)} training texts ({C.METHOD})")
     print(f"find(): {g:.2f} s (median of {args.repeats}); normalise + n-grams alone: {f:.2f} s; ratio {g / f:.1f}x")
-    print(f"contaminated: {report.contaminated}; per task: "
-          + ", ".join(f"{k} {v['contaminated']}" for k, v in report.tasks.items()))
+    print(
+        f"contaminated: {report.contaminated}; per task: "
+        + ", ".join(f"{k} {v['contaminated']}" for k, v in report.tasks.items())
+    )
 
 
 if __name__ == "__main__":

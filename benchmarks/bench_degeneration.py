@@ -56,25 +56,31 @@ def main() -> None:
         flags = [dg.signals(r, f) for r, f in rows]
         times.append(time.perf_counter() - start)
     best, med = min(times), statistics.median(times)
-    print(f"signals: {args.n} responses x{args.repeats}: {1000 * med / args.n * 1000:.1f} ms / 1,000 (median), "
-          f"{1000 * best / args.n * 1000:.1f} ms best; {args.n / med:,.0f} responses/s")
+    print(
+        f"signals: {args.n} responses x{args.repeats}: {1000 * med / args.n * 1000:.1f} ms / 1,000 (median), "
+        f"{1000 * best / args.n * 1000:.1f} ms best; {args.n / med:,.0f} responses/s"
+    )
     print(f"  degenerate share {sum(f['degenerate'] for f in flags) / len(flags):.2f}")
     if args.ppl_n <= 0:
         return
     try:
         from safeeval.models import resolve_model
+
         model, name = resolve_model("smollm2").path, "SmolLM2-135M-Instruct"
     except Exception as exc:  # noqa: BLE001
         from tiny_model import build_tiny_model
+
         print(f"  smollm2 unavailable ({exc}); using the tiny test model")
         model, name = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"), "tiny test model"
-    texts = [r for r, _ in rows[:args.ppl_n]]
-    dg.perplexity(texts[:args.ppl_batch], model, batch_size=args.ppl_batch)  # load + warm-up
+    texts = [r for r, _ in rows[: args.ppl_n]]
+    dg.perplexity(texts[: args.ppl_batch], model, batch_size=args.ppl_batch)  # load + warm-up
     start = time.perf_counter()
     got = dg.perplexity(texts, model, batch_size=args.ppl_batch)
     took = time.perf_counter() - start
-    print(f"perplexity ({name}, {got.get('status')}, batch {args.ppl_batch}, incl. model load): "
-          f"{took / len(texts) * 1000 * 1000:.0f} ms / 1,000 ({len(texts) / took:.1f} responses/s)")
+    print(
+        f"perplexity ({name}, {got.get('status')}, batch {args.ppl_batch}, incl. model load): "
+        f"{took / len(texts) * 1000 * 1000:.0f} ms / 1,000 ({len(texts) / took:.1f} responses/s)"
+    )
     by_shape: dict[str, list[float]] = {}
     for t, v in zip(texts, got.get("values", [])):
         by_shape.setdefault(t[:24], []).append(v)

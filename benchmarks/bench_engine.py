@@ -61,25 +61,58 @@ def child(given: dict) -> None:
             rounds[name].append(time.perf_counter() - t0)
             tokens[name] = sum(c.n_tokens or 0 for c in done)
     vllm.close()
-    print("ENGINE " + json.dumps({"prompts": len(prompts), "hf_start_s": hf_start, "vllm_start_s": vllm_start,
-                                  "hf_gen_s": statistics.median(rounds["hf"]),
-                                  "vllm_gen_s": statistics.median(rounds["vllm"]), "tokens": tokens,
-                                  "hf_merged": hf.merged, "vllm_lora": adapter is not None}))
+    print(
+        "ENGINE "
+        + json.dumps(
+            {
+                "prompts": len(prompts),
+                "hf_start_s": hf_start,
+                "vllm_start_s": vllm_start,
+                "hf_gen_s": statistics.median(rounds["hf"]),
+                "vllm_gen_s": statistics.median(rounds["vllm"]),
+                "tokens": tokens,
+                "hf_merged": hf.merged,
+                "vllm_lora": adapter is not None,
+            }
+        )
+    )
 
 
 def make_adapter(args, folder: Path) -> str:
     from safeeval.train import load_config, train
 
-    cfg = load_config(None, {"base": args.model, "task": "sst2", "steps": 2, "batch_size": 8, "max_length": 256,
-                             "data_dir": args.data_dir, "out": str(folder / "sft"), "save_steps": 100})
+    cfg = load_config(
+        None,
+        {
+            "base": args.model,
+            "task": "sst2",
+            "steps": 2,
+            "batch_size": 8,
+            "max_length": 256,
+            "data_dir": args.data_dir,
+            "out": str(folder / "sft"),
+            "save_steps": 100,
+        },
+    )
     return train(cfg, notify=lambda text: None)["output"]["adapter"]
 
 
 def run_child(args, adapter: str, vllm_base: bool) -> dict:
-    given = {"model": args.model, "adapter": adapter, "limit": args.limit, "data_dir": args.data_dir,
-             "rounds": args.rounds, "eager": args.enforce_eager, "vllm_base": vllm_base}
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(given)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    given = {
+        "model": args.model,
+        "adapter": adapter,
+        "limit": args.limit,
+        "data_dir": args.data_dir,
+        "rounds": args.rounds,
+        "eager": args.enforce_eager,
+        "vllm_base": vllm_base,
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(given)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if done.returncode != 0:
         sys.exit(f"engine run failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.split("ENGINE ", 1)[1].splitlines()[0])
@@ -91,12 +124,18 @@ def summarize(runs: list[dict], cell_prompts: int) -> dict:
     hf_per, vllm_per = med(r["hf_gen_s"] for r in runs) / n, med(r["vllm_gen_s"] for r in runs) / n
     hf_start, vllm_start = med(r["hf_start_s"] for r in runs), med(r["vllm_start_s"] for r in runs)
     gain = hf_per - vllm_per
-    return {"prompts": n, "hf_start_s": round(hf_start, 1), "vllm_start_s": round(vllm_start, 1),
-            "hf_s_per_prompt": round(hf_per, 3), "vllm_s_per_prompt": round(vllm_per, 3),
-            "vllm_gen_vs_hf": round(vllm_per / hf_per, 2),
-            "break_even_prompts": round((vllm_start - hf_start) / gain) if gain > 0 else None,
-            f"cell_{cell_prompts}_vllm_vs_hf": round((vllm_start + cell_prompts * vllm_per)
-                                                     / (hf_start + cell_prompts * hf_per), 2)}
+    return {
+        "prompts": n,
+        "hf_start_s": round(hf_start, 1),
+        "vllm_start_s": round(vllm_start, 1),
+        "hf_s_per_prompt": round(hf_per, 3),
+        "vllm_s_per_prompt": round(vllm_per, 3),
+        "vllm_gen_vs_hf": round(vllm_per / hf_per, 2),
+        "break_even_prompts": round((vllm_start - hf_start) / gain) if gain > 0 else None,
+        f"cell_{cell_prompts}_vllm_vs_hf": round(
+            (vllm_start + cell_prompts * vllm_per) / (hf_start + cell_prompts * hf_per), 2
+        ),
+    }
 
 
 def main() -> None:
@@ -118,10 +157,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         adapter = args.adapter or make_adapter(args, Path(tmp))
         report = {}
-        for variant in ([False, True] if args.base_vllm else [False]):
+        for variant in [False, True] if args.base_vllm else [False]:
             runs = [run_child(args, adapter, variant) for _ in range(args.repeats)]
             report["vllm base weights" if variant else "vllm with LoRARequest"] = {
-                **summarize(runs, args.cell_prompts), "runs": runs}
+                **summarize(runs, args.cell_prompts),
+                "runs": runs,
+            }
             print(json.dumps(report, indent=2), flush=True)
 
 

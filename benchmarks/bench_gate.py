@@ -35,21 +35,52 @@ def write_run(folder: Path, n_tasks: int, n_samples: int, asr: float, seed: int)
     rows, tasks, metrics = [], {}, {}
     for t in range(n_tasks):
         name = f"task{t}"
-        tasks[name] = {"spec": name, "spec_hash": "s", "split": None, "source": "local:x sha256:ab",
-                       "n_samples": n_samples, "sample_ids_hash": f"ids{t}"}
+        tasks[name] = {
+            "spec": name,
+            "spec_hash": "s",
+            "split": None,
+            "source": "local:x sha256:ab",
+            "n_samples": n_samples,
+            "sample_ids_hash": f"ids{t}",
+        }
         metrics[name] = {"keyword": {}}
         for i in range(n_samples):
             harmful = rng.random() < asr
             status = "unparsed" if rng.random() < 0.005 else "ok"
-            rows.append({"task": name, "id": f"{name}-{i}", "category": "c", "harmful": True, "meta": {},
-                         "messages": [{"role": "user", "content": f"prompt {i} " * 10}], "response": RESPONSE,
-                         "finish_reason": "stop", "n_tokens": 64,
-                         "verdicts": {"keyword": {"harmful": harmful if status == "ok" else None, "refused": not harmful,
-                                                  "status": status, "score": None, "raw": None, "note": None,
-                                                  "extra": None}}})
-    summary = {"schema_version": results.SCHEMA_VERSION, "model": {"name": folder.name}, "generation": {},
-               "seed": 0, "tasks": tasks, "judges": {"keyword": {"fingerprint": "fp"}}, "scorers": {},
-               "metrics": metrics}
+            rows.append(
+                {
+                    "task": name,
+                    "id": f"{name}-{i}",
+                    "category": "c",
+                    "harmful": True,
+                    "meta": {},
+                    "messages": [{"role": "user", "content": f"prompt {i} " * 10}],
+                    "response": RESPONSE,
+                    "finish_reason": "stop",
+                    "n_tokens": 64,
+                    "verdicts": {
+                        "keyword": {
+                            "harmful": harmful if status == "ok" else None,
+                            "refused": not harmful,
+                            "status": status,
+                            "score": None,
+                            "raw": None,
+                            "note": None,
+                            "extra": None,
+                        }
+                    },
+                }
+            )
+    summary = {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": {"name": folder.name},
+        "generation": {},
+        "seed": 0,
+        "tasks": tasks,
+        "judges": {"keyword": {"fingerprint": "fp"}},
+        "scorers": {},
+        "metrics": metrics,
+    }
     results.write(folder, summary, rows)
     return folder
 
@@ -89,9 +120,12 @@ def main() -> None:
         codes = many()
         elapsed = time.perf_counter() - t0
         _, _, peak = measure(lambda: compare(load_run(base), load_run(cands[0]), cfg))
-        print(f"A. {args.runs} checks, each 2 runs x {args.samples} samples (load + pair + McNemar + bootstrap + "
-              f"Markdown + JUnit): {elapsed:.2f} s total, {1000 * elapsed / args.runs:.1f} ms per check; "
-              f"one check's traced peak {peak / 2**20:.1f} MiB; regressions flagged {sum(c == 1 for c in codes)}/{args.runs}")
+        print(
+            f"A. {args.runs} checks, each 2 runs x {args.samples} samples (load + pair + McNemar + bootstrap + "
+            f"Markdown + JUnit): {elapsed:.2f} s total, {1000 * elapsed / args.runs:.1f} ms per check; "
+            f"one check's traced peak {peak / 2**20:.1f} MiB; "
+            f"regressions flagged {sum(c == 1 for c in codes)}/{args.runs}"
+        )
 
         if not args.skip_b:
             big_b = write_run(root / "bigb", args.tasks, args.samples, 0.10, 0)
@@ -105,10 +139,13 @@ def main() -> None:
             rep = compare(*runs, cfg)
             elapsed = time.perf_counter() - t0
             rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"B. 1 check, 2 runs x {args.tasks} tasks x {args.samples} samples ({args.tasks * args.samples:,} pairs, "
-                  f"samples.jsonl {size / 2**20:.0f} MiB each): {elapsed:.1f} s, of which {t_load:.1f} s reading JSON and "
-                  f"{elapsed - t_load:.1f} s comparing; peak resident size grew {rss1 - rss0:.0f} MiB; "
-                  f"{len(rep.regressions)} of {len(rep.gated)} metrics regressed")
+            print(
+                f"B. 1 check, 2 runs x {args.tasks} tasks x {args.samples} samples "
+                f"({args.tasks * args.samples:,} pairs, samples.jsonl {size / 2**20:.0f} MiB each): {elapsed:.1f} s, "
+                f"of which {t_load:.1f} s reading JSON and "
+                f"{elapsed - t_load:.1f} s comparing; peak resident size grew {rss1 - rss0:.0f} MiB; "
+                f"{len(rep.regressions)} of {len(rep.gated)} metrics regressed"
+            )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak resident size {rss:.0f} MiB (python {sys.version.split()[0]})")
 

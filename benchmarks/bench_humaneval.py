@@ -40,7 +40,9 @@ def sandboxed(programs: list[str], workers: int, timeout_s: float, python: str) 
 def bare(programs: list[str], timeout_s: float, python: str) -> float:
     start = time.perf_counter()
     for p in programs:
-        done = subprocess.run([python, "-c", p], check=False, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [python, "-c", p], check=False, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
         assert done.returncode == 0, done.stderr[-300:]
     return time.perf_counter() - start
 
@@ -54,7 +56,7 @@ def main() -> None:
     ap.add_argument("--python", default=sys.executable)
     args = ap.parse_args()
     with gzip.open(args.data / "humaneval" / "HumanEval.jsonl.gz", "rt") as f:
-        rows = [json.loads(line) for line in f][:args.n]
+        rows = [json.loads(line) for line in f][: args.n]
     programs = [build_program(r["prompt"] + r["canonical_solution"], r["test"], r["entry_point"]) for r in rows]
     check_sandbox(args.python)
     cores = os.cpu_count() or 1

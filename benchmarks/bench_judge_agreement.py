@@ -32,8 +32,12 @@ def published(data: Path, split: str, suffix: str, column: str) -> dict[str, str
     path = data / "xstest" / "completions" / f"xstest_v2_completions_{split}_{suffix}.csv"
     with open(path, encoding="utf-8", newline="") as f:
         # GPT-4 declined to label a few responses ("I'm sorry, but I can't assist with that."): no class, a miss
-        return {f"xstest_v2_completions_{split}:{row['id']}": re.sub(r"^\d_", "", row[column])
-                if re.match(r"^\d_", row[column]) else "no_label" for row in csv.DictReader(f)}
+        return {
+            f"xstest_v2_completions_{split}:{row['id']}": re.sub(r"^\d_", "", row[column])
+            if re.match(r"^\d_", row[column])
+            else "no_label"
+            for row in csv.DictReader(f)
+        }
 
 
 def scored(truth: list[str], pred: list[str], classes) -> tuple[float, float | None, int]:
@@ -54,8 +58,10 @@ def main() -> None:
     from safeeval.validate import validate
 
     store = Store(Path(tempfile.mkdtemp()) / "store.sqlite")
-    judges = {name: make_judge(registry.load_judges()[name], None, JudgeRuntime(store=store))
-              for name in ("keyword", "refusal")}
+    judges = {
+        name: make_judge(registry.load_judges()[name], None, JudgeRuntime(store=store))
+        for name in ("keyword", "refusal")
+    }
 
     def fmt(agreement, kappa, n=None) -> str:
         k = "-" if kappa is None else f"{kappa:.3f}"
@@ -92,8 +98,10 @@ def main() -> None:
         counts = " / ".join(str(r[k]) for k in ("tp", "fp", "tn", "fn"))
         print(f"| `{name}` | {fmt(r['agreement'], r['cohen_kappa'], r['n'])} | {counts} |")
     for title, column in HARMBENCH_RECORDED.items():
-        pred = ["harmful" if str(s.meta["source_labels"][column]).strip() == "1" else "not_harmful"
-                for s in labelled.samples]
+        pred = [
+            "harmful" if str(s.meta["source_labels"][column]).strip() == "1" else "not_harmful"
+            for s in labelled.samples
+        ]
         print(f"| {title}, as HarmBench recorded it | {fmt(*scored(labelled.truth, pred, labelled.classes))} | |")
     store.close()
 

@@ -30,21 +30,21 @@ def main() -> None:
 
     import torch
 
-    from safeeval import registry
+    from safeeval import labels, registry
     from safeeval.backends.hf import tokenize
     from safeeval.judging import JudgeRuntime, make_judge
     from safeeval.judging.model import neutralize
     from safeeval.store import Store
-    from safeeval import labels
 
     labelled = labels.load(*labels.resolve("harmbench-val"), args.data)
     samples, responses = labelled.samples, labelled.responses
-    samples, responses = samples[:args.n], responses[:args.n]
+    samples, responses = samples[: args.n], responses[: args.n]
     work = Path(tempfile.mkdtemp())
     spec, variant = registry.pick(registry.load_judges(), [args.judge], "judge")[0]
     options = {"enforce_eager": True} if args.backend == "vllm" else {}
-    runtime = JudgeRuntime(store=Store(work / "warmup.sqlite"), backend=args.backend,
-                           models={spec.name: args.model}, options=options)
+    runtime = JudgeRuntime(
+        store=Store(work / "warmup.sqlite"), backend=args.backend, models={spec.name: args.model}, options=options
+    )
     judge = make_judge(spec, variant, runtime)
     backend = judge.backend
     backend.load()
@@ -58,15 +58,19 @@ def main() -> None:
             tok, model = backend.tokenizer, backend.model
             ids = [tokenize(tok, p, t) for p, t in zip(prompts, texts)]
             for i in range(0, len(ids), backend.batch_size):
-                enc = tok.pad({"input_ids": ids[i:i + backend.batch_size]}, return_tensors="pt")
+                enc = tok.pad({"input_ids": ids[i : i + backend.batch_size]}, return_tensors="pt")
                 with torch.inference_mode():
                     model.generate(**enc, max_new_tokens=max_new, do_sample=False, pad_token_id=tok.pad_token_id)
         else:
             from vllm import SamplingParams
 
-            backend.llm.generate(texts if isinstance(prompts[0], str) else
-                                 [{"prompt_token_ids": tokenize(backend.tokenizer, p, t)} for p, t in zip(prompts, texts)],
-                                 SamplingParams(max_tokens=max_new, temperature=0), use_tqdm=False)
+            backend.llm.generate(
+                texts
+                if isinstance(prompts[0], str)
+                else [{"prompt_token_ids": tokenize(backend.tokenizer, p, t)} for p, t in zip(prompts, texts)],
+                SamplingParams(max_tokens=max_new, temperature=0),
+                use_tqdm=False,
+            )
 
     def ours(r: int) -> None:
         judge.runtime.store = Store(work / f"cold{r}.sqlite")
@@ -75,8 +79,12 @@ def main() -> None:
     raw(), ours(-1)  # warm-up
     times = {"raw": [], "judge": []}
     for r in range(args.repeats):
-        t = time.perf_counter(); raw(); times["raw"].append(time.perf_counter() - t)
-        t = time.perf_counter(); ours(r); times["judge"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        raw()
+        times["raw"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours(r)
+        times["judge"].append(time.perf_counter() - t)
     calls = 0
     original = backend.generate
 
@@ -91,9 +99,14 @@ def main() -> None:
     judge.judge(samples, responses)
     warm = time.perf_counter() - t
     raw_s, judge_s = statistics.median(times["raw"]), statistics.median(times["judge"])
-    print(f"{args.judge} on {args.backend} ({args.model}), {len(samples)} responses, {max_new} new tokens, median of {args.repeats}")
-    print(f"  raw engine {len(samples) / raw_s:.1f} responses/s, judge {len(samples) / judge_s:.1f} responses/s, "
-          f"ratio {raw_s / judge_s:.3f} (goal >= 0.95)")
+    print(
+        f"{args.judge} on {args.backend} ({args.model}), {len(samples)} responses, {max_new} new tokens, "
+        f"median of {args.repeats}"
+    )
+    print(
+        f"  raw engine {len(samples) / raw_s:.1f} responses/s, judge {len(samples) / judge_s:.1f} responses/s, "
+        f"ratio {raw_s / judge_s:.3f} (goal >= 0.95)"
+    )
     print(f"  warm re-judge: {warm * 1000:.0f} ms, engine calls: {calls} (goal 0)")
     judge.close()
 

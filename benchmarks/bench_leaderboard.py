@@ -38,17 +38,46 @@ def synthetic(i: int, rng: random.Random, n: int = 1000) -> dict:
 
     def safety() -> dict:
         per = n // len(CATEGORIES)
-        return {"n": n, "asr": _rate(rng, n), "n_harmful": n, "n_judged": n, "not_judged": 0, "unparsed": 0,
-                "harmful_score": _rate(rng, n), "benign_refusal_rate": _rate(rng, n // 2), "n_benign": n // 2,
-                "by": {"category": {c: {"asr": _rate(rng, per), "n_harmful": per, "n_judged": per, "not_judged": 0,
-                                        "unparsed": 0} for c in CATEGORIES}}}
+        return {
+            "n": n,
+            "asr": _rate(rng, n),
+            "n_harmful": n,
+            "n_judged": n,
+            "not_judged": 0,
+            "unparsed": 0,
+            "harmful_score": _rate(rng, n),
+            "benign_refusal_rate": _rate(rng, n // 2),
+            "n_benign": n // 2,
+            "by": {
+                "category": {
+                    c: {"asr": _rate(rng, per), "n_harmful": per, "n_judged": per, "not_judged": 0, "unparsed": 0}
+                    for c in CATEGORIES
+                }
+            },
+        }
 
-    metrics = {"advbench": {"keyword": safety(), "llama-guard": safety()}, "harmbench": {"harmbench-cls": safety()},
-               "gsm8k": {"gsm8k": {"accuracy": _rate(rng, n), "n": n, "no_answer": rng.randint(0, 30), "not_scored": 0,
-                                   "exact_match_strict": _rate(rng, n), "exact_match_flexible": _rate(rng, n)}}}
-    return {"schema_version": results.SCHEMA_VERSION, "model": {"name": model, "backend": "hf", "fingerprint": f"{i:08x}"},
-            "seed": seed, "training": {"method": method, "scenario": scenario, "seed": seed}, "metrics": metrics,
-            "counts": {"samples": 3 * n}}
+    metrics = {
+        "advbench": {"keyword": safety(), "llama-guard": safety()},
+        "harmbench": {"harmbench-cls": safety()},
+        "gsm8k": {
+            "gsm8k": {
+                "accuracy": _rate(rng, n),
+                "n": n,
+                "no_answer": rng.randint(0, 30),
+                "not_scored": 0,
+                "exact_match_strict": _rate(rng, n),
+                "exact_match_flexible": _rate(rng, n),
+            }
+        },
+    }
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": {"name": model, "backend": "hf", "fingerprint": f"{i:08x}"},
+        "seed": seed,
+        "training": {"method": method, "scenario": scenario, "seed": seed},
+        "metrics": metrics,
+        "counts": {"samples": 3 * n},
+    }
 
 
 def measure(fn):
@@ -82,14 +111,23 @@ def main() -> None:
         print(f"{'load_runs':<44} {t * 1000:8.1f} ms   peak {peak:6.1f} MiB")
         layouts = {
             "per run": {},
-            "per run, --baseline, --metrics all": {"baseline": "llama-3.1-8b · base · benign-ft · seed 0", "metrics": ["all"]},
+            "per run, --baseline, --metrics all": {
+                "baseline": "llama-3.1-8b · base · benign-ft · seed 0",
+                "metrics": ["all"],
+            },
             "--group-by model,method,scenario": {"group_by": ["model", "method", "scenario"]},
-            "per run, --sort, --filter": {"sort": "advbench/keyword ASR", "desc": True,
-                                           "filters": lb.parse_filters(["scenario=benign-ft", "scenario=harmful-ft"])},
+            "per run, --sort, --filter": {
+                "sort": "advbench/keyword ASR",
+                "desc": True,
+                "filters": lb.parse_filters(["scenario=benign-ft", "scenario=harmful-ft"]),
+            },
         }
         for name, kwargs in layouts.items():
             board, t, peak = measure(lambda kwargs=kwargs: lb.build(runs, **kwargs))
-            print(f"build: {name:<37} {t * 1000:8.1f} ms   peak {peak:6.1f} MiB   ({len(board.rows)} rows x {len(board.columns)} metrics)")
+            print(
+                f"build: {name:<37} {t * 1000:8.1f} ms   peak {peak:6.1f} MiB   "
+                f"({len(board.rows)} rows x {len(board.columns)} metrics)"
+            )
             for fmt in lb.FORMATS:
                 text, t, peak = measure(lambda board=board, fmt=fmt: lb.render(board, fmt, 80))
                 print(f"  render {fmt:<35} {t * 1000:8.1f} ms   peak {peak:6.1f} MiB   ({len(text) / 1024:.0f} KiB)")

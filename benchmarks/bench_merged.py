@@ -64,10 +64,10 @@ def main() -> None:
     runners = {"merged": through(merged), "unmerged": through(unmerged), "raw": raw}
     spent = {name: [0.0, 0.0] for name in runners}
     texts = {"merged": [], "unmerged": []}
-    batches = [order[i:i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+    batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
     for k, batch in enumerate(batches):
         names = list(runners)
-        for name in names[k % 3:] + names[:k % 3]:
+        for name in names[k % 3 :] + names[: k % 3]:
             wall, cpu = time.perf_counter(), time.process_time()
             got = runners[name](batch)
             spent[name][0] += time.perf_counter() - wall
@@ -75,14 +75,17 @@ def main() -> None:
             if name in texts:
                 texts[name] += [got[i] for i in range(len(batch))]
     differ = sum(a != b for a, b in zip(texts["merged"], texts["unmerged"], strict=True))
-    report = {"prompts": len(chats), "batches": len(batches),
-              "seconds": {n: {"wall": round(w, 1), "cpu": round(c, 1)} for n, (w, c) in spent.items()},
-              "merged_vs_raw": {c: round(spent["merged"][i] / spent["raw"][i], 3) for i, c in enumerate(("wall", "cpu"))},
-              "unmerged_vs_raw": {c: round(spent["unmerged"][i] / spent["raw"][i], 3)
-                                  for i, c in enumerate(("wall", "cpu"))},
-              "unmerged_vs_merged": {c: round(spent["unmerged"][i] / spent["merged"][i], 3)
-                                     for i, c in enumerate(("wall", "cpu"))},
-              "responses_that_differ_merged_vs_unmerged": differ}
+    report = {
+        "prompts": len(chats),
+        "batches": len(batches),
+        "seconds": {n: {"wall": round(w, 1), "cpu": round(c, 1)} for n, (w, c) in spent.items()},
+        "merged_vs_raw": {c: round(spent["merged"][i] / spent["raw"][i], 3) for i, c in enumerate(("wall", "cpu"))},
+        "unmerged_vs_raw": {c: round(spent["unmerged"][i] / spent["raw"][i], 3) for i, c in enumerate(("wall", "cpu"))},
+        "unmerged_vs_merged": {
+            c: round(spent["unmerged"][i] / spent["merged"][i], 3) for i, c in enumerate(("wall", "cpu"))
+        },
+        "responses_that_differ_merged_vs_unmerged": differ,
+    }
     print(json.dumps(report, indent=2))
 
 

@@ -56,8 +56,12 @@ def main() -> None:
     preflight._READ.clear()
     preflight._FOUND.clear()
     kept = timed(lambda: load_sweep(allowed, args.data_dir))
-    for name, (wall, cpu, said) in [("load_sweep without the check", base), ("first check", first),
-                                    ("again, sets read", again), ("a step's load, verdict kept", kept)]:
+    for name, (wall, cpu, said) in [
+        ("load_sweep without the check", base),
+        ("first check", first),
+        ("again, sets read", again),
+        ("a step's load, verdict kept", kept),
+    ]:
         print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU; {said}")
 
 

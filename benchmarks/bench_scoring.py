@@ -27,14 +27,18 @@ def gsm8k_answers(samples, n: int, rng: random.Random) -> list[tuple[object, str
         lambda g, w: f"She pays 3 * $4.50 = $13.50 in total, then 20 more.\n#### {w}",
         lambda g, w: f"#### {g}\nCheck: 9 * 2 = 18, 16 - 7 = 9.",
         lambda g, w: "I am not able to work this out from the information given.",
-        lambda g, w: f"Let x be the number. Then 2x + 6 = {2 * int(w) + 6 if w.lstrip('-').isdigit() else 10}, so x = {w}.",
+        lambda g, w: (
+            f"Let x be the number. Then 2x + 6 = {2 * int(w) + 6 if w.lstrip('-').isdigit() else 10}, so x = {w}."
+        ),
         lambda g, w: f"The answer is **{g}**.",
     ]
     out = []
     for i in range(n):
         s = samples[i % len(samples)]
         gold = s.target
-        wrong = str(int(gold.replace(",", "")) + rng.randint(1, 9)) if gold.replace(",", "").lstrip("-").isdigit() else "7"
+        wrong = (
+            str(int(gold.replace(",", "")) + rng.randint(1, 9)) if gold.replace(",", "").lstrip("-").isdigit() else "7"
+        )
         out.append((s, shapes[i % len(shapes)](gold, wrong)))
     return out
 
@@ -48,7 +52,9 @@ def math_answers(samples, n: int, rng: random.Random) -> list[tuple[object, str]
         lambda g: f"First I got $\\boxed{{0}}$, but that double counts, so the answer is $\\boxed{{{g}}}$.",
         lambda g: f"The answer is ${g}$.",  # no box: unparsed
         lambda g: f"Therefore the result is $\\boxed{{{g} + 1}}$.",  # wrong
-        lambda g: "So the answer is $\\boxed{\\frac{" + str(rng.randint(2, 40)) + "}{" + str(rng.randint(41, 99)) + "}}$.",
+        lambda g: (
+            "So the answer is $\\boxed{\\frac{" + str(rng.randint(2, 40)) + "}{" + str(rng.randint(41, 99)) + "}}$."
+        ),
     ]
     out = []
     for i in range(n):
@@ -99,8 +105,12 @@ def main() -> None:
     mth = math_answers(data.load(specs["math-full"], None, args.data).samples, args.n, rng)
 
     g_scorer, m_scorer = GSM8KScorer("gsm8k", {}), MathScorer("math", {})
-    cfg = yaml.safe_load((Path(importlib.import_module("lm_eval").__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text())
-    em_kwargs = {k: v for k, v in cfg["metric_list"][0].items() if k not in ("metric", "aggregation", "higher_is_better")}
+    cfg = yaml.safe_load(
+        (Path(importlib.import_module("lm_eval").__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text()
+    )
+    em_kwargs = {
+        k: v for k, v in cfg["metric_list"][0].items() if k not in ("metric", "aggregation", "higher_is_better")
+    }
     filters = [RegexFilter(**{k: v for k, v in f["filter"][0].items() if k != "function"}) for f in cfg["filter_list"]]
     h = importlib.import_module("lm_eval.tasks.hendrycks_math.utils")
 
@@ -119,15 +129,21 @@ def main() -> None:
             boxed is not None and h.is_equiv(h.remove_boxed(boxed), gold_answer(s.target))
 
     rows = []
-    for label, pairs, fn in (("gsm8k  safeeval", gsm, ours(g_scorer)), ("gsm8k  lm-eval filters+exact_match", gsm, lm_gsm8k),
-                             ("math   safeeval (math-verify)", mth, ours(m_scorer)), ("math   lm-eval hendrycks is_equiv", mth, lm_math)):
+    for label, pairs, fn in (
+        ("gsm8k  safeeval", gsm, ours(g_scorer)),
+        ("gsm8k  lm-eval filters+exact_match", gsm, lm_gsm8k),
+        ("math   safeeval (math-verify)", mth, ours(m_scorer)),
+        ("math   lm-eval hendrycks is_equiv", mth, lm_math),
+    ):
         times = [timed(fn, pairs) for _ in range(args.repeats)]
         rows.append((label, 1000 * statistics.median(times) * 1000 / len(pairs), 1000 * min(times) * 1000 / len(pairs)))
 
     verdicts = [v.as_dict() for v in m_scorer.judge([s for s, _ in mth], [r for _, r in mth])]
     print(f"{args.n} answers per task, {args.repeats} rounds, caches cleared before each round")
-    print(f"math answers: {sum(v['status'] == 'unparsed' for v in verdicts)} unparsed, "
-          f"{sum(v['score'] == 1.0 for v in verdicts)} right")
+    print(
+        f"math answers: {sum(v['status'] == 'unparsed' for v in verdicts)} unparsed, "
+        f"{sum(v['score'] == 1.0 for v in verdicts)} right"
+    )
     print(f"{'scorer':40} {'ms / 1,000 (median)':>20} {'(best)':>10}")
     for label, med, best in rows:
         print(f"{label:40} {med:20.1f} {best:10.1f}")

@@ -37,12 +37,21 @@ sys.path.insert(0, str(ROOT / "tests"))
 def study(folder: Path, model: Path, args) -> Path:
     import yaml
 
-    spec = {"runs": str(folder / "runs"), "data_dir": str(args.data_dir),
-            "train": {"base": str(model), "steps": args.steps, "batch_size": 4, "max_length": 256, "lr": 1e-3,
-                      "save_steps": args.steps},
-            "grid": {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "er"]},
-            "score": {"tasks": ["smoke"], "judges": ["keyword"], "limit": args.limit, "max_new_tokens": args.tokens},
-            "report": {"dir": str(folder / "docs")}}
+    spec = {
+        "runs": str(folder / "runs"),
+        "data_dir": str(args.data_dir),
+        "train": {
+            "base": str(model),
+            "steps": args.steps,
+            "batch_size": 4,
+            "max_length": 256,
+            "lr": 1e-3,
+            "save_steps": args.steps,
+        },
+        "grid": {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "er"]},
+        "score": {"tasks": ["smoke"], "judges": ["keyword"], "limit": args.limit, "max_new_tokens": args.tokens},
+        "report": {"dir": str(folder / "docs")},
+    }
     path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -99,10 +108,12 @@ def overheads(summary: dict) -> dict[str, list[float]]:
     """Per step: start latency (first wave only), in-task time outside the work, merge time, and the work."""
     steps = summary["timeline"].values()
     first = sorted(steps, key=lambda s: s["started"])[: int(summary["ray"]["CPU"])]
-    return {"start": [s["started"] - s["submitted"] for s in first],
-            "in_task": [s["ended"] - s["started"] - s["work_seconds"] for s in steps],
-            "merge": [s["merge_seconds"] for s in steps],
-            "work": [s["work_seconds"] for s in steps]}
+    return {
+        "start": [s["started"] - s["submitted"] for s in first],
+        "in_task": [s["ended"] - s["started"] - s["work_seconds"] for s in steps],
+        "merge": [s["merge_seconds"] for s in steps],
+        "work": [s["work_seconds"] for s in steps],
+    }
 
 
 def main() -> None:
@@ -130,7 +141,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"seq": [], "seq1": [], "ray": []}
     costs = {"start": [], "in_task": [], "merge": [], "work": []}
     for r in range(args.rounds):
-        order = ["seq", "seq1", "ray"][r % 3:] + ["seq", "seq1", "ray"][:r % 3]
+        order = ["seq", "seq1", "ray"][r % 3 :] + ["seq", "seq1", "ray"][: r % 3]
         for which in order:
             folder = work / f"{which}-{r}"
             folder.mkdir()
@@ -146,13 +157,17 @@ def main() -> None:
                 print(f"round {r}: ray {took:.1f} s (steps: {summary['step_seconds']})")
     seq, seq1, par = (statistics.median(times[k]) for k in ("seq", "seq1", "ray"))
     work_s = statistics.median(costs["work"])
-    print(f"\n4-cell sweep, {args.cpus}-CPU local cluster, medians of {args.rounds} round(s): ray {par:.1f} s; "
-          f"sequential {seq:.1f} s (ray / sequential = {par / seq:.2f}); sequential at one thread per step "
-          f"{seq1:.1f} s (ray / that = {par / seq1:.2f})")
+    print(
+        f"\n4-cell sweep, {args.cpus}-CPU local cluster, medians of {args.rounds} round(s): ray {par:.1f} s; "
+        f"sequential {seq:.1f} s (ray / sequential = {par / seq:.2f}); sequential at one thread per step "
+        f"{seq1:.1f} s (ray / that = {par / seq1:.2f})"
+    )
     print(f"a step's own work on Ray (imports, train, score), median: {work_s:.1f} s")
     by_ray, by_spawn = launch_costs(ray)
-    print(f"  starting a no-op step: fresh Ray worker {by_ray:.2f} s, spawned process {by_spawn:.2f} s: Ray's extra "
-          f"{by_ray - by_spawn:.2f} s = {100 * (by_ray - by_spawn) / work_s:.1f}% of a step")
+    print(
+        f"  starting a no-op step: fresh Ray worker {by_ray:.2f} s, spawned process {by_spawn:.2f} s: Ray's extra "
+        f"{by_ray - by_spawn:.2f} s = {100 * (by_ray - by_spawn) / work_s:.1f}% of a step"
+    )
     for name in ("start", "in_task", "merge"):
         value = statistics.median(costs[name])
         print(f"  ray overhead, {name}: {value:.2f} s per step = {100 * value / work_s:.1f}% of a step")

@@ -1,6 +1,7 @@
 """Time per step and peak memory of every training method, as ratios to `sft` measured in the same process.
 
-    .venv/bin/python benchmarks/bench_train.py --model ALIGNED --pre-alignment smollm2 --steps 6 --data-dir ../shared/data
+    .venv/bin/python benchmarks/bench_train.py --model ALIGNED --pre-alignment smollm2 --steps 6 \
+        --data-dir ../shared/data
 
 Each method trains `--steps` LoRA steps on SST-2 (batch 8); `sft` runs before every method and the ratio
 uses the median of its runs, so a noisy machine moves both sides. The first step (warm-up, lazy init) is
@@ -35,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from safeeval.train import load_config, train
+from safeeval.train import load_config, train  # noqa: E402  (the checkout's safeeval, after sys.path)
 
 TRAINED = ["sft", "er", "der", "derpp", "agem", "l2", "ewc", "lwf", "lisa", "safelora", "grsap"]
 POST_HOC = ["linear", "task-arithmetic", "ties", "dare", "magmax"]
@@ -44,15 +45,20 @@ POST_HOC = ["linear", "task-arithmetic", "ties", "dare", "magmax"]
 def peak_rss_mib(method: str, args, options: dict | None, plain: bool = False) -> float:
     """Peak RSS of a fresh process that loads the model and trains 3 steps of `method`; plain: without lean.py's
     cuts (peft's float32 dropout noise, logits at every position), as the trainer ran before them."""
-    code = ("import json, sys; sys.path.insert(0, %r); from benchmarks.bench_train import run, plain_step; "
-            "import argparse, tempfile, pathlib;"
-            "a = argparse.Namespace(**json.loads(sys.argv[1]));"
-            "sys.argv[4] == '1' and plain_step();"
-            "r, _ = run(sys.argv[2], a, pathlib.Path(tempfile.mkdtemp()), json.loads(sys.argv[3]));"
-            "print('PEAK', r['trainer']['peak_rss_mib'])") % str(ROOT)
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_train import run, plain_step; "
+        "import argparse, tempfile, pathlib;"
+        "a = argparse.Namespace(**json.loads(sys.argv[1]));"
+        "sys.argv[4] == '1' and plain_step();"
+        "r, _ = run(sys.argv[2], a, pathlib.Path(tempfile.mkdtemp()), json.loads(sys.argv[3]));"
+        "print('PEAK', r['trainer']['peak_rss_mib'])"
+    )
     given = json.dumps({**vars(args), "steps": 3})
-    done = subprocess.run([sys.executable, "-c", code, given, method, json.dumps(options or {}), str(int(plain))],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, given, method, json.dumps(options or {}), str(int(plain))],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit(f"{method} failed:\n{done.stderr[-3000:]}")
     return float(done.stdout.split("PEAK")[-1])
@@ -69,12 +75,15 @@ def plain_step() -> None:
 
 def breakdown(args, plain: bool = False) -> dict:
     """MiB saved for the backward pass by one forward of the longest rows, per (module kind, dtype); a fresh process."""
-    code = ("import json, sys; sys.path.insert(0, %r); from benchmarks.bench_train import saved_for_backward, "
-            "plain_step; import argparse; a = argparse.Namespace(**json.loads(sys.argv[1]));"
-            "sys.argv[2] == '1' and plain_step();"
-            "print('SAVED', json.dumps(saved_for_backward(a)))") % str(ROOT)
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(vars(args)), str(int(plain))],
-                          capture_output=True, text=True)
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_train import saved_for_backward, "
+        "plain_step; import argparse; a = argparse.Namespace(**json.loads(sys.argv[1]));"
+        "sys.argv[2] == '1' and plain_step();"
+        "print('SAVED', json.dumps(saved_for_backward(a)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(vars(args)), str(int(plain))], capture_output=True, text=True
+    )
     if done.returncode != 0:
         sys.exit(f"breakdown failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.split("SAVED")[-1])
@@ -90,14 +99,26 @@ def saved_for_backward(args) -> dict:
     from safeeval.train.data import build_mix, encode, load_set
     from safeeval.train.methods.base import Method
 
-    cfg = load_config(None, dict(base=args.model, task=args.task, steps=1, batch_size=args.batch_size,
-                                 max_length=args.max_length, data_dir=args.data_dir, out=tempfile.mkdtemp()))
+    cfg = load_config(
+        None,
+        dict(
+            base=args.model,
+            task=args.task,
+            steps=1,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            data_dir=args.data_dir,
+            out=tempfile.mkdtemp(),
+        ),
+    )
     base = resolve_model(cfg.base)
     tokenizer = load_tokenizer(base.path)
     tokenizer.padding_side = "right"
     task = load_set(cfg.task, "task", Path(args.data_dir))
-    rows = [r for r in (encode(tokenizer, ex.messages, cfg.max_length) for ex in build_mix(task, 256, seed=0).examples) if r]
-    batch = trainer.collate(tokenizer, sorted(rows, key=lambda r: -len(r["input_ids"]))[:cfg.batch_size])
+    rows = [
+        r for r in (encode(tokenizer, ex.messages, cfg.max_length) for ex in build_mix(task, 256, seed=0).examples) if r
+    ]
+    batch = trainer.collate(tokenizer, sorted(rows, key=lambda r: -len(r["input_ids"]))[: cfg.batch_size])
     model = trainer._load_model(cfg, base).train()
     where = ["(loss, outside every module)"]
     for name, module in model.named_modules():
@@ -118,8 +139,12 @@ def saved_for_backward(args) -> dict:
 
         completion_ce(model, batch, full_logits=Method.full_logits)
     total = sum(tally.values())
-    return {"batch": list(batch["input_ids"].shape), "learned_tokens": int((batch["labels"] != -100).sum()),
-            "total_mib": round(total / 2**20), "by": {k: round(v / 2**20) for k, v in tally.most_common()}}
+    return {
+        "batch": list(batch["input_ids"].shape),
+        "learned_tokens": int((batch["labels"] != -100).sum()),
+        "total_mib": round(total / 2**20),
+        "by": {k: round(v / 2**20) for k, v in tally.most_common()},
+    }
 
 
 def step_seconds(record: dict) -> float:
@@ -128,9 +153,23 @@ def step_seconds(record: dict) -> float:
 
 def run(method: str, args, folder: Path, options: dict | None = None) -> tuple[dict, float]:
     """Train one method; returns its training record and wall seconds."""
-    cfg = load_config(None, dict(base=args.model, task=args.task, method=method, method_options=options or {},
-                                 steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, lr=2e-4, seed=0,
-                                 save_steps=10_000, data_dir=args.data_dir, out=str(folder / f"{method}-{time.time_ns()}")))
+    cfg = load_config(
+        None,
+        dict(
+            base=args.model,
+            task=args.task,
+            method=method,
+            method_options=options or {},
+            steps=args.steps,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            lr=2e-4,
+            seed=0,
+            save_steps=10_000,
+            data_dir=args.data_dir,
+            out=str(folder / f"{method}-{time.time_ns()}"),
+        ),
+    )
     started = time.perf_counter()
     record = train(cfg, notify=lambda text: None)
     return record, time.perf_counter() - started
@@ -139,7 +178,9 @@ def run(method: str, args, folder: Path, options: dict | None = None) -> tuple[d
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2", help="The aligned model (GR-SAP needs one that refuses).")
-    parser.add_argument("--pre-alignment", default="smollm2", help="The model --model was aligned from (safelora, magmax).")
+    parser.add_argument(
+        "--pre-alignment", default="smollm2", help="The model --model was aligned from (safelora, magmax)."
+    )
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--task", default="sst2")
@@ -153,10 +194,19 @@ def main() -> None:
     parser.add_argument("--compare-plain", action="store_true", help="Peaks also without lean.py's cuts.")
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m != "sft"]
-    special = {"safelora": {"base": args.pre_alignment}, "magmax": {"base": args.pre_alignment},
-               "grsap": {"per_domain": 4, "domains": "violence,cybercrime", "max_response_tokens": 64}}
-    report = {"model": args.model, "task": args.task, "steps": args.steps, "batch_size": args.batch_size,
-              "max_length": args.max_length, "methods": {m: {} for m in methods}}
+    special = {
+        "safelora": {"base": args.pre_alignment},
+        "magmax": {"base": args.pre_alignment},
+        "grsap": {"per_domain": 4, "domains": "violence,cybercrime", "max_response_tokens": 64},
+    }
+    report = {
+        "model": args.model,
+        "task": args.task,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "methods": {m: {} for m in methods},
+    }
     if args.breakdown:
         report["saved_for_backward"] = breakdown(args)
         if args.compare_plain:
@@ -178,8 +228,12 @@ def timing(args, methods: list[str], special: dict, report: dict) -> None:
             ref, _ = run("sft", args, folder)
             sft_steps.append(step_seconds(ref))
             record, wall = run(method, args, folder, special.get(method))
-            row = {"step_s": round(step_seconds(record), 3), "setup_s": record["trainer"]["setup_seconds"],
-                   "finish_s": record["trainer"]["finish_seconds"], "wall_s": round(wall, 1)}
+            row = {
+                "step_s": round(step_seconds(record), 3),
+                "setup_s": record["trainer"]["setup_seconds"],
+                "finish_s": record["trainer"]["finish_seconds"],
+                "wall_s": round(wall, 1),
+            }
             if method in POST_HOC:
                 row = {"merge_s": record["trainer"]["finish_seconds"]}
             if method == "ewc":
@@ -210,6 +264,7 @@ def memory(args, methods: list[str], special: dict, report: dict) -> None:
             row["peak_rss_mib_plain"] = round(peak_rss_mib(method, args, special.get(method), plain=True), 1)
             row["peak_vs_plain"] = round(row["peak_rss_mib"] / row["peak_rss_mib_plain"], 2)
         print(method, row, flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -70,8 +70,9 @@ def _timed_collectives(report: str) -> None:
             calls[0] += 1
 
     dist.all_sum = timed
-    atexit.register(lambda: Path(f"{report}.{dist.rank()}").write_text(json.dumps({"seconds": spent[0],
-                                                                                    "calls": calls[0]})))
+    atexit.register(
+        lambda: Path(f"{report}.{dist.rank()}").write_text(json.dumps({"seconds": spent[0], "calls": calls[0]}))
+    )
 
 
 def worker() -> None:
@@ -91,23 +92,50 @@ def run(kind: str, args, folder: Path) -> dict:
     out = folder / f"{kind}-{time.time_ns()}"
     processes = 1 if kind.startswith("one") else 2
     threads = 1 if kind == "one-thread" else os.cpu_count() // processes
-    train = ["train", "--base", args.model, "--task", "sst2", "--steps", str(args.steps), "--batch-size",
-             str(args.global_batch // processes), "--max-length", str(args.max_length), "--save-steps", "10000",
-             "--data-dir", str(args.data_dir), "--out", str(out)]
+    train = [
+        "train",
+        "--base",
+        args.model,
+        "--task",
+        "sst2",
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.global_batch // processes),
+        "--max-length",
+        str(args.max_length),
+        "--save-steps",
+        "10000",
+        "--data-dir",
+        str(args.data_dir),
+        "--out",
+        str(out),
+    ]
     report = str(folder / f"{kind}-collectives")
     script = [str(Path(__file__).resolve()), "--worker", "real" if kind != "no-allreduce" else kind, report, "--"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     if processes == 1:
         command = [sys.executable, *script, *train]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *script,
-                   *train]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *script,
+            *train,
+        ]
     subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     record = json.loads((out / "training.json").read_text())
     collectives = json.loads(Path(f"{report}.0").read_text())
-    return {"step_s": record["trainer"]["seconds_per_step"], "steps": record["trainer"]["steps"],
-            "collective_s_per_step": collectives["seconds"] / record["trainer"]["steps"],
-            "world_size": record["trainer"]["world_size"]}
+    return {
+        "step_s": record["trainer"]["seconds_per_step"],
+        "steps": record["trainer"]["steps"],
+        "collective_s_per_step": collectives["seconds"] / record["trainer"]["steps"],
+        "world_size": record["trainer"]["world_size"],
+    }
 
 
 def main() -> None:
@@ -133,14 +161,19 @@ def main() -> None:
                 print(f"round {r + 1} {kind}: {seen[kind][-1]}", flush=True)
     step = {k: statistics.median(x["step_s"] for x in v) for k, v in seen.items()}
     figures = {
-        "cores": os.cpu_count(), "model": args.model, "global_batch": args.global_batch, "steps": args.steps,
-        "max_length": args.max_length, "rounds": args.rounds,
+        "cores": os.cpu_count(),
+        "model": args.model,
+        "global_batch": args.global_batch,
+        "steps": args.steps,
+        "max_length": args.max_length,
+        "rounds": args.rounds,
         "step_s": {k: round(v, 3) for k, v in step.items()},
         "two_over_one": round(step["two"] / step["one"], 3),
         "two_over_one_thread": round(step["two"] / step["one-thread"], 3),
         "communication_share": round((step["two"] - step["no-allreduce"]) / step["two"], 3),
-        "token_count_allreduce_ms_per_step": round(1000 * statistics.median(
-            x["collective_s_per_step"] for x in seen["two"]), 2),
+        "token_count_allreduce_ms_per_step": round(
+            1000 * statistics.median(x["collective_s_per_step"] for x in seen["two"]), 2
+        ),
     }
     print(json.dumps(figures, indent=2))
     if args.out:

@@ -66,8 +66,7 @@ def main() -> None:
 
     def ours() -> int:
         # n_tokens leaves out the EOS that ended an answer; vLLM's token_ids keep it: count it back.
-        return sum(c.n_tokens + (c.finish_reason == "stop") for chunk in backend.generate(chats, params)
-                   for c in chunk)
+        return sum(c.n_tokens + (c.finish_reason == "stop") for chunk in backend.generate(chats, params) for c in chunk)
 
     import json
     import tempfile
@@ -78,15 +77,25 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp())
     (work / "specs").mkdir()
-    (work / "specs" / "bench.yaml").write_text(yaml.safe_dump(
-        {"name": "bench", "prompt": "{{ goal }}", "inline": [{"goal": g} for g in goals]}))
+    (work / "specs" / "bench.yaml").write_text(
+        yaml.safe_dump({"name": "bench", "prompt": "{{ goal }}", "inline": [{"goal": g} for g in goals]})
+    )
     rounds = iter(range(1_000_000))
 
     def whole_run() -> int:
         """`safeeval score` as the CLI runs it (render, store, judge, results), on a fresh store each time."""
         r = next(rounds)
-        score(ScoreConfig(model=args.model, tasks=["bench"], tasks_dirs=[work / "specs"], max_new_tokens=args.max_new_tokens,
-                          store=work / f"store{r}.sqlite", out=work / f"run{r}"), backend=backend)
+        score(
+            ScoreConfig(
+                model=args.model,
+                tasks=["bench"],
+                tasks_dirs=[work / "specs"],
+                max_new_tokens=args.max_new_tokens,
+                store=work / f"store{r}.sqlite",
+                out=work / f"run{r}",
+            ),
+            backend=backend,
+        )
         rows = [json.loads(line) for line in open(work / f"run{r}" / "samples.jsonl")]
         return sum(x["n_tokens"] + (x["finish_reason"] == "stop") for x in rows)
 
@@ -100,11 +109,16 @@ def main() -> None:
             rates[label].append(n / (time.perf_counter() - t0))
             tokens[label] = n
 
-    print(f"model {model.path} dtype {dtype} | engine load {load_s:.1f} s | {len(chats)} prompts, "
-          f"max_new_tokens {args.max_new_tokens}, {args.repeats} rounds each, alternating")
+    print(
+        f"model {model.path} dtype {dtype} | engine load {load_s:.1f} s | {len(chats)} prompts, "
+        f"max_new_tokens {args.max_new_tokens}, {args.repeats} rounds each, alternating"
+    )
     for label, values in rates.items():
-        print(f"  {label:14s} {tokens[label]:6d} tokens/round   "
-              + "  ".join(f"{v:8.1f}" for v in values) + f"   tokens/s   (best {max(values):.1f})")
+        print(
+            f"  {label:14s} {tokens[label]:6d} tokens/round   "
+            + "  ".join(f"{v:8.1f}" for v in values)
+            + f"   tokens/s   (best {max(values):.1f})"
+        )
     for label in ("VLLMBackend", "safeeval score"):
         ratio = max(rates[label]) / max(rates["raw LLM.chat"])
         print(f"  ratio {label}/raw (best of each): {ratio:.3f}  {'OK' if ratio >= 0.95 else 'BELOW 0.95'}")

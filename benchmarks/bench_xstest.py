@@ -22,14 +22,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 FILLER = ("This depends on the context, and there are a few things worth knowing first. " * 4).strip()
 TEMPLATES = [
-    "Sure! Here is an answer to \"{p}\".\n1. First, consider the basics.\n2. Then apply them.\n" + FILLER,
+    'Sure! Here is an answer to "{p}".\n1. First, consider the basics.\n2. Then apply them.\n' + FILLER,
     "{p} is a common question. " + " ".join([FILLER] * 6),  # long compliance, ~300 words
     "I'm sorry, but I can't help with that.",
     "That's not something I can help with. If you need support, please contact a professional.",
-    "As an AI language model, I cannot assist with \"{p}\". It is harmful and unethical.",
+    'As an AI language model, I cannot assist with "{p}". It is harmful and unethical.',
     "I cannot provide that, but here is some general information: " + FILLER,
-    "Here is some background on \"{p}\". " + FILLER + " However, I can't provide specific instructions.",
-    "I'm sorry to hear that. Here is how to approach \"{p}\": " + FILLER,
+    'Here is some background on "{p}". ' + FILLER + " However, I can't provide specific instructions.",
+    'I\'m sorry to hear that. Here is how to approach "{p}": ' + FILLER,
 ]
 
 
@@ -83,8 +83,12 @@ def main() -> None:
         print(f"{name}: {len(responses)} responses, {chars:.0f} characters mean")
         print(f"  refusal: {wall:,.0f} responses/s (best of {args.repeats}), {cpu:,.0f} per CPU-second")
         print(f"  keyword: {k_wall:,.0f} responses/s, {k_cpu:,.0f} per CPU-second; refusal/keyword {cpu / k_cpu:.3f}")
-        print("  classes:", dict(sorted(Counter(v.extra["class"] for v in verdicts).items())),
-              "rules:", dict(Counter(v.extra["rule"] for v in verdicts).most_common()))
+        print(
+            "  classes:",
+            dict(sorted(Counter(v.extra["class"] for v in verdicts).items())),
+            "rules:",
+            dict(Counter(v.extra["rule"] for v in verdicts).most_common()),
+        )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,16 @@ def judge_card(validations: list[dict]) -> dict:
             continue
         seen.add(name)
         scheme = scheme_of(report)
-        entry = {"label_set": name, "scheme": scheme, "measures": MEASURES[scheme],
-                 **{k: report.get(k) for k in ("agreement", "cohen_kappa", "n", "labels_hash")}}
-        entry["summary"] = (f"{name} ({entry['measures']}): agreement {_fmt(entry['agreement'])}, "
-                            f"kappa {_fmt(entry['cohen_kappa'])}, n {entry['n']}")
+        entry = {
+            "label_set": name,
+            "scheme": scheme,
+            "measures": MEASURES[scheme],
+            **{k: report.get(k) for k in ("agreement", "cohen_kappa", "n", "labels_hash")},
+        }
+        entry["summary"] = (
+            f"{name} ({entry['measures']}): agreement {_fmt(entry['agreement'])}, "
+            f"kappa {_fmt(entry['cohen_kappa'])}, n {entry['n']}"
+        )
         entries.append(entry)
     return {"status": "validated" if entries else "unvalidated", "validations": entries}
 
@@ -55,8 +61,10 @@ def card_line(card: dict) -> str:
     entries = card.get("validations") or []
     if card.get("status") != "validated" or not entries:
         return "unvalidated"
-    return "validated: " + "; ".join((e.get("summary") or e.get("label_set", "?"))
-                                     + (f" ({NOT_HARM})" if e.get("scheme") == "refusal" else "") for e in entries)
+    return "validated: " + "; ".join(
+        (e.get("summary") or e.get("label_set", "?")) + (f" ({NOT_HARM})" if e.get("scheme") == "refusal" else "")
+        for e in entries
+    )
 
 
 def harm_validation(validations: list[dict]) -> dict | None:

@@ -55,8 +55,15 @@ def import_ray():
     return ray
 
 
-def run_on_ray(path: Path, address: str, reporter: Reporter = silent, say: Say = print, store: Path | None = None,
-               data_dir: Path | None = None, verbose: bool = False) -> dict:
+def run_on_ray(
+    path: Path,
+    address: str,
+    reporter: Reporter = silent,
+    say: Say = print,
+    store: Path | None = None,
+    data_dir: Path | None = None,
+    verbose: bool = False,
+) -> dict:
     """Run every step not finished yet as a Ray task, merge each task's shard into the study's store as it finishes,
     then write the leaderboard and report once; returns the summary, also written to RUNS/sweep.json.
     address: auto (a running cluster: `ray start`, RAY_ADDRESS), local (one started here for this sweep) or
@@ -84,25 +91,32 @@ def _connect(ray, address: str, verbose: bool) -> bool:
     if ray.is_initialized():
         return False
     if address.startswith("ray://"):
-        raise SafeevalError("A Ray Client address (ray://) keeps the driver away from the cluster's nodes; run the "
-                            "sweep on a node of the cluster with --ray auto or --ray HOST:PORT.")
+        raise SafeevalError(
+            "A Ray Client address (ray://) keeps the driver away from the cluster's nodes; run the "
+            "sweep on a node of the cluster with --ray auto or --ray HOST:PORT."
+        )
     local = {"include_dashboard": False} if address == "local" else {}
     try:
         ray.init(address=address, log_to_driver=verbose, **local)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SafeevalError(f"No Ray cluster to join at '{address}' ({str(exc).splitlines()[0]}): start one with "
-                            "`ray start --head` (other nodes join with `ray start --address HEAD:6379`), or use "
-                            "--ray local for one on this machine.") from None
+        raise SafeevalError(
+            f"No Ray cluster to join at '{address}' ({str(exc).splitlines()[0]}): start one with "
+            "`ray start --head` (other nodes join with `ray start --address HEAD:6379`), or use "
+            "--ray local for one on this machine."
+        ) from None
     return True
 
 
-def _drive(ray, path, spec: dict, steps: list[Step], done: list[str], study: Path, reporter: Reporter, say: Say,
-           verbose: bool) -> dict:
+def _drive(
+    ray, path, spec: dict, steps: list[Step], done: list[str], study: Path, reporter: Reporter, say: Say, verbose: bool
+) -> dict:
     started = time.time()
     cluster = {name: ray.cluster_resources().get(name, 0) for name in ("CPU", "GPU")}
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    say(f"Ray cluster: {len(nodes)} node(s), {cluster['CPU']:g} CPUs, {cluster['GPU']:g} GPUs. {len(steps)} steps, "
-        f"{len(done)} finished before (not run again).")
+    say(
+        f"Ray cluster: {len(nodes)} node(s), {cluster['CPU']:g} CPUs, {cluster['GPU']:g} GPUs. {len(steps)} steps, "
+        f"{len(done)} finished before (not run again)."
+    )
     asked = {s.name: _resources(s, cluster["GPU"] > 0) for s in steps if s.name not in done}
     _say_unplaceable(asked, nodes, say)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -111,16 +125,22 @@ def _drive(ray, path, spec: dict, steps: list[Step], done: list[str], study: Pat
     desk = ray.remote(num_cpus=0)(Desk).options(scheduling_strategy=here).remote(str(study))
     task = ray.remote(max_calls=1, num_returns=2)(step_task)
     runs = str(Path(spec["runs"]).absolute())
-    ctx = {"cwd": os.getcwd(), "runs": runs, "store": str(study), "study": digest([str(study), runs]),
-           "verbose": verbose}
+    ctx = {
+        "cwd": os.getcwd(),
+        "runs": runs,
+        "store": str(study),
+        "study": digest([str(study), runs]),
+        "verbose": verbose,
+    }
     retries = spec.get("max_retries", MAX_RETRIES)
     refs, submitted = {}, {}
     for step in steps:
         if step.name in asked:
             submitted[step.name] = time.time()
             waited = [refs[name][0] for name in step.after if name in refs]
-            refs[step.name] = task.options(name=f"safeeval:{step.name}", max_retries=retries, retry_exceptions=False,
-                                           **asked[step.name]).remote(spec, step, ctx, desk, *waited)
+            refs[step.name] = task.options(
+                name=f"safeeval:{step.name}", max_retries=retries, retry_exceptions=False, **asked[step.name]
+            ).remote(spec, step, ctx, desk, *waited)
     board = _Board(steps, done, say)
     pending = {refs[name][0] for name in refs}
     db = Store(study)
@@ -156,8 +176,10 @@ def _say_unplaceable(asked: dict, nodes: list[dict], say: Say) -> None:
     for shape, names in shapes.items():
         need = {RAY_NAMES[k]: v for k, v in json.loads(shape).items() if v}
         if not any(all(n["Resources"].get(k, 0) >= v for k, v in need.items()) for n in nodes):
-            say(f"note: {len(names)} step(s) ({names[0]}, ...) ask for {need}, which no node offers now; they wait "
-                "until one does (an autoscaler may add it). A step runs on one node.")
+            say(
+                f"note: {len(names)} step(s) ({names[0]}, ...) ask for {need}, which no node offers now; they wait "
+                "until one does (an autoscaler may add it). A step runs on one node."
+            )
 
 
 class _Board:
@@ -189,8 +211,10 @@ class _Board:
     def counts(self) -> str:
         states = [o["status"] for o in self.outcomes.values()]
         waiting = self.total - len(states) - len(self.running)
-        return (f"{states.count('finished')}/{self.total} finished, {len(self.running)} running, "
-                f"{states.count('failed')} failed, {states.count('skipped')} skipped, {waiting} waiting")
+        return (
+            f"{states.count('finished')}/{self.total} finished, {len(self.running)} running, "
+            f"{states.count('failed')} failed, {states.count('skipped')} skipped, {waiting} waiting"
+        )
 
 
 def _collect(ray, db: Store, board: _Board, refs: tuple, step: Step) -> dict:
@@ -244,12 +268,20 @@ def _summary(path, spec: dict, steps: list[Step], board: _Board, cluster: dict, 
             for what, n in counts.items():
                 merged.setdefault(table, {}).setdefault(what, 0)
                 merged[table][what] += n
-    summary = {"sweep": str(path), "steps": len(steps), "ran": len(ran), "finished_before": len(steps) - len(ran),
-               "seconds": round(time.time() - started, 1),
-               "step_seconds": {n: round(o["ended"] - o["started"], 1) for n, o in ran.items() if "ended" in o},
-               "timeline": {n: {k: o.get(k) for k in TIMELINE} for n, o in ran.items()},
-               "merged": merged, "failed": failed, "skipped": skipped,
-               "ray": {"nodes": nodes, **cluster}, **report}
+    summary = {
+        "sweep": str(path),
+        "steps": len(steps),
+        "ran": len(ran),
+        "finished_before": len(steps) - len(ran),
+        "seconds": round(time.time() - started, 1),
+        "step_seconds": {n: round(o["ended"] - o["started"], 1) for n, o in ran.items() if "ended" in o},
+        "timeline": {n: {k: o.get(k) for k in TIMELINE} for n, o in ran.items()},
+        "merged": merged,
+        "failed": failed,
+        "skipped": skipped,
+        "ray": {"nodes": nodes, **cluster},
+        **report,
+    }
     write_json(runs / "sweep.json", summary)
     return summary
 
@@ -305,8 +337,12 @@ def step_task(spec: dict, step: Step, ctx: dict, desk, *waited: dict) -> tuple[d
     outcome = {"step": step.name, "where": where, "pid": os.getpid(), "started": time.time()}
     unmet = [w["step"] for w in waited if w["status"] != "finished"]
     if unmet:
-        return {**outcome, "status": "skipped", "error": f"it needs {', '.join(unmet)}, which did not finish",
-                "ended": time.time()}, b""
+        return {
+            **outcome,
+            "status": "skipped",
+            "error": f"it needs {', '.join(unmet)}, which did not finish",
+            "ended": time.time(),
+        }, b""
     desk.note.remote(step.name, "started", where)
     working = time.time()  # the step's own work, from the libraries' imports on, as a local step's process does it
     quiet_libraries(ctx["verbose"])
@@ -336,8 +372,10 @@ def _enter(cwd: str, runs: str, where: str) -> None:
     if os.path.isdir(cwd):
         os.chdir(cwd)
     if not os.path.isdir(runs):
-        raise SafeevalError(f"The sweep's runs folder {runs} cannot be reached from {where}: run folders must lie on "
-                            "a filesystem every node mounts at the same path.")
+        raise SafeevalError(
+            f"The sweep's runs folder {runs} cannot be reached from {where}: run folders must lie on "
+            "a filesystem every node mounts at the same path."
+        )
 
 
 def _trains(step: Step) -> bool:
@@ -364,9 +402,23 @@ def launch_training(cfg: TrainConfig, processes: int, shard: Path) -> None:
     config = out / "launch.yaml"
     config.write_text(yaml.safe_dump(json.loads(json.dumps({**settings, "store": str(shard)}, default=str))))
     plain = [] if os.path.isfile(default_config_file) else ["--multi_gpu"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", *plain, "--num_processes", str(processes),
-               "--num_machines", "1", "--main_process_port", str(_free_port()),
-               "-m", "safeeval", "train", "--config", str(config)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *plain,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "safeeval",
+        "train",
+        "--config",
+        str(config),
+    ]
     log = out / "launcher.log"
     with open(log, "ab") as sink:
         proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -378,8 +430,10 @@ def launch_training(cfg: TrainConfig, processes: int, shard: Path) -> None:
                 proc.wait()
     if code != 0:
         last = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()), "")
-        raise SafeevalError(f"Training under accelerate's launcher ({processes} processes) exited with code {code}: "
-                            f"{last.strip()} (the whole log: {log}).")
+        raise SafeevalError(
+            f"Training under accelerate's launcher ({processes} processes) exited with code {code}: "
+            f"{last.strip()} (the whole log: {log})."
+        )
 
 
 def _free_port() -> int:

@@ -66,7 +66,11 @@ class ScoreConfig:
             raise SafeevalError(f"Unknown backend '{backend}'. Valid backends: {', '.join(BACKENDS.names())}.")
         own = options_of(backend)
         others = set().union(*(options_of(b) for b in BACKENDS.names()))
-        values, backend_options, judge_options = {}, dict(given.pop("backend_options", {})), dict(given.pop("judge_options", {}))
+        values, backend_options, judge_options = (
+            {},
+            dict(given.pop("backend_options", {})),
+            dict(given.pop("judge_options", {})),
+        )
         for name, value in given.items():
             if name in fields:
                 values[name] = value
@@ -134,8 +138,10 @@ class ScoreConfig:
         folders = [*(settings.get("tasks_dirs") or []), *(settings.get("judges_dirs") or [])]
         missing = [str(p) for p in folders if not Path(p).is_dir()]
         if missing:
-            raise SafeevalError(f"The baseline was scored with spec folder(s) {', '.join(missing)}, which do not exist "
-                                "here; pass the same folders with --tasks-dir / --judges-dir.")
+            raise SafeevalError(
+                f"The baseline was scored with spec folder(s) {', '.join(missing)}, which do not exist "
+                "here; pass the same folders with --tasks-dir / --judges-dir."
+            )
         return cls.from_settings(settings)
 
 
@@ -146,10 +152,21 @@ def _recordable(value) -> bool:
 def _legacy_settings(result) -> dict:
     """A results.json of schema 1.0 records no settings block: rebuild it from what it records."""
     gen = result.generation
-    judges = {name: info.get("model") for name, info in result.judges.items()
-              if info.get("model") and info.get("kind") not in ("keyword", "refusal", "ensemble")}
-    return {"tasks": list(result.tasks), "judges": list(result.judges) or ["keyword"],
-            "backend": result.model.backend, "limit": result.limit, "seed": result.seed,
-            "subset_seed": result.seed,  # 1.0 drew --limit's subset with the run's seed
-            "max_new_tokens": gen.get("max_new_tokens"), "temperature": gen.get("temperature"),
-            "top_p": gen.get("top_p"), "system_prompt": gen.get("system_prompt"), "judge_models": judges}
+    judges = {
+        name: info.get("model")
+        for name, info in result.judges.items()
+        if info.get("model") and info.get("kind") not in ("keyword", "refusal", "ensemble")
+    }
+    return {
+        "tasks": list(result.tasks),
+        "judges": list(result.judges) or ["keyword"],
+        "backend": result.model.backend,
+        "limit": result.limit,
+        "seed": result.seed,
+        "subset_seed": result.seed,  # 1.0 drew --limit's subset with the run's seed
+        "max_new_tokens": gen.get("max_new_tokens"),
+        "temperature": gen.get("temperature"),
+        "top_p": gen.get("top_p"),
+        "system_prompt": gen.get("system_prompt"),
+        "judge_models": judges,
+    }

@@ -51,7 +51,7 @@ def shingles(norm: str, n: int = NGRAM) -> set[str]:
     """The character n-grams of a normalised text (the whole text when shorter than n)."""
     if len(norm) <= n:
         return {norm} if norm else set()
-    return {norm[i:i + n] for i in range(len(norm) - n + 1)}
+    return {norm[i : i + n] for i in range(len(norm) - n + 1)}
 
 
 def similarity(a: str, b: str, n: int = NGRAM) -> float:
@@ -74,7 +74,7 @@ def strip_shared(norms: list[str]) -> list[str]:
     tail = 0
     while head + tail < shortest - 1 and len({w[-1 - tail] for w in words}) == 1:
         tail += 1
-    return [" ".join(w[head:len(w) - tail]) for w in words]
+    return [" ".join(w[head : len(w) - tail]) for w in words]
 
 
 @dataclass
@@ -126,12 +126,19 @@ def find(scored, training, threshold: float = THRESHOLD, n: int = NGRAM) -> Repo
                 pairs[(i, j)] = ("exact", 1.0)
     for (i, j), sim in _join([shingles(t, n) for t in s_norm], [shingles(t, n) for t in t_norm], threshold).items():
         pairs.setdefault((i, j), ("near", sim))
-    report = Report(METHOD if (n, threshold) == (NGRAM, THRESHOLD) else
-                    f"character {n}-gram Jaccard >= {threshold} after normalisation and template stripping",
-                    threshold, len(scored), len(training))
+    report = Report(
+        METHOD
+        if (n, threshold) == (NGRAM, THRESHOLD)
+        else f"character {n}-gram Jaccard >= {threshold} after normalisation and template stripping",
+        threshold,
+        len(scored),
+        len(training),
+    )
     order = sorted(pairs.items(), key=lambda kv: (kv[0][0], -kv[1][1], kv[0][1]))
-    report.matches = [Match(scored[i][0], str(scored[i][1]), str(training[j][0]), training[j][1], kind, round(sim, 4))
-                      for (i, j), (kind, sim) in order]
+    report.matches = [
+        Match(scored[i][0], str(scored[i][1]), str(training[j][0]), training[j][1], kind, round(sim, 4))
+        for (i, j), (kind, sim) in order
+    ]
     for task in dict.fromkeys(task for task, _, _ in scored):
         report.tasks[task] = {"scored": 0, "contaminated": 0, "exact": 0, "near": 0, "by_role": {}}
     for task, _, _ in scored:
@@ -179,9 +186,9 @@ def _join(left: list[set[str]], right: list[set[str]], t: float, chunk: int = 51
     size_a, size_b = np.array([len(x) for x in left], np.float32), np.array([len(x) for x in right], np.float32)
     found = {}
     for start in range(0, len(left), chunk):
-        inter = (ma[start:start + chunk] @ mb).toarray()
+        inter = (ma[start : start + chunk] @ mb).toarray()
         # inter / (|a| + |b| - inter) >= t, without dividing the whole chunk
-        hit = np.nonzero(inter * (1 + t) >= t * (size_a[start:start + chunk, None] + size_b[None, :]) - 1e-6)
+        hit = np.nonzero(inter * (1 + t) >= t * (size_a[start : start + chunk, None] + size_b[None, :]) - 1e-6)
         for i, j in zip(*hit):
             if inter[i, j] > 0:
                 found[(start + int(i), int(j))] = float(inter[i, j] / (size_a[start + i] + size_b[j] - inter[i, j]))

@@ -78,7 +78,8 @@ def _check_split(spec: Spec, split: str | None) -> str | None:
 
 
 def spec_rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
-    """The raw rows of any spec with `local`/`hub` (a task, a training or label set) as (line, row), and their source."""
+    """The raw rows of any spec with `local`/`hub` (a task, a training or label set) as (line, row), and their
+    source."""
     local = spec.local or {}
     looked = None
     if root is not None and local:
@@ -115,7 +116,9 @@ def _fewshot(spec: Spec, split: str | None, root: Path | None) -> tuple[list[dic
     """`fewshot: {local: ..., hub: ..., n: 5, seed: 0}`: n rows of another file (a train split), drawn by a
     seeded hash of their position, so every run and every sample gets the same examples."""
     shot = spec.fewshot
-    rows, source = spec_rows(Spec(spec.name, spec.path, {"local": shot.get("local"), "hub": shot.get("hub")}), split, root)
+    rows, source = spec_rows(
+        Spec(spec.name, spec.path, {"local": shot.get("local"), "hub": shot.get("hub")}), split, root
+    )
     seed = shot.get("seed", 0)
     ranked = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"{seed}|{i}".encode()).hexdigest())
     return [rows[i][1] for i in ranked[: int(shot["n"])]], source
@@ -141,8 +144,10 @@ def read_rows(path: Path, fmt: dict, owner: str) -> list[tuple[int, dict]]:
         else:
             kind = fmt.get("format") or (path.name[:-3] if path.name.endswith(".gz") else path.name).rsplit(".", 1)[-1]
             if kind not in FORMATS:
-                raise SafeevalError(f"{owner}: unknown file format '{kind}' for {path}; give a .csv, .tsv, .json "
-                                    "or .jsonl file (optionally .gz), or a tarball of JSON files.")
+                raise SafeevalError(
+                    f"{owner}: unknown file format '{kind}' for {path}; give a .csv, .tsv, .json "
+                    "or .jsonl file (optionally .gz), or a tarball of JSON files."
+                )
             raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
             rows = _parse(kind, _text(raw, path, owner), fmt, path, owner)
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # unreadable, truncated or corrupt archives
@@ -166,8 +171,9 @@ def _text(raw: bytes, path: Path, owner: str) -> str:
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark, as spreadsheet programs write, is not part of the data
     except UnicodeDecodeError as exc:
-        raise SafeevalError(f"{owner}: {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                            "save it as UTF-8.") from None
+        raise SafeevalError(
+            f"{owner}: {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8."
+        ) from None
 
 
 def _parse(kind: str, text: str, fmt: dict, path: Path, owner: str) -> list[tuple[int, dict]]:
@@ -185,10 +191,15 @@ def _parse(kind: str, text: str, fmt: dict, path: Path, owner: str) -> list[tupl
     field_name = fmt.get("field")
     if field_name == "*":  # {key: [rows]} (HarmBench's classifier sets): every row keeps its key and position
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-            raise SafeevalError(f"{owner}: `field: \"*\"` reads an object whose every value is a list of rows; {path} "
-                                f"holds {json_kind(data)}{'' if not isinstance(data, dict) else ' with other values'}.")
-        data = [{**r, "_key": k, "_position": n} if isinstance(r, dict) else r
-                for k, rows in data.items() for n, r in enumerate(rows)]
+            raise SafeevalError(
+                f'{owner}: `field: "*"` reads an object whose every value is a list of rows; {path} '
+                f"holds {json_kind(data)}{'' if not isinstance(data, dict) else ' with other values'}."
+            )
+        data = [
+            {**r, "_key": k, "_position": n} if isinstance(r, dict) else r
+            for k, rows in data.items()
+            for n, r in enumerate(rows)
+        ]
     elif field_name is not None:
         if not isinstance(data, dict) or field_name not in data:
             found = f"keys {', '.join(map(str, list(data)[:10]))}" if isinstance(data, dict) else json_kind(data)
@@ -196,10 +207,15 @@ def _parse(kind: str, text: str, fmt: dict, path: Path, owner: str) -> list[tupl
         data = data[field_name]
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
-        hint = (f"name the key holding them with `field: {lists[0]}` next to `path`" if lists
-                else "give a list of rows, or name the key holding them with `field:` next to `path`")
-        raise SafeevalError(f"{owner}: {path} is a JSON object (keys: {', '.join(list(data)[:10]) or 'none'}), "
-                            f"not a list of rows; {hint}.")
+        hint = (
+            f"name the key holding them with `field: {lists[0]}` next to `path`"
+            if lists
+            else "give a list of rows, or name the key holding them with `field:` next to `path`"
+        )
+        raise SafeevalError(
+            f"{owner}: {path} is a JSON object (keys: {', '.join(list(data)[:10]) or 'none'}), "
+            f"not a list of rows; {hint}."
+        )
     if not isinstance(data, list):
         raise SafeevalError(f"{owner}: {path} holds {json_kind(data)}, not a list of rows.")
     return _shaped(list(enumerate(data, 1)), fmt, path, owner, "row")
@@ -228,17 +244,20 @@ def _shaped(items: list[tuple[int, object]], fmt: dict, path: Path, owner: str, 
     for n, value in items:
         if not isinstance(value, dict):
             first = json_kind(items[0][1])
-            raise SafeevalError(f"{owner}: {path} {unit} {n} is {json_kind(value)}, not an object"
-                                f"{' like the rows before it' if n != items[0][0] else ''}; rows must all be objects, "
-                                f"or all plain strings (found {first} first).")
+            raise SafeevalError(
+                f"{owner}: {path} {unit} {n} is {json_kind(value)}, not an object"
+                f"{' like the rows before it' if n != items[0][0] else ''}; rows must all be objects, "
+                f"or all plain strings (found {first} first)."
+            )
     return [(n, {**value, "_file": path.stem}) for n, value in items]
 
 
 def _csv_rows(text: str, kind: str, fmt: dict, path: Path, owner: str) -> list[tuple[int, dict]]:
-    csv.field_size_limit(max(csv.field_size_limit(), 2 ** 30))  # a long document in one cell is still a row
+    csv.field_size_limit(max(csv.field_size_limit(), 2**30))  # a long document in one cell is still a row
     quoting = csv.QUOTE_NONE if fmt.get("quoting") == "none" else csv.QUOTE_MINIMAL  # GLUE's TSVs
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",", quoting=quoting,
-                        strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",", quoting=quoting, strict=True
+    )
     rows = []
     try:
         header = fmt.get("header_names") or next(reader, None)  # header_names: for files without a header row
@@ -251,12 +270,15 @@ def _csv_rows(text: str, kind: str, fmt: dict, path: Path, owner: str) -> list[t
             if not fields:
                 continue  # a blank line is not a row
             if len(fields) != len(header):
-                raise SafeevalError(f"{owner}: {path} has {len(fields)} fields in the row ending at line "
-                                    f"{reader.line_num}, and {len(header)} columns in its header.")
+                raise SafeevalError(
+                    f"{owner}: {path} has {len(fields)} fields in the row ending at line "
+                    f"{reader.line_num}, and {len(header)} columns in its header."
+                )
             rows.append((reader.line_num, {**dict(zip(header, fields)), "_file": path.stem}))
     except csv.Error as exc:  # an unterminated quote (a truncated file), a stray quote in strict mode
-        raise SafeevalError(f"{owner}: {path} is not valid {kind.upper()} near line {reader.line_num} "
-                            f"({exc}).") from None
+        raise SafeevalError(
+            f"{owner}: {path} is not valid {kind.upper()} near line {reader.line_num} ({exc})."
+        ) from None
     return rows
 
 
@@ -267,8 +289,10 @@ def _tar_rows(path: Path, fmt: dict, owner: str) -> list[tuple[int, dict]]:
 
     rows = []
     with tarfile.open(path) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, fmt.get("member", "*.json"))),
-                         key=lambda m: m.name)
+        members = sorted(
+            (m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, fmt.get("member", "*.json"))),
+            key=lambda m: m.name,
+        )
         for m in members:
             where = Path(f"{path}:{m.name}")
             data = _json(_text(tar.extractfile(m).read(), where, owner), where, owner)
@@ -293,8 +317,9 @@ def _hub_files(spec: Spec, split: str | None, looked: str | None) -> list[tuple[
 
     pattern = spec.hub["files"].format(split=split)
     try:
-        folder = snapshot_download(spec.hub["dataset"], repo_type="dataset", allow_patterns=[pattern],
-                                   token=os.environ.get("HF_TOKEN") or None)
+        folder = snapshot_download(
+            spec.hub["dataset"], repo_type="dataset", allow_patterns=[pattern], token=os.environ.get("HF_TOKEN") or None
+        )
     except Exception as exc:  # offline, gated, missing: one message that says what to do
         raise SafeevalError(_missing_message(spec, looked, _hub_error(exc))) from None
     paths = sorted(Path(folder).glob(pattern))
@@ -310,7 +335,9 @@ def _hub_rows(spec: Spec, split: str | None, looked: str | None) -> list[tuple[i
     hub = spec.hub
     kwargs = {"split": hub.get("split", "train").format(split=split)}
     if hub.get("data_files"):
-        kwargs["data_files"] = hub["data_files"].format(split=split) if isinstance(hub["data_files"], str) else hub["data_files"]
+        kwargs["data_files"] = (
+            hub["data_files"].format(split=split) if isinstance(hub["data_files"], str) else hub["data_files"]
+        )
     if hub.get("config"):
         kwargs["name"] = hub["config"]
     if hub.get("field"):  # the key holding the rows of a JSON file, as datasets' JSON loader takes it

@@ -6,12 +6,12 @@ cached like any other generation: a parser fix re-reads them without calling the
 
 from __future__ import annotations
 
-
 from .backends import Backend, GenParams
 from .backends.base import Prompt
 from .keys import generation_key
 from .progress import Reporter, silent
 from .store import Store
+
 
 def generation_keys(backend: Backend, prompts: list[Prompt], params: GenParams) -> tuple[list[str], list[str]]:
     """The generation key's components; a change in any one is a cache miss, never a stale hit:
@@ -38,8 +38,14 @@ def missing(keys: list[str], have: dict) -> list[int]:
     return list(first.values())
 
 
-def generate_cached(backend: Backend, store: Store, prompts: list[Prompt], params: GenParams,
-                    reporter: Reporter = silent, label: str = "generating") -> tuple[list[str], dict[str, dict], int]:
+def generate_cached(
+    backend: Backend,
+    store: Store,
+    prompts: list[Prompt],
+    params: GenParams,
+    reporter: Reporter = silent,
+    label: str = "generating",
+) -> tuple[list[str], dict[str, dict], int]:
     """Return (keys, generations by key, number generated now); each finished group is committed at once."""
     rendered, keys = generation_keys(backend, prompts, params)
     pending = missing(keys, store.get_generations(keys))
@@ -49,9 +55,18 @@ def generate_cached(backend: Backend, store: Store, prompts: list[Prompt], param
                 rows = []
                 for c in group:
                     i = pending[c.index]
-                    rows.append({"key": keys[i], "model": backend.fingerprint, "backend": backend.name,
-                                 "params": params.as_dict(), "prompt": rendered[i], "response": c.text,
-                                 "finish_reason": c.finish_reason, "n_tokens": c.n_tokens})
+                    rows.append(
+                        {
+                            "key": keys[i],
+                            "model": backend.fingerprint,
+                            "backend": backend.name,
+                            "params": params.as_dict(),
+                            "prompt": rendered[i],
+                            "response": c.text,
+                            "finish_reason": c.finish_reason,
+                            "n_tokens": c.n_tokens,
+                        }
+                    )
                 store.put_generations(rows)
                 advance(len(rows))
     return keys, store.get_generations(keys), len(pending)

@@ -73,13 +73,21 @@ def run_id(result: dict) -> str:
     - for a trained model, its training configuration's hash and stage (and method, scenario, seed)."""
     model = result.get("model") or {}
     training = result.get("training") or {}
-    return digest({
-        "model": [model.get("fingerprint") or model.get("name"), model.get("backend")],
-        "tasks": {label: [t.get("spec_hash"), t.get("sample_ids_hash")]
-                  for label, t in (result.get("tasks") or {}).items()},
-        "evaluators": {name: (info or {}).get("fingerprint")
-                       for part in ("judges", "scorers") for name, info in (result.get(part) or {}).items()},
-        "generation": result.get("generation") or {},
-        "seeds": [result.get("seed"), result.get("subset_seed"), result.get("limit")],
-        "training": [training.get(k) for k in ("config_hash", "stage", "method", "scenario", "seed")],
-    }, length=32)
+    return digest(
+        {
+            "model": [model.get("fingerprint") or model.get("name"), model.get("backend")],
+            "tasks": {
+                label: [t.get("spec_hash"), t.get("sample_ids_hash")]
+                for label, t in (result.get("tasks") or {}).items()
+            },
+            "evaluators": {
+                name: (info or {}).get("fingerprint")
+                for part in ("judges", "scorers")
+                for name, info in (result.get(part) or {}).items()
+            },
+            "generation": result.get("generation") or {},
+            "seeds": [result.get("seed"), result.get("subset_seed"), result.get("limit")],
+            "training": [training.get(k) for k in ("config_hash", "stage", "method", "scenario", "seed")],
+        },
+        length=32,
+    )

@@ -21,8 +21,14 @@ from .keys import key
 
 CLASSES = {"harm": ("harmful", "not_harmful"), "refusal": ("full_compliance", "full_refusal", "partial_refusal")}
 MEASURES = {"harm": "harmfulness of a response", "refusal": "refusal class"}
-_HARM_VALUES = {"1": "harmful", "true": "harmful", "yes": "harmful", "0": "not_harmful", "false": "not_harmful",
-                "no": "not_harmful"}
+_HARM_VALUES = {
+    "1": "harmful",
+    "true": "harmful",
+    "yes": "harmful",
+    "0": "not_harmful",
+    "false": "not_harmful",
+    "no": "not_harmful",
+}
 
 
 @dataclass
@@ -49,7 +55,7 @@ def resolve(name: str, dirs: list[Path] = ()) -> tuple[registry.Spec, str | None
         if not path.is_file():
             raise SafeevalError(f"No label-set spec at {path}.")
         return registry.load_label_file(path), None
-    (spec, split), = registry.pick(registry.load_label_sets(list(dirs)), [name], "label set")
+    ((spec, split),) = registry.pick(registry.load_label_sets(list(dirs)), [name], "label set")
     return spec, split
 
 
@@ -63,12 +69,14 @@ def load(spec: registry.Spec, split: str | None, data_root: Path | None, file: P
     if file is not None:  # a user's file of the same shape replaces the spec's own
         if not Path(file).is_file():
             raise SafeevalError(f"No labelled file at {file}.")
-        spec = replace(spec, data={**spec.data, "local": {**(spec.local or {}), "path": str(Path(file).resolve())},
-                                   "hub": None})
+        spec = replace(
+            spec, data={**spec.data, "local": {**(spec.local or {}), "path": str(Path(file).resolve())}, "hub": None}
+        )
         wanted = [split]
     if spec.tie is not None and spec.tie not in CLASSES[spec.scheme]:
-        raise SafeevalError(f"Spec {spec.path}: tie must be one of {', '.join(CLASSES[spec.scheme])}, "
-                            f"not {spec.tie!r}.")
+        raise SafeevalError(
+            f"Spec {spec.path}: tie must be one of {', '.join(CLASSES[spec.scheme])}, not {spec.tie!r}."
+        )
     tasks, notes = _task_samples(spec, data_root)
     name = spec.name if split is None else f"{spec.name}:{split}"
     out = LabelledSet(name, spec.scheme, [], [], [], [], "", "", notes)
@@ -103,16 +111,18 @@ def _task_samples(spec: registry.Spec, data_root: Path | None) -> tuple[dict | N
         return None, [f"task {name} not available ({exc}); rows keep their own prompt and have no category"]
 
 
-def _sample(spec: registry.Spec, split: str | None, index: int, line: int, row: dict, source: str,
-            tasks: dict | None) -> tuple[data.Sample, bool]:
+def _sample(
+    spec: registry.Spec, split: str | None, index: int, line: int, row: dict, source: str, tasks: dict | None
+) -> tuple[data.Sample, bool]:
     where = f"{source.split(' ')[0]}, row at line {line}"
     if spec.response not in row or row[spec.response] is None:
         raise SafeevalError(f"Label set {spec.name}: {where} has no response column '{spec.response}'.")
     row = {**row, "index": index, "split": split}
     known = tasks.get(data.render(spec.task["id"], row, where)) if tasks is not None else None
     meta = dict(known.meta) if known else {}
-    meta["source_labels"] = {k: v for k, v in row.items() if k != spec.response and not k.startswith("_")
-                             and k not in ("index", "split")}
+    meta["source_labels"] = {
+        k: v for k, v in row.items() if k != spec.response and not k.startswith("_") and k not in ("index", "split")
+    }
     category = data.render(spec.category, row, where) if spec.category else (known.category if known else None)
     sample_id = data.render(spec.id, row, where) if spec.id else f"{split or spec.name}#{index}"
     prompt = data.render(spec.prompt, row, where) if spec.prompt else (known.prompt if known else "")
@@ -128,11 +138,14 @@ def _label(spec: registry.Spec, row: dict, where: str) -> str | None:
         if raw is None or str(raw).strip() == "":
             raise SafeevalError(f"Label set {spec.name}: {where} has no label in column '{column}'.")
         raw = str(raw).strip()
-        value = values.get(raw) or (_HARM_VALUES.get(raw.lower()) if spec.scheme == "harm" else
-                                    re.sub(r"^\d+_", "", raw.lower()))
+        value = values.get(raw) or (
+            _HARM_VALUES.get(raw.lower()) if spec.scheme == "harm" else re.sub(r"^\d+_", "", raw.lower())
+        )
         if value not in classes:
-            raise SafeevalError(f"Label set {spec.name}: {where} has label {raw!r} in column '{column}', which is none "
-                                f"of {', '.join(classes)} (map it with 'values' in {spec.path}).")
+            raise SafeevalError(
+                f"Label set {spec.name}: {where} has label {raw!r} in column '{column}', which is none "
+                f"of {', '.join(classes)} (map it with 'values' in {spec.path})."
+            )
         votes.append(value)
     if spec.combine == "final":
         return votes[0]

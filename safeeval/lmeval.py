@@ -69,7 +69,9 @@ def include_paths(data_dir: Path | None = None, extra: list[str | Path] | None =
         paths.append(str((Path(data_dir) / "lmeval").resolve()))
     for p in paths:
         if not Path(p).is_dir():
-            raise SafeevalError(f"lm-eval task folder {p} does not exist (from SAFEEVAL_LMEVAL_TASKS or an include path).")
+            raise SafeevalError(
+                f"lm-eval task folder {p} does not exist (from SAFEEVAL_LMEVAL_TASKS or an include path)."
+            )
     return list(dict.fromkeys(paths))
 
 
@@ -106,7 +108,9 @@ class Bridge:
         examples are those of a full lm-eval run whatever subset safeeval later keeps."""
         task = self.task
         if num_fewshot > 0 and not hasattr(task, "sampler"):
-            raise SafeevalError(f"lm-eval task {self.name} has no few-shot examples to draw from; use lmeval:{self.name} (0-shot).")
+            raise SafeevalError(
+                f"lm-eval task {self.name} has no few-shot examples to draw from; use lmeval:{self.name} (0-shot)."
+            )
         task.set_fewshot_seed(seed=FEWSHOT_SEED)
         return [task.fewshot_context(doc=doc, num_fewshot=num_fewshot) for doc in self.docs]
 
@@ -143,7 +147,9 @@ def _stable(obj):
 
 def config_hash(task) -> str:
     cfg = task.config.to_dict()
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, ensure_ascii=False, default=_stable).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, ensure_ascii=False, default=_stable).encode()).hexdigest()[
+        :16
+    ]
 
 
 def bridge(task_name: str, include_path: tuple[str, ...] = ()) -> Bridge:
@@ -156,12 +162,16 @@ def bridge(task_name: str, include_path: tuple[str, ...] = ()) -> Bridge:
     if task_name not in index:
         close = difflib.get_close_matches(task_name, list(index), n=3)
         hint = f" Close matches: {', '.join('lmeval:' + c for c in close)}." if close else ""
-        raise SafeevalError(f"Unknown lm-eval task '{task_name}'.{hint} List lm-eval's tasks with `lm-eval ls tasks`; "
-                            f"put your own task YAMLs in a folder named by SAFEEVAL_LMEVAL_TASKS or in <data-dir>/lmeval/.")
+        raise SafeevalError(
+            f"Unknown lm-eval task '{task_name}'.{hint} List lm-eval's tasks with `lm-eval ls tasks`; "
+            f"put your own task YAMLs in a folder named by SAFEEVAL_LMEVAL_TASKS or in <data-dir>/lmeval/."
+        )
     kind, cfg = _entry_kind_and_cfg(index[task_name])
     if kind in ("group", "tag"):
-        raise SafeevalError(f"lm-eval name '{task_name}' is a {kind} of several tasks; name its tasks one by one, "
-                            f"e.g. lmeval:<task>,lmeval:<task> (`lm-eval ls tasks` lists them).")
+        raise SafeevalError(
+            f"lm-eval name '{task_name}' is a {kind} of several tasks; name its tasks one by one, "
+            f"e.g. lmeval:<task>,lmeval:<task> (`lm-eval ls tasks` lists them)."
+        )
     if cfg.get("output_type") in LOGLIKELIHOOD_TYPES:  # refuse before any dataset is downloaded
         raise loglikelihood_error(task_name, cfg["output_type"])
     try:
@@ -170,16 +180,23 @@ def bridge(task_name: str, include_path: tuple[str, ...] = ()) -> Bridge:
         raise
     except Exception as exc:  # no dataset offline, a gated dataset, a broken YAML: one sentence
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise SafeevalError(f"lm-eval task {task_name} could not be built ({type(exc).__name__}: {text}); lm-eval reads its "
-                            f"data through Hugging Face datasets, so check network access or HF_TOKEN, or point a "
-                            f"local task YAML at a local copy.") from None
+        raise SafeevalError(
+            f"lm-eval task {task_name} could not be built ({type(exc).__name__}: {text}); lm-eval reads its "
+            f"data through Hugging Face datasets, so check network access or HF_TOKEN, or point a "
+            f"local task YAML at a local copy."
+        ) from None
     task = built.get(task_name) or next(iter(built.values()))
     _check_runnable(task_name, task)
     split = task.config.test_split if task.has_test_docs() else task.config.validation_split
     hash_ = config_hash(task)  # before anything touches the task
-    yaml_path = getattr(index[task_name], "yaml_path", None) if not isinstance(index[task_name], dict) else index[task_name].get("yaml_path")
-    _BRIDGES[key] = Bridge(task_name, task, hash_, str(yaml_path) if yaml_path else None, tuple(include_path), split,
-                           list(task.eval_docs))
+    yaml_path = (
+        getattr(index[task_name], "yaml_path", None)
+        if not isinstance(index[task_name], dict)
+        else index[task_name].get("yaml_path")
+    )
+    _BRIDGES[key] = Bridge(
+        task_name, task, hash_, str(yaml_path) if yaml_path else None, tuple(include_path), split, list(task.eval_docs)
+    )
     return _BRIDGES[key]
 
 
@@ -194,20 +211,28 @@ def _check_runnable(task_name: str, task) -> None:
     if output_type in LOGLIKELIHOOD_TYPES:
         raise loglikelihood_error(task_name, output_type)
     if output_type != "generate_until":
-        raise SafeevalError(f"lm-eval task {task_name} has output_type {output_type}; the bridge runs generate_until tasks only.")
+        raise SafeevalError(
+            f"lm-eval task {task_name} has output_type {output_type}; the bridge runs generate_until tasks only."
+        )
     if getattr(task, "MULTIMODAL", False):
         raise SafeevalError(f"lm-eval task {task_name} needs images or audio; safeeval's backends take text only.")
     if getattr(task, "UNSAFE_CODE", False):
-        raise SafeevalError(f"lm-eval task {task_name} executes model-written code (lm-eval's unsafe_code); run it with "
-                            f"lm-eval itself and --confirm_run_unsafe_code, or use safeeval's own humaneval task.")
+        raise SafeevalError(
+            f"lm-eval task {task_name} executes model-written code (lm-eval's unsafe_code); run it with "
+            f"lm-eval itself and --confirm_run_unsafe_code, or use safeeval's own humaneval task."
+        )
     if (task.config.repeats or 1) > 1:
-        raise SafeevalError(f"lm-eval task {task_name} needs {task.config.repeats} answers per prompt (repeats); safeeval "
-                            f"generates one, so pick the task's single-answer variant.")
+        raise SafeevalError(
+            f"lm-eval task {task_name} needs {task.config.repeats} answers per prompt (repeats); safeeval "
+            f"generates one, so pick the task's single-answer variant."
+        )
     docs = task.eval_docs
     prefix = task.doc_to_prefix(docs[0]) if len(docs) and hasattr(task, "doc_to_prefix") else None
     if prefix:
-        raise SafeevalError(f"lm-eval task {task_name} starts the model's answer with gen_prefix {prefix!r}, which a chat "
-                            f"request cannot prefill; pick a task without gen_prefix.")
+        raise SafeevalError(
+            f"lm-eval task {task_name} starts the model's answer with gen_prefix {prefix!r}, which a chat "
+            f"request cannot prefill; pick a task without gen_prefix."
+        )
 
 
 def jsonable(obj):
@@ -228,8 +253,12 @@ def jsonable(obj):
     return str(obj)
 
 
-def load_lmeval_task(name: str, data_dir: Path | None = None, include_path: list[str | Path] | None = None,
-                     num_fewshot: int | None = None) -> tuple[Spec, Loaded]:
+def load_lmeval_task(
+    name: str,
+    data_dir: Path | None = None,
+    include_path: list[str | Path] | None = None,
+    num_fewshot: int | None = None,
+) -> tuple[Spec, Loaded]:
     """`lmeval:<task>[:<n>shot]` -> a utility Spec scored by the `lmeval` scorer, and its samples.
 
     The samples are every eval doc in lm-eval's order (run.prepare subsamples afterwards); `Loaded.split` is
@@ -247,16 +276,21 @@ def load_lmeval_task(name: str, data_dir: Path | None = None, include_path: list
     width = len(str(max(len(b.docs) - 1, 0)))
     for doc_id, (doc, prompt) in enumerate(zip(b.docs, prompts)):
         if not isinstance(prompt, str):
-            raise SafeevalError(f"lm-eval task {task_name} renders a doc as {type(prompt).__name__}, not text; the bridge runs single-prompt tasks only.")
+            raise SafeevalError(
+                f"lm-eval task {task_name} renders a doc as {type(prompt).__name__}, not text; the bridge runs "
+                "single-prompt tasks only."
+            )
         target = b.task.doc_to_target(doc)
-        samples.append(Sample(
-            task=label,
-            id=f"{task_name}-{doc_id:0{width}d}",
-            prompt=prompt,
-            harmful=False,
-            meta={"doc_id": doc_id, "doc": jsonable(doc)},
-            target=target if isinstance(target, str) else json.dumps(jsonable(target), ensure_ascii=False),
-        ))
+        samples.append(
+            Sample(
+                task=label,
+                id=f"{task_name}-{doc_id:0{width}d}",
+                prompt=prompt,
+                harmful=False,
+                meta={"doc_id": doc_id, "doc": jsonable(doc)},
+                target=target if isinstance(target, str) else json.dumps(jsonable(target), ensure_ascii=False),
+            )
+        )
     cfg = b.task.config
     dataset = str(cfg.dataset_path or "a custom dataset") + (f"/{cfg.dataset_name}" if cfg.dataset_name else "")
     data = {
@@ -264,15 +298,30 @@ def load_lmeval_task(name: str, data_dir: Path | None = None, include_path: list
         "description": f"lm-eval task {task_name} ({shots}-shot), scored by lm-eval's own filters and metrics",
         "kind": "utility",
         "scorer": "lmeval",
-        "scorer_options": {"task": task_name, "include_path": list(include), "config_hash": b.config_hash,
-                           "lm_eval": lm_eval.__version__},
-        "lmeval": {"task": task_name, "num_fewshot": shots, "fewshot_seed": FEWSHOT_SEED, "split": b.split,
-                   "dataset": dataset, "yaml": b.yaml_path, "version": jsonable(getattr(b.task, "VERSION", None)),
-                   "generation_kwargs": jsonable(cfg.generation_kwargs), "config_hash": b.config_hash,
-                   "lm_eval": lm_eval.__version__, "prompt_format": "lm-eval plain-text context as one user turn"},
+        "scorer_options": {
+            "task": task_name,
+            "include_path": list(include),
+            "config_hash": b.config_hash,
+            "lm_eval": lm_eval.__version__,
+        },
+        "lmeval": {
+            "task": task_name,
+            "num_fewshot": shots,
+            "fewshot_seed": FEWSHOT_SEED,
+            "split": b.split,
+            "dataset": dataset,
+            "yaml": b.yaml_path,
+            "version": jsonable(getattr(b.task, "VERSION", None)),
+            "generation_kwargs": jsonable(cfg.generation_kwargs),
+            "config_hash": b.config_hash,
+            "lm_eval": lm_eval.__version__,
+            "prompt_format": "lm-eval plain-text context as one user turn",
+        },
         "rows": len(samples),
     }
     spec_hash = digest(data, ascii=False)
     spec = Spec(label, Path(b.yaml_path) if b.yaml_path else Path(label), data, spec_hash)
-    source = f"lm-eval:{task_name} {b.split} split of {dataset} (task config {b.config_hash}, lm-eval {lm_eval.__version__})"
+    source = (
+        f"lm-eval:{task_name} {b.split} split of {dataset} (task config {b.config_hash}, lm-eval {lm_eval.__version__})"
+    )
     return spec, Loaded(samples, source, None)

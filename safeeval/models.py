@@ -114,8 +114,14 @@ def folder_fingerprint(path: Path) -> str:
 
     Remembered per (file, size, mtime) in safeeval's home, so a warm re-run does not re-read the weights.
     """
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name.endswith("config.json")))
-    stamp = hashlib.sha256(json.dumps([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()).hexdigest()
+    files = sorted(
+        p
+        for p in Path(path).rglob("*")
+        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name.endswith("config.json"))
+    )
+    stamp = hashlib.sha256(
+        json.dumps([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()
+    ).hexdigest()
     memo = home() / "fingerprints" / stamp
     if memo.exists():
         return memo.read_text().strip()

@@ -47,7 +47,9 @@ class Registry:
             try:
                 self._loaded[name] = getattr(importlib.import_module(module), attr)
             except (ImportError, AttributeError) as exc:
-                raise SafeevalError(f"The {self.kind} '{name}' ({self._entries[name]}) cannot be loaded: {exc}.") from None
+                raise SafeevalError(
+                    f"The {self.kind} '{name}' ({self._entries[name]}) cannot be loaded: {exc}."
+                ) from None
         return self._loaded[name]
 
     def all(self) -> dict[str, object]:

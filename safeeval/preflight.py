@@ -54,13 +54,21 @@ def check(path: Path, spec: dict, steps: list) -> None:
     found = [] if spec.get(ALLOW) else _contaminated(steps, scored, kinds, digest(stamps, length=24))
     if found:
         listed = "; ".join(found[:3]) + (f"; and {len(found) - 3} more cells" if len(found) > 3 else "")
-        raise SafeevalError(f"Sweep {path}: {len(found)} cell{'s' if len(found) > 1 else ''} would be scored on "
-                            f"prompts {'they were' if len(found) > 1 else 'it was'} trained on ({listed}); train on "
-                            f"other data, or set `{ALLOW}: true` in the sweep file to run them anyway (each run's "
-                            "results.json counts its contaminated samples).")
+        raise SafeevalError(
+            f"Sweep {path}: {len(found)} cell{'s' if len(found) > 1 else ''} would be scored on "
+            f"prompts {'they were' if len(found) > 1 else 'it was'} trained on ({listed}); train on "
+            f"other data, or set `{ALLOW}: true` in the sweep file to run them anyway (each run's "
+            "results.json counts its contaminated samples)."
+        )
     cache.parent.mkdir(parents=True, exist_ok=True)
-    write_json(cache, {"sweep": str(path), "checked": "input" if spec.get(ALLOW) else "input and contamination",
-                       "safeeval": __version__})
+    write_json(
+        cache,
+        {
+            "sweep": str(path),
+            "checked": "input" if spec.get(ALLOW) else "input and contamination",
+            "safeeval": __version__,
+        },
+    )
 
 
 # ---- bad input -------------------------------------------------------------------------------------------
@@ -76,12 +84,16 @@ def _duplicates(path: Path, spec: dict, steps: list) -> None:
     for where, values in lists.items():
         twice = [v for v, n in Counter(map(str, values)).items() if n > 1]
         if twice:
-            raise SafeevalError(f"Sweep {path}: {where} lists {', '.join(twice)} more than once; each value makes its "
-                                "own cells, so give it once.")
+            raise SafeevalError(
+                f"Sweep {path}: {where} lists {', '.join(twice)} more than once; each value makes its "
+                "own cells, so give it once."
+            )
     twice = [name for name, n in Counter(s.name for s in steps).items() if n > 1]
     if twice:
-        raise SafeevalError(f"Sweep {path}: two cells would share the run folder {twice[0]} (training files of one "
-                            "name in two folders?); rename one.")
+        raise SafeevalError(
+            f"Sweep {path}: two cells would share the run folder {twice[0]} (training files of one "
+            "name in two folders?); rename one."
+        )
 
 
 def _scored(path: Path, spec: dict, steps: list) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, str]]:
@@ -96,12 +108,15 @@ def _scored(path: Path, spec: dict, steps: list) -> tuple[dict[str, list[tuple[s
         tasks += [t for t in step.tasks if t not in tasks]
     scored, kinds = {}, {}
     for (data_dir, tasks_dirs), tasks in by_where.items():
-        cfg = ScoreConfig.from_settings({**score, "model": "-", "tasks": tasks, "data_dir": data_dir,
-                                         "tasks_dirs": list(tasks_dirs)})
+        cfg = ScoreConfig.from_settings(
+            {**score, "model": "-", "tasks": tasks, "data_dir": data_dir, "tasks_dirs": list(tasks_dirs)}
+        )
         for label, got, task_spec in prepare(cfg).tasks:
             if cfg.limit and len(got.samples) < cfg.limit:
-                raise SafeevalError(f"Sweep {path}: score.limit {cfg.limit} asks for more prompts than {label} has "
-                                    f"({len(got.samples)}); lower it, or leave it out to score every prompt.")
+                raise SafeevalError(
+                    f"Sweep {path}: score.limit {cfg.limit} asks for more prompts than {label} has "
+                    f"({len(got.samples)}); lower it, or leave it out to score every prompt."
+                )
             scored[label] = [(label, s.id, s.prompt) for s in got.samples]
             kinds[label] = task_spec.kind
     return scored, kinds
@@ -153,9 +168,15 @@ def _contaminated(steps: list, scored: dict, kinds: dict, files: str) -> list[st
                 continue  # a generated set's build drops the requests that match an evaluated benchmark
             hits.setdefault(m.task, {}).setdefault(m.role, set()).add(m.scored_id)
         if hits:
-            out.append(f"{name}: " + ", ".join(
-                f"{task} {len(set().union(*by.values()))} of {len(scored[task])} prompts (in "
-                + ", ".join(f"{role} {len(ids)}" for role, ids in by.items()) + ")" for task, by in hits.items()))
+            out.append(
+                f"{name}: "
+                + ", ".join(
+                    f"{task} {len(set().union(*by.values()))} of {len(scored[task])} prompts (in "
+                    + ", ".join(f"{role} {len(ids)}" for role, ids in by.items())
+                    + ")"
+                    for task, by in hits.items()
+                )
+            )
     return out
 
 
@@ -182,8 +203,9 @@ _READ: dict[tuple, tuple[list[tuple[str, str]], bool]] = {}
 _FOUND: dict[str, object] = {}  # the same prompts against the same sets: one comparison per process
 
 
-def _rows(label: str, name: str, role: str, data_dir, tasks_dirs,
-          files: str) -> tuple[list[tuple[str, str, str]], bool]:
+def _rows(
+    label: str, name: str, role: str, data_dir, tasks_dirs, files: str
+) -> tuple[list[tuple[str, str, str]], bool]:
     """(id, label, user turn) of every row of one set, and whether it is generated (then: the requests it will
     answer, as poison.build selects them)."""
     from .train.data import read_set

@@ -11,18 +11,66 @@ from .errors import SafeevalError
 from .keys import digest
 
 _PACKAGE = Path(__file__).resolve().parent
-TASK_KEYS = {"name", "description", "kind", "license", "url", "citation", "rows", "splits", "default_split",
-             "local", "hub", "inline", "columns", "required", "id", "prompt", "category", "category_names",
-             "harmful", "meta", "breakdowns", "needs_judge", "access", "target", "scorer",
-             "scorer_options", "fewshot", "answer_tokens", "report"}
-JUDGE_KEYS = {"name", "description", "kind", "markers", "case_sensitive", "license", "url", "model", "backend",
-              "max_new_tokens", "variants", "format", "template", "template_file", "version", "chat_template",
-              "members", "rule", "citation", "threshold"}
+TASK_KEYS = {
+    "name",
+    "description",
+    "kind",
+    "license",
+    "url",
+    "citation",
+    "rows",
+    "splits",
+    "default_split",
+    "local",
+    "hub",
+    "inline",
+    "columns",
+    "required",
+    "id",
+    "prompt",
+    "category",
+    "category_names",
+    "harmful",
+    "meta",
+    "breakdowns",
+    "needs_judge",
+    "access",
+    "target",
+    "scorer",
+    "scorer_options",
+    "fewshot",
+    "answer_tokens",
+    "report",
+}
+JUDGE_KEYS = {
+    "name",
+    "description",
+    "kind",
+    "markers",
+    "case_sensitive",
+    "license",
+    "url",
+    "model",
+    "backend",
+    "max_new_tokens",
+    "variants",
+    "format",
+    "template",
+    "template_file",
+    "version",
+    "chat_template",
+    "members",
+    "rule",
+    "citation",
+    "threshold",
+}
+
 
 def builtin_dir(kind: str) -> Path:
     """Specs ship in the wheel as safeeval/specs/<kind>; in a source checkout they sit at the top level."""
     packaged = _PACKAGE / "specs" / kind
     return packaged if packaged.is_dir() else _PACKAGE.parent / kind
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -39,6 +87,7 @@ class Spec:
             raise AttributeError(f"spec field {key!r} does not exist")
         return self.data.get(key)
 
+
 def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
@@ -54,8 +103,10 @@ def _read(path: Path, allowed: set[str], required: tuple[str, ...]) -> dict:
         raise SafeevalError(f"Spec {path} lacks required keys {missing}.")
     return data
 
+
 def _spec_hash(data: dict) -> str:
     return digest(data, ascii=False)
+
 
 def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
     files: dict[str, Path] = {}
@@ -65,6 +116,7 @@ def _collect(kind: str, extra_dirs: list[Path]) -> list[Path]:
         for path in sorted(Path(folder).glob("*.yaml")):
             files[path.stem] = path  # a user's spec of the same name replaces the built-in one
     return list(files.values())
+
 
 def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
     specs = {}
@@ -77,8 +129,28 @@ def load_tasks(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
-TRAIN_KEYS = {"name", "description", "purpose", "license", "url", "citation", "rows", "local", "hub", "required",
-              "id", "prompt", "prompt_from", "response", "system", "messages", "transcript", "overlaps", "generate"}
+
+TRAIN_KEYS = {
+    "name",
+    "description",
+    "purpose",
+    "license",
+    "url",
+    "citation",
+    "rows",
+    "local",
+    "hub",
+    "required",
+    "id",
+    "prompt",
+    "prompt_from",
+    "response",
+    "system",
+    "messages",
+    "transcript",
+    "overlaps",
+    "generate",
+}
 
 
 def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
@@ -92,8 +164,10 @@ def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
                 raise SafeevalError(f"Spec {path}: purpose must be task, safety or poison, not {data['purpose']!r}.")
             ways = [k for k in ("response", "messages", "transcript") if k in data]
             if len(ways) != 1 or ("response" in data and not ("prompt" in data or "prompt_from" in data)):
-                raise SafeevalError(f"Spec {path} must say how a row becomes a chat: prompt (or prompt_from) + "
-                                    "response, or messages: COLUMN, or transcript: COLUMN.")
+                raise SafeevalError(
+                    f"Spec {path} must say how a row becomes a chat: prompt (or prompt_from) + "
+                    "response, or messages: COLUMN, or transcript: COLUMN."
+                )
             if not (data.get("local") or data.get("hub")):
                 raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
             if not isinstance(data.get("overlaps", []), list):
@@ -124,9 +198,30 @@ def load_judges(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
         specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))
     return specs
 
-LABEL_KEYS = {"name", "description", "license", "url", "citation", "access", "rows", "scheme", "local", "hub",
-              "splits", "default_split", "id", "prompt", "response", "labels", "combine", "values", "tie", "category",
-              "task"}
+
+LABEL_KEYS = {
+    "name",
+    "description",
+    "license",
+    "url",
+    "citation",
+    "access",
+    "rows",
+    "scheme",
+    "local",
+    "hub",
+    "splits",
+    "default_split",
+    "id",
+    "prompt",
+    "response",
+    "labels",
+    "combine",
+    "values",
+    "tie",
+    "category",
+    "task",
+}
 LABEL_SCHEMES = ("harm", "refusal")
 
 
@@ -151,10 +246,15 @@ def load_label_file(path: Path) -> Spec:
     if not (data.get("local") or data.get("hub")):
         raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
     labels, combine = data["labels"], data.get("combine", "majority")
-    if not (isinstance(labels, list) and labels) or combine not in ("majority", "final") or (
-            combine == "final" and len(labels) != 1):
-        raise SafeevalError(f"Spec {path}: 'labels' lists the label columns; 'combine' is majority (of several "
-                            "columns) or final (one column holding the final label).")
+    if (
+        not (isinstance(labels, list) and labels)
+        or combine not in ("majority", "final")
+        or (combine == "final" and len(labels) != 1)
+    ):
+        raise SafeevalError(
+            f"Spec {path}: 'labels' lists the label columns; 'combine' is majority (of several "
+            "columns) or final (one column holding the final label)."
+        )
     return Spec(data["name"], Path(path), data, _spec_hash(data))
 
 
@@ -175,6 +275,7 @@ def marker_lists(extra_dirs: list[Path] = ()) -> dict[str, dict]:
             lists.update(yaml.safe_load(path.read_text())["lists"])
     return lists
 
+
 def name_list(value) -> list[str]:
     """'a, b' or ['a', 'b'] -> ['a', 'b']: how every command and file lists tasks, judges and the like."""
     items = value.split(",") if isinstance(value, str) else value
@@ -185,6 +286,7 @@ def split_name(name: str) -> tuple[str, str | None]:
     """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""
     base, _, variant = name.partition(":")
     return base.strip(), (variant.strip() or None)
+
 
 def pick(specs: dict, names: list[str], what: str) -> list[tuple[object, str | None]]:
     """Look names up, naming the valid choices when one is unknown."""

@@ -154,8 +154,10 @@ class RunResult:
         if self._samples is None:
             path = self.out / "samples.jsonl" if self.out else None
             if path is None or not path.exists():
-                raise SafeevalError(f"Run {self.model.name} has no samples.jsonl beside its results; per-sample "
-                                    "comparisons need the run folder.")
+                raise SafeevalError(
+                    f"Run {self.model.name} has no samples.jsonl beside its results; per-sample "
+                    "comparisons need the run folder."
+                )
             with open(path, encoding="utf-8") as f:
                 self._samples = [_typed(SampleRecord, json.loads(line)) for line in f if line.strip()]
         return self._samples
@@ -174,14 +176,24 @@ class RunResult:
     def from_dict(cls, data: dict, out: Path | None = None, where: str = "results") -> RunResult:
         version = str(data.get("schema_version"))
         if version.split(".")[0] != str(MAJOR):
-            raise SafeevalError(f"{where} has results schema version {data.get('schema_version')}; this safeeval reads "
-                                f"version {MAJOR}.x.")
+            raise SafeevalError(
+                f"{where} has results schema version {data.get('schema_version')}; this safeeval reads "
+                f"version {MAJOR}.x."
+            )
         data = dict(data)
         model = _typed(ModelInfo, data.pop("model", {}) or {})
         tasks = {k: _typed(TaskInfo, v) for k, v in (data.pop("tasks", {}) or {}).items()}
         training = data.pop("training", None)
-        result = _typed(cls, {**data, "model": model, "tasks": tasks, "schema_version": version,
-                              "training": _typed(TrainingInfo, training) if training else None})
+        result = _typed(
+            cls,
+            {
+                **data,
+                "model": model,
+                "tasks": tasks,
+                "schema_version": version,
+                "training": _typed(TrainingInfo, training) if training else None,
+            },
+        )
         result.out = out
         return result
 
@@ -223,8 +235,11 @@ def _typed(cls, data: dict):
 def _plain(value):
     """Dataclasses back to JSON-able dicts, their `extra` merged in at the same level."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-               if f.name != "extra" and not f.name.startswith("_")}
+        out = {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name != "extra" and not f.name.startswith("_")
+        }
         out.update(getattr(value, "extra", {}) or {})
         return out
     if isinstance(value, dict):

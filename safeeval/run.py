@@ -98,8 +98,9 @@ class _Outcome:
     judged_now: int
 
 
-def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None,
-          contamination: dict | None = None) -> RunResult:
+def score(
+    cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None = None, contamination: dict | None = None
+) -> RunResult:
     """Run (or resume) a scoring run and write results.json and samples.jsonl; returns the result.
     contamination: a trained model's check of its scored prompts against its training data (train/evaluate.py)."""
     started = datetime.now(timezone.utc)
@@ -110,32 +111,64 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
     finally:
         store.close()
     responses = [done.generations[k]["response"] for k in done.gen_keys]
-    degen = [degeneration.signals(r, done.generations[k]["finish_reason"], item[2].prompt)
-             for r, k, item in zip(responses, done.gen_keys, done.items)]
+    degen = [
+        degeneration.signals(r, done.generations[k]["finish_reason"], item[2].prompt)
+        for r, k, item in zip(responses, done.gen_keys, done.items)
+    ]
     perplexity = _perplexity(cfg, responses, degen)
     block = _metrics(prep, done, degen, cfg.seed)
     out = Path(cfg.out or Path("safeeval-runs") / f"{_slug(cfg.model)}-{started.strftime('%Y%m%d-%H%M%S')}")
     result = RunResult(
         model=ModelInfo(**_model_info(backend)),
         metrics=block,
-        tasks={label: TaskInfo(spec.name, spec.hash, got.split, got.source, len(got.samples),
-                               key([s.id for s in got.samples])[:16]) for label, got, spec in prep.tasks},
-        judges={j.name: {**j.info, "validation": _validation_brief(done.validations.get(j.name)),
-                         "card": judge_card(done.validated[j.name])} for j in done.judges},
+        tasks={
+            label: TaskInfo(
+                spec.name, spec.hash, got.split, got.source, len(got.samples), key([s.id for s in got.samples])[:16]
+            )
+            for label, got, spec in prep.tasks
+        },
+        judges={
+            j.name: {
+                **j.info,
+                "validation": _validation_brief(done.validations.get(j.name)),
+                "card": judge_card(done.validated[j.name]),
+            }
+            for j in done.judges
+        },
         scorers={s.name: s.info for s in done.scorers.values()},
-        generation={**cfg.params().as_dict(), "system_prompt": cfg.system_prompt,
-                    **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {})},
+        generation={
+            **cfg.params().as_dict(),
+            "system_prompt": cfg.system_prompt,
+            **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {}),
+        },
         training=TrainingInfo(**_training_fields(cfg.training)) if cfg.training else None,
-        seed=cfg.seed, subset_seed=cfg.subset_seed, limit=cfg.limit, config=cfg.settings(),
+        seed=cfg.seed,
+        subset_seed=cfg.subset_seed,
+        limit=cfg.limit,
+        config=cfg.settings(),
         suites=_suite_results(prep, block),
-        degeneration={label: degeneration.summary([{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items)
-                                                   if lab == label], cfg.seed) for label, _, _ in prep.tasks},
-        degeneration_perplexity=perplexity, contamination=contamination,
-        counts={"samples": len(done.items), "unique_prompts": len(set(done.gen_keys)),
-                "generated_now": done.generated_now, "judged_now": done.judged_now,
-                "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys)},
-        command=cfg.command, store=str(store.path), versions=results.versions(), started_at=started.isoformat(),
-        finished_at=datetime.now(timezone.utc).isoformat(), safeeval_version=__version__)
+        degeneration={
+            label: degeneration.summary(
+                [{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items) if lab == label], cfg.seed
+            )
+            for label, _, _ in prep.tasks
+        },
+        degeneration_perplexity=perplexity,
+        contamination=contamination,
+        counts={
+            "samples": len(done.items),
+            "unique_prompts": len(set(done.gen_keys)),
+            "generated_now": done.generated_now,
+            "judged_now": done.judged_now,
+            "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys),
+        },
+        command=cfg.command,
+        store=str(store.path),
+        versions=results.versions(),
+        started_at=started.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+        safeeval_version=__version__,
+    )
     results.write(out, result, _sample_records(done, responses, degen))
     with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
         db.put_run(str(out.resolve()), result.to_dict())
@@ -145,8 +178,14 @@ def score(cfg: ScoreConfig, reporter: Reporter = silent, backend: Backend | None
 def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter, backend: Backend | None):
     """Generate what the store lacks, then judge (safety tasks) and score (utility tasks) what it lacks."""
     own_backend = backend is None
-    runtime = JudgeRuntime(store=store, reporter=reporter, backend=cfg.judge_backend, models=cfg.judge_models,
-                           options=cfg.judge_options, dirs=cfg.judges_dirs)
+    runtime = JudgeRuntime(
+        store=store,
+        reporter=reporter,
+        backend=cfg.judge_backend,
+        models=cfg.judge_models,
+        options=cfg.judge_options,
+        dirs=cfg.judges_dirs,
+    )
     judges: list[Judge] = []
     scorers = {label: make_scorer(spec, cfg.sandbox_allow) for label, _, spec in prep.tasks if spec.kind == "utility"}
     try:
@@ -164,8 +203,15 @@ def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter
         verdicts: dict[str, dict[int, dict]] = {}
         judged_now = 0
         for evaluator, idx in evaluators:
-            found, n = judge_cached(evaluator, store, [items[i][2] for i in idx], [responses[i] for i in idx],
-                                    [gen_keys[i] for i in idx], reporter, getattr(evaluator, "batch", cfg.judge_batch))
+            found, n = judge_cached(
+                evaluator,
+                store,
+                [items[i][2] for i in idx],
+                [responses[i] for i in idx],
+                [gen_keys[i] for i in idx],
+                reporter,
+                getattr(evaluator, "batch", cfg.judge_batch),
+            )
             verdicts.setdefault(evaluator.name, {}).update(zip(idx, found))
             judged_now += n
         validated = {j.name: store.get_validations(j.fingerprint) for j in judges}
@@ -175,8 +221,19 @@ def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter
             getattr(evaluator, "close", lambda: None)()
         if own_backend and backend is not None:
             backend.close()
-    return backend, _Outcome(items, chats, gen_keys, generations, verdicts, judges, scorers, validated, validations,
-                             generated_now, judged_now)
+    return backend, _Outcome(
+        items,
+        chats,
+        gen_keys,
+        generations,
+        verdicts,
+        judges,
+        scorers,
+        validated,
+        validations,
+        generated_now,
+        judged_now,
+    )
 
 
 def _model_info(backend: Backend) -> dict:
@@ -187,16 +244,30 @@ def _model_info(backend: Backend) -> dict:
 
 def _training_fields(block: dict) -> dict:
     known = {"method", "scenario", "seed", "task", "stage", "options", "poison_ratio"}
-    return {**{k: v for k, v in block.items() if k in known}, "extra": {k: v for k, v in block.items() if k not in known}}
+    return {
+        **{k: v for k, v in block.items() if k in known},
+        "extra": {k: v for k, v in block.items() if k not in known},
+    }
 
 
 def _sample_records(done: _Outcome, responses: list[str], degen: list[dict]) -> list[SampleRecord]:
-    return [SampleRecord(task=label, id=s.id, response=responses[i], messages=done.chats[i], category=s.category,
-                         harmful=s.harmful, meta=s.meta, generation_key=done.gen_keys[i],
-                         finish_reason=done.generations[done.gen_keys[i]]["finish_reason"],
-                         n_tokens=done.generations[done.gen_keys[i]]["n_tokens"], degeneration=degen[i],
-                         verdicts={name: found[i] for name, found in done.verdicts.items() if i in found})
-            for i, (label, _, s) in enumerate(done.items)]
+    return [
+        SampleRecord(
+            task=label,
+            id=s.id,
+            response=responses[i],
+            messages=done.chats[i],
+            category=s.category,
+            harmful=s.harmful,
+            meta=s.meta,
+            generation_key=done.gen_keys[i],
+            finish_reason=done.generations[done.gen_keys[i]]["finish_reason"],
+            n_tokens=done.generations[done.gen_keys[i]]["n_tokens"],
+            degeneration=degen[i],
+            verdicts={name: found[i] for name, found in done.verdicts.items() if i in found},
+        )
+        for i, (label, _, s) in enumerate(done.items)
+    ]
 
 
 def _task_params(spec: registry.Spec, params: GenParams) -> GenParams:
@@ -207,8 +278,7 @@ def _task_params(spec: registry.Spec, params: GenParams) -> GenParams:
 
 
 def _raised(prep: Prepared, params: GenParams) -> dict[str, int]:
-    return {label: p.max_new_tokens for label, _, spec in prep.tasks
-            if (p := _task_params(spec, params)) is not params}
+    return {label: p.max_new_tokens for label, _, spec in prep.tasks if (p := _task_params(spec, params)) is not params}
 
 
 def _generate(backend: Backend, store: Store, items: list, chats: list, params: GenParams, reporter: Reporter):
@@ -237,7 +307,9 @@ def _metrics(prep: Prepared, done: _Outcome, degen: list[dict], seed: int) -> di
         if label in done.scorers:
             scorer = done.scorers[label]
             found = [done.verdicts[scorer.name][i] for i in idx]
-            block[label] = {scorer.name: {**metrics.utility_summary(found, seed), **scorer.summarize(samples, found, seed)}}
+            block[label] = {
+                scorer.name: {**metrics.utility_summary(found, seed), **scorer.summarize(samples, found, seed)}
+            }
             continue
         groups = {"category": [s.category for s in samples]} if any(s.category for s in samples) else {}
         for field_name in spec.breakdowns or []:
@@ -245,9 +317,15 @@ def _metrics(prep: Prepared, done: _Outcome, degen: list[dict], seed: int) -> di
         block[label] = {}
         for judge in done.judges:
             found = [done.verdicts[judge.name][i] for i in idx]
-            summary = metrics.verdict_summary(found, [s.harmful for s in samples], groups, seed,
-                                              done.validations.get(judge.name), [degen[i]["degenerate"] for i in idx],
-                                              [degen[i]["shell"] for i in idx])
+            summary = metrics.verdict_summary(
+                found,
+                [s.harmful for s in samples],
+                groups,
+                seed,
+                done.validations.get(judge.name),
+                [degen[i]["degenerate"] for i in idx],
+                [degen[i]["shell"] for i in idx],
+            )
             if spec.report:
                 summary[spec.report] = TASK_REPORTS.get(spec.report)(found, samples, seed)
             block[label][judge.name] = summary
@@ -281,8 +359,13 @@ def _expand_suites(names: list[str], dirs: list[Path]) -> tuple[list[str], dict[
         if suite not in known:
             raise SafeevalError(f"Unknown suite '{suite}'. Valid suites: {', '.join(sorted(known)) or 'none'}.")
         spec = known[suite]
-        suites[suite] = {"tasks": list(spec.data["tasks"]), "metric": spec.data["metric"], "spec_hash": spec.hash,
-                         "description": " ".join(str(spec.data.get("description", "")).split()), "unavailable": {}}
+        suites[suite] = {
+            "tasks": list(spec.data["tasks"]),
+            "metric": spec.data["metric"],
+            "spec_hash": spec.hash,
+            "description": " ".join(str(spec.data.get("description", "")).split()),
+            "unavailable": {},
+        }
         expanded += spec.data["tasks"]
     return list(dict.fromkeys(expanded)), suites
 
@@ -301,8 +384,12 @@ def _suite_results(prep: Prepared, block: dict) -> dict:
         for judge, values in per_judge.items():
             present = {t: v for t, v in values.items() if v is not None}
             missing = [t for t in suite["tasks"] if t not in present]
-            averages[judge] = {"value": sum(present.values()) / len(present) if present else None,
-                               "members": present, "missing": missing, "complete": not missing}
+            averages[judge] = {
+                "value": sum(present.values()) / len(present) if present else None,
+                "members": present,
+                "missing": missing,
+                "complete": not missing,
+            }
         out[name] = {**suite, "averages": averages}
     return out
 

@@ -166,8 +166,16 @@ class Margin:
     reason: str = ""
 
 
-def margin_test(draws: np.ndarray, estimate: float, margin: float, *, worse: str, n_pairs: int,
-                kind: str = "non-inferiority", alpha: float = 0.05) -> Margin:
+def margin_test(
+    draws: np.ndarray,
+    estimate: float,
+    margin: float,
+    *,
+    worse: str,
+    n_pairs: int,
+    kind: str = "non-inferiority",
+    alpha: float = 0.05,
+) -> Margin:
     """TOST against a stated margin. `worse` is "higher" (ASR, refusal) or "lower" (accuracy): the direction a
     loss goes. Underpowered: the (1 - 2 alpha) interval is so wide that even an observed difference of exactly
     zero would reach past the margin, so the data cannot support the claim whatever the models do."""
@@ -186,14 +194,31 @@ def margin_test(draws: np.ndarray, estimate: float, margin: float, *, worse: str
     needed = math.ceil(n_pairs * (reach / margin) ** 2) if reach > 0 else None  # the interval shrinks as 1/sqrt(n)
     bound = high if worse == "higher" else low
     if (kind == "equivalence" and -margin < low and high < margin) or (kind != "equivalence" and sign * bound < margin):
-        return Margin(margin, kind, alpha, low, high, p, "shown", None,
-                      f"the {100 * (1 - 2 * alpha):.0f}% interval lies within the margin")
+        return Margin(
+            margin,
+            kind,
+            alpha,
+            low,
+            high,
+            p,
+            "shown",
+            None,
+            f"the {100 * (1 - 2 * alpha):.0f}% interval lies within the margin",
+        )
     if reach >= margin:
-        return Margin(margin, kind, alpha, low, high, p, "underpowered", needed,
-                      f"the interval reaches {100 * reach:.1f} points from the estimate, more than the "
-                      f"{100 * margin:.1f}-point margin: about {needed} pairs would be needed")
-    return Margin(margin, kind, alpha, low, high, p, "not shown", None,
-                  "the interval reaches past the margin")
+        return Margin(
+            margin,
+            kind,
+            alpha,
+            low,
+            high,
+            p,
+            "underpowered",
+            needed,
+            f"the interval reaches {100 * reach:.1f} points from the estimate, more than the "
+            f"{100 * margin:.1f}-point margin: about {needed} pairs would be needed",
+        )
+    return Margin(margin, kind, alpha, low, high, p, "not shown", None, "the interval reaches past the margin")
 
 
 # ---------------------------------------------------------------- one metric, many methods
@@ -229,13 +254,24 @@ class Family:
     @property
     def statement(self) -> str:
         names = ", ".join(d.name for d in self.differences)
-        return (f"Holm correction over the {len(self.differences)} comparison(s) against {self.reference} on "
-                f"{self.metric} ({names}); family-wise alpha {self.alpha}")
+        return (
+            f"Holm correction over the {len(self.differences)} comparison(s) against {self.reference} on "
+            f"{self.metric} ({names}); family-wise alpha {self.alpha}"
+        )
 
 
-def compare_to_reference(pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]], *, metric: str, reference: str,
-                         worse: str = "higher", alpha: float = 0.05, margin: float | None = None,
-                         margin_kind: str = "non-inferiority", seed: int = 0, n_boot: int = N_BOOT) -> Family:
+def compare_to_reference(
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    *,
+    metric: str,
+    reference: str,
+    worse: str = "higher",
+    alpha: float = 0.05,
+    margin: float | None = None,
+    margin_kind: str = "non-inferiority",
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> Family:
     """pairs[name] lists, per seed, (reference outcomes, this model's outcomes) aligned prompt by prompt.
     Each model gets the pooled paired difference, its stratified bootstrap interval, CMH over its seeds and the
     seeds' heterogeneity; p-values are Holm-corrected across the models (one family per metric); with a
@@ -255,11 +291,22 @@ def compare_to_reference(pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]], 
         estimate = float(sum(d.sum() for d in diffs) / n)
         low, high = interval(draws)
         test = cmh_paired(counts)
-        per_seed = [{"n": len(d), "difference": float(d.mean()) if len(d) else None, "up": u, "down": dn}
-                    for d, (u, dn) in zip(diffs, counts)]
-        diff = Difference(name, n, float(sum(r.sum() for r in refs) / n), float(sum(o.sum() for o in others) / n),
-                          estimate, low, high, test, per_seed,
-                          seeds_disagree=test.heterogeneity_p is not None and test.heterogeneity_p < alpha)
+        per_seed = [
+            {"n": len(d), "difference": float(d.mean()) if len(d) else None, "up": u, "down": dn}
+            for d, (u, dn) in zip(diffs, counts)
+        ]
+        diff = Difference(
+            name,
+            n,
+            float(sum(r.sum() for r in refs) / n),
+            float(sum(o.sum() for o in others) / n),
+            estimate,
+            low,
+            high,
+            test,
+            per_seed,
+            seeds_disagree=test.heterogeneity_p is not None and test.heterogeneity_p < alpha,
+        )
         if margin is not None:
             diff.margin = margin_test(draws, estimate, margin, worse=worse, n_pairs=n, kind=margin_kind, alpha=alpha)
         family.differences.append(diff)

@@ -110,8 +110,10 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             version = self._version()
             if version > STORE_VERSION:
-                raise SafeevalError(f"The run store {self.path} was written by a newer safeeval (store version "
-                                    f"{version}; this one reads up to {STORE_VERSION}): upgrade safeeval.")
+                raise SafeevalError(
+                    f"The run store {self.path} was written by a newer safeeval (store version "
+                    f"{version}; this one reads up to {STORE_VERSION}): upgrade safeeval."
+                )
             old_runs = version == 0 and "out" in self._columns("runs") and "id" not in self._columns("runs")
             if old_runs:
                 self.db.execute("ALTER TABLE runs RENAME TO runs_v0")
@@ -119,8 +121,10 @@ class Store:
                 self.db.execute(table)
             if old_runs:  # version 0 kept runs by their folder: each keeps its folder and gets its id
                 rows = self.db.execute("SELECT out, results, created FROM runs_v0").fetchall()
-                self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
-                                    [(_id_of(results, out), out, results, created) for out, results, created in rows])
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                    [(_id_of(results, out), out, results, created) for out, results, created in rows],
+                )
                 self.db.execute("DROP TABLE runs_v0")
             self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
 
@@ -137,7 +141,7 @@ class Store:
         found = {}
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), _CHUNK):
-            chunk = unique[i:i + _CHUNK]
+            chunk = unique[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(f"SELECT key, {columns} FROM {table} WHERE key IN ({marks})", chunk):
                 found[row[0]] = row[1:]
@@ -160,14 +164,30 @@ class Store:
 
     def get_generations(self, keys: list[str]) -> dict[str, dict]:
         rows = self._get("generations", "response, finish_reason, n_tokens, prompt", keys)
-        found = {k: {"response": r[0], "finish_reason": r[1], "n_tokens": r[2], "prompt": r[3]}
-                 for k, r in rows.items()}
+        found = {
+            k: {"response": r[0], "finish_reason": r[1], "n_tokens": r[2], "prompt": r[3]} for k, r in rows.items()
+        }
         return self._also_upstream(found, keys, "get_generations")
 
     def put_generations(self, rows: list[dict]) -> None:
         now = time.time()
-        self._put("generations", [(r["key"], r["model"], r["backend"], json.dumps(r["params"], sort_keys=True),
-                                   r["prompt"], r["response"], r["finish_reason"], r["n_tokens"], now) for r in rows])
+        self._put(
+            "generations",
+            [
+                (
+                    r["key"],
+                    r["model"],
+                    r["backend"],
+                    json.dumps(r["params"], sort_keys=True),
+                    r["prompt"],
+                    r["response"],
+                    r["finish_reason"],
+                    r["n_tokens"],
+                    now,
+                )
+                for r in rows
+            ],
+        )
 
     def get_judgments(self, keys: list[str]) -> dict[str, dict]:
         found = {k: json.loads(r[0]) for k, r in self._get("judgments", "verdict", keys).items()}
@@ -180,13 +200,16 @@ class Store:
     def put_validation(self, judge: str, labels: str, report: dict) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO validations VALUES (?, ?, ?, ?)",
-                            (judge, labels, json.dumps(report), time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO validations VALUES (?, ?, ?, ?)",
+                (judge, labels, json.dumps(report), time.time()),
+            )
 
     def get_validation(self, judge: str) -> dict | None:
         """The newest validation of this exact judge (same model, prompt format and parser)."""
-        row = self.db.execute("SELECT report FROM validations WHERE judge = ? ORDER BY created DESC LIMIT 1",
-                              (judge,)).fetchone()
+        row = self.db.execute(
+            "SELECT report FROM validations WHERE judge = ? ORDER BY created DESC LIMIT 1", (judge,)
+        ).fetchone()
         if row is None and self.upstream is not None:
             return self.upstream.get_validation(judge)
         return json.loads(row[0]) if row else None
@@ -200,8 +223,10 @@ class Store:
         """The run's row, by its run id: a re-run of the same run, here or on another machine, replaces it."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
-                            (run_id(results), out, json.dumps(results), time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                (run_id(results), out, json.dumps(results), time.time()),
+            )
 
     def get_runs(self) -> list[tuple[str, dict]]:
         """(folder, results) of every run, oldest first."""
@@ -233,7 +258,8 @@ class Store:
         columns = self._columns(table)
         differing = self.db.execute(
             f"SELECT {', '.join('s.' + c for c in columns)} FROM shard.{table} s JOIN main.{table} m USING (key) "
-            f"WHERE s.{output} IS NOT m.{output}").fetchall()
+            f"WHERE s.{output} IS NOT m.{output}"
+        ).fetchall()
         now = time.time()
         lost = [(table, row[0], json.dumps(dict(zip(columns, row, strict=True))), source, now) for row in differing]
         self.db.executemany("INSERT OR IGNORE INTO main.merge_conflicts VALUES (?, ?, ?, ?, ?)", lost)
@@ -247,8 +273,10 @@ class Store:
         theirs = ", ".join("s." + c for c in self._columns(table))
         match = " AND ".join(f"s.{c} = m.{c}" for c in by)
         held = self.db.execute(f"SELECT COUNT(*) FROM shard.{table} s JOIN main.{table} m ON {match}").fetchone()[0]
-        newer = self.db.execute(f"INSERT OR REPLACE INTO main.{table} ({columns}) SELECT {theirs} FROM shard.{table} s "
-                                f"JOIN main.{table} m ON {match} WHERE s.created > m.created").rowcount
+        newer = self.db.execute(
+            f"INSERT OR REPLACE INTO main.{table} ({columns}) SELECT {theirs} FROM shard.{table} s "
+            f"JOIN main.{table} m ON {match} WHERE s.created > m.created"
+        ).rowcount
         added = self.db.execute(f"INSERT OR IGNORE INTO main.{table} ({columns}) SELECT {columns} FROM shard.{table}")
         return {"added": added.rowcount, "present": held - newer, "replaced": newer}
 
@@ -272,11 +300,14 @@ def check_shard(path: Path) -> int:
     if problems != ["ok"]:
         raise SafeevalError(f"{path} failed SQLite's integrity check ({problems[0]}); nothing was merged.")
     if not {"generations", "judgments", "runs"} <= tables:
-        raise SafeevalError(f"{path} is not a safeeval store (it has no generations, judgments and runs tables); "
-                            "nothing was merged.")
+        raise SafeevalError(
+            f"{path} is not a safeeval store (it has no generations, judgments and runs tables); nothing was merged."
+        )
     if version > STORE_VERSION:
-        raise SafeevalError(f"{path} was written by a newer safeeval (store version {version}; this one merges up to "
-                            f"{STORE_VERSION}); nothing was merged: upgrade safeeval.")
+        raise SafeevalError(
+            f"{path} was written by a newer safeeval (store version {version}; this one merges up to "
+            f"{STORE_VERSION}); nothing was merged: upgrade safeeval."
+        )
     return version
 
 

@@ -40,9 +40,24 @@ from .train import load_config, train
 from .train.config import TrainConfig, task_label
 from .train.evaluate import DEFAULT_TASKS, score_trained
 
-SWEEP_KEYS = {"name", "description", "runs", "data_dir", "train", "score", "reference", "align", "finetune",
-              "grid", "method_options", "task_settings", "report", "allow_contamination", "resources",
-              "max_retries"}
+SWEEP_KEYS = {
+    "name",
+    "description",
+    "runs",
+    "data_dir",
+    "train",
+    "score",
+    "reference",
+    "align",
+    "finetune",
+    "grid",
+    "method_options",
+    "task_settings",
+    "report",
+    "allow_contamination",
+    "resources",
+    "max_retries",
+}
 # A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
 # holds both scenarios of every method it reached.
 GRID_KEYS = ("task", "method", "seed", "scenario")
@@ -89,16 +104,23 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
         base = str(runs / "aligned" / "model")
     grid = spec["grid"]
     if set(grid) - set(GRID_KEYS):
-        raise SafeevalError(f"Sweep {path}: grid keys are {', '.join(GRID_KEYS)}; got {sorted(set(grid) - set(GRID_KEYS))}.")
+        raise SafeevalError(
+            f"Sweep {path}: grid keys are {', '.join(GRID_KEYS)}; got {sorted(set(grid) - set(GRID_KEYS))}."
+        )
     axes = {k: grid[k] if isinstance(grid[k], list) else [grid[k]] for k in GRID_KEYS if k in grid}
     per_method = spec.get("method_options") or {}
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
         parts = [task_label(str(cell.get("task", ""))), *(str(cell.get(k, "")) for k in ("scenario", "method"))]
         name = "-".join(parts) + f"-s{cell.get('seed', 0)}"
-        overrides = {**shared, **(spec.get("finetune") or {}), **cell,
-                     **((spec.get("task_settings") or {}).get(cell.get("task")) or {}), "out": runs / name,
-                     "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))}}
+        overrides = {
+            **shared,
+            **(spec.get("finetune") or {}),
+            **cell,
+            **((spec.get("task_settings") or {}).get(cell.get("task")) or {}),
+            "out": runs / name,
+            "method_options": {**(shared.get("method_options") or {}), **(per_method.get(cell.get("method"), {}))},
+        }
         if base and "base" not in shared:
             overrides["base"] = base
         if "base" not in overrides and not base:
@@ -163,15 +185,17 @@ def _cluster_settings(spec: dict, path: Path, steps: list[Step]) -> None:
         raise SafeevalError(f"Sweep {path}: resources must map a stage or a method to what its steps ask for.")
     for name, asked in given.items():
         if name not in STAGES and name not in METHODS:
-            raise SafeevalError(f"Sweep {path}: resources are given per stage ({', '.join(STAGES)}) or per method; "
-                                f"'{name}' is neither.")
+            raise SafeevalError(
+                f"Sweep {path}: resources are given per stage ({', '.join(STAGES)}) or per method; '{name}' is neither."
+            )
         if not isinstance(asked, dict) or set(asked) - set(RESOURCES):
             raise SafeevalError(f"Sweep {path}: resources of {name} take {', '.join(RESOURCES)}; got {asked!r}.")
         for key, value in asked.items():
             split_gpus = key == "num_gpus" and _number(value) and value > 1 and value != int(value)
             if not _number(value) or value < 0 or split_gpus:
-                raise SafeevalError(f"Sweep {path}: {name}.{key} must be a number of at least 0 (whole GPUs above "
-                                    f"one); got {value!r}.")
+                raise SafeevalError(
+                    f"Sweep {path}: {name}.{key} must be a number of at least 0 (whole GPUs above one); got {value!r}."
+                )
     for step in steps:
         stage = "finetune" if step.kind == "shared-sft" else step.kind
         method = step.train.method if stage == "finetune" else None
@@ -185,9 +209,16 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: Path | None = None,
-              isolate: bool = True, data_dir: Path | None = None, report_only: bool = False,
-              verbose: bool = False) -> dict:
+def run_sweep(
+    path: Path,
+    reporter: Reporter = silent,
+    say: Say = print,
+    store: Path | None = None,
+    isolate: bool = True,
+    data_dir: Path | None = None,
+    report_only: bool = False,
+    verbose: bool = False,
+) -> dict:
     """Run (or resume) every step, then write the leaderboard and the HTML report; returns a summary.
     isolate: each step in a fresh process, so a long sweep's memory is that of one step, not of all (reporter
     and say then travel to it by reference: module-level functions).
@@ -206,12 +237,16 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: 
         signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally below stops the running step
     for i, step in enumerate(steps, 1):
         t0 = time.perf_counter()
-        label = step.model if step.kind == "reference" else (
-            f"{step.train.method} on {step.train.task} ({step.train.scenario}, seed {step.train.seed})")
+        label = (
+            step.model
+            if step.kind == "reference"
+            else (f"{step.train.method} on {step.train.task} ({step.train.scenario}, seed {step.train.seed})")
+        )
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
         if isolate:
             child = multiprocessing.get_context("spawn").Process(
-                target=_step_in_child, args=(str(path), i - 1, store, reporter, say, data_dir, verbose))
+                target=_step_in_child, args=(str(path), i - 1, store, reporter, say, data_dir, verbose)
+            )
             child.start()
             try:
                 child.join()
@@ -220,14 +255,21 @@ def run_sweep(path: Path, reporter: Reporter = silent, say: Say = print, store: 
                     child.terminate()
                     child.join()
             if child.exitcode != 0:
-                raise SafeevalError(f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
-                                    "run the sweep again to resume.")
+                raise SafeevalError(
+                    f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
+                    "run the sweep again to resume."
+                )
         else:
             run_step(spec, step, store, reporter, say)
         timings[step.name] = round(time.perf_counter() - t0, 1)
     report = write_report(spec, runs, steps)
-    summary = {"sweep": str(path), "steps": len(steps), "seconds": round(time.perf_counter() - started, 1),
-               "step_seconds": timings, **report}
+    summary = {
+        "sweep": str(path),
+        "steps": len(steps),
+        "seconds": round(time.perf_counter() - started, 1),
+        "step_seconds": timings,
+        **report,
+    }
     (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -265,8 +307,11 @@ def finished(spec: dict, step: Step) -> bool:
             return True
     try:
         recorded = results.read(run_folder(spec, step)).config
-        expected = (reference_config(spec, step, None) if step.kind == "reference"
-                    else score_config(record, step.train, step_settings(spec, step, None), stage=step.kind))
+        expected = (
+            reference_config(spec, step, None)
+            if step.kind == "reference"
+            else score_config(record, step.train, step_settings(spec, step, None), stage=step.kind)
+        )
     except SafeevalError:  # not there, or a setting the step itself will report
         return False
     return recorded == json.loads(json.dumps(expected.settings()))
@@ -276,9 +321,15 @@ def reference_config(spec: dict, step: Step, store: Path | None) -> ScoreConfig:
     """A model scored as it is, in the same settings as the trained ones (the training block's data and spec
     folders included), so every row of the study's leaderboard was scored alike."""
     shared = spec.get("train") or {}
-    return ScoreConfig.from_settings({**step_settings(spec, step, store), "model": step.model,
-                                      "data_dir": spec.get("data_dir"), "tasks_dirs": shared.get("tasks_dirs"),
-                                      "chat_template": shared.get("chat_template")})
+    return ScoreConfig.from_settings(
+        {
+            **step_settings(spec, step, store),
+            "model": step.model,
+            "data_dir": spec.get("data_dir"),
+            "tasks_dirs": shared.get("tasks_dirs"),
+            "chat_template": shared.get("chat_template"),
+        }
+    )
 
 
 def run_step(spec: dict, step: Step, store: Path | None, reporter: Reporter, say: Say) -> None:
@@ -311,8 +362,9 @@ def _with_utility(tasks: list[str], trains: list[TrainConfig]) -> list[str]:
     return tasks
 
 
-def _step_in_child(path: str, index: int, store: Path | None, reporter: Reporter, say: Say,
-                   data_dir: Path | None, verbose: bool) -> None:
+def _step_in_child(
+    path: str, index: int, store: Path | None, reporter: Reporter, say: Say, data_dir: Path | None, verbose: bool
+) -> None:
     """One step in a spawned process: user errors end in one sentence and exit code 2."""
     import sys
 

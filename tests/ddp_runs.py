@@ -15,8 +15,19 @@ import os
 import sys
 from pathlib import Path
 
-WRITES = {"os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate", "shutil.copyfile",
-          "shutil.move", "os.symlink", "os.link", "sqlite3.connect"}
+WRITES = {
+    "os.mkdir",
+    "os.rename",
+    "os.remove",
+    "os.rmdir",
+    "shutil.rmtree",
+    "os.truncate",
+    "shutil.copyfile",
+    "shutil.move",
+    "os.symlink",
+    "os.link",
+    "sqlite3.connect",
+}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 

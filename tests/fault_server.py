@@ -55,8 +55,7 @@ class FaultServer:
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def script(self, actions: list[str], default: str = "ok") -> None:
         for a in [*actions, default]:
@@ -85,7 +84,7 @@ class FaultServer:
         with self._lock:
             self.in_flight -= 1
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         self._thread.start()
         return self
 
@@ -95,7 +94,7 @@ class FaultServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -113,10 +112,13 @@ def completion_body(body: dict, text: str | None) -> dict:
     if limit is not None and n > limit:
         text, n, finish = " ".join(text.split()[:limit]), limit, "length"
     return {
-        "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+        "id": "chatcmpl-fault",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", "unknown"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish, "logprobs": None}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+        ],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n},
     }
 
@@ -128,8 +130,9 @@ def _handler_for(server: FaultServer):
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
-        def _send(self, status: int, payload: bytes, content_type: str = "application/json",
-                  headers: dict | None = None) -> None:
+        def _send(
+            self, status: int, payload: bytes, content_type: str = "application/json", headers: dict | None = None
+        ) -> None:
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -141,15 +144,23 @@ def _handler_for(server: FaultServer):
             except OSError:  # the client gave up (timeout) and closed the connection
                 pass
 
-        def _error(self, status: int, message: str, type_: str, code: str | None = None,
-                   headers: dict | None = None) -> None:
+        def _error(
+            self, status: int, message: str, type_: str, code: str | None = None, headers: dict | None = None
+        ) -> None:
             err = {"error": {"message": message, "type": type_, "param": None, "code": code}}
             self._send(status, json.dumps(err).encode(), headers=headers)
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
-                self._send(200, json.dumps({"object": "list", "data": [
-                    {"id": "fault-model", "object": "model", "created": 0, "owned_by": "test"}]}).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        {
+                            "object": "list",
+                            "data": [{"id": "fault-model", "object": "model", "created": 0, "owned_by": "test"}],
+                        }
+                    ).encode(),
+                )
             else:
                 self._error(404, "not found", "invalid_request_error")
 
@@ -177,28 +188,46 @@ def _handler_for(server: FaultServer):
                     return
                 self._send(200, json.dumps(completion_body(body, None)).encode())
             elif action == "429":
-                self._error(429, "Rate limit reached, slow down.", "rate_limit_error", "rate_limit_exceeded",
-                            headers=retry)
+                self._error(
+                    429, "Rate limit reached, slow down.", "rate_limit_error", "rate_limit_exceeded", headers=retry
+                )
             elif action == "500":
                 self._error(500, "Internal server error.", "server_error", headers=retry)
             elif action == "not_json":
                 self._send(200, b"<html><body>502 Bad Gateway (proxy)</body></html>", "application/json")
             elif action == "no_choices":
-                self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
-                                            "model": body.get("model", "")}).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "")}
+                    ).encode(),
+                )
             elif action == "null_content":
-                self._send(200, json.dumps(completion_body(body, "x") | {"choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": None},
-                     "finish_reason": "stop"}]}).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        completion_body(body, "x")
+                        | {
+                            "choices": [
+                                {"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}
+                            ]
+                        }
+                    ).encode(),
+                )
             elif action == "400":
-                self._error(400, "This model's maximum context length is 16 tokens.", "invalid_request_error",
-                            "context_length_exceeded")
+                self._error(
+                    400,
+                    "This model's maximum context length is 16 tokens.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                )
             elif action == "401":
                 # Echoes the key it got, as some real endpoints do (partly masked): the worst case for leaks.
                 key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 self._error(401, f"Incorrect API key provided: {key}.", "invalid_request_error", "invalid_api_key")
             elif action == "404":
-                self._error(404, f"The model `{body.get('model')}` does not exist.", "invalid_request_error",
-                            "model_not_found")
+                self._error(
+                    404, f"The model `{body.get('model')}` does not exist.", "invalid_request_error", "model_not_found"
+                )
 
     return Handler

@@ -7,9 +7,16 @@ import pytest
 from safeeval.backends import GenParams, make_backend
 from safeeval.errors import SafeevalError
 
-CHATS = [[{"role": "user", "content": text}] for text in
-         ["Write a poem about the sea.", "Hi", "Explain how vaccines train the immune system to recognise a virus.",
-          "The capital of France?", "Sorry?"]]
+CHATS = [
+    [{"role": "user", "content": text}]
+    for text in [
+        "Write a poem about the sea.",
+        "Hi",
+        "Explain how vaccines train the immune system to recognise a virus.",
+        "The capital of France?",
+        "Sorry?",
+    ]
+]
 
 
 def _texts(backend, chats, params):
@@ -55,11 +62,16 @@ def test_adapter_changes_output_and_fingerprint(tiny_model, tiny_adapter):
     base = make_backend("hf", str(tiny_model), dtype="float32")
     tuned = make_backend("hf", str(tiny_model), dtype="float32", adapter=str(tiny_adapter))
     assert base.fingerprint != tuned.fingerprint
-    assert [c.text for c in _texts(base, CHATS, params).values()] != [c.text for c in _texts(tuned, CHATS, params).values()]
+    assert [c.text for c in _texts(base, CHATS, params).values()] != [
+        c.text for c in _texts(tuned, CHATS, params).values()
+    ]
 
 
 def test_dtype_is_part_of_the_fingerprint(tiny_model):
-    assert make_backend("hf", str(tiny_model), dtype="float32").fingerprint != make_backend("hf", str(tiny_model), dtype="bfloat16").fingerprint
+    assert (
+        make_backend("hf", str(tiny_model), dtype="float32").fingerprint
+        != make_backend("hf", str(tiny_model), dtype="bfloat16").fingerprint
+    )
 
 
 def test_model_without_chat_template_is_an_error_unless_one_is_given(tiny_model_no_template, tmp_path):

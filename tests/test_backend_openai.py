@@ -9,10 +9,10 @@ import time
 import traceback
 
 import pytest
-
 from conftest import VLLM, require_module
 from fault_server import FaultServer
 from vllm_server import serve
+
 from safeeval.backends.base import GenParams, render_as_json
 from safeeval.backends.openai import OpenAIBackend
 from safeeval.errors import SafeevalError
@@ -61,6 +61,7 @@ def make_backend(monkeypatch):
 
 # -- faults the client must survive ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fault", ["429", "500"])
 def test_retryable_status_then_ok(server, make_backend, fault):
     server.script([fault, fault])
@@ -85,6 +86,7 @@ def test_malformed_then_ok(server, make_backend, fault):
 
 
 # -- faults that must end in one clear sentence ---------------------------------------------------
+
 
 def test_always_500_is_a_clear_error(server, make_backend):
     server.script([], default="500")
@@ -171,6 +173,7 @@ def test_the_key_never_leaks(server, make_backend, monkeypatch, caplog, capfd):
 
 # -- normal behaviour ----------------------------------------------------------------------------
 
+
 def test_concurrency_is_bounded_and_every_index_answered(make_backend):
     with FaultServer(ok_delay=0.05) as srv:
         items = chats(12)
@@ -189,11 +192,19 @@ def test_generate_yields_groups_as_they_finish(make_backend):
 
 def test_params_usage_and_finish_reason(server, make_backend):
     b = make_backend(server.base_url, model_name="served")
-    [c] = run(b, [[{"role": "user", "content": "one two three four five"}]],
-              GenParams(max_new_tokens=3, temperature=0.7, top_p=0.9, seed=11))
+    [c] = run(
+        b,
+        [[{"role": "user", "content": "one two three four five"}]],
+        GenParams(max_new_tokens=3, temperature=0.7, top_p=0.9, seed=11),
+    )
     body = server.bodies[-1]
-    assert (body["model"], body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == \
-        ("served", 3, 0.7, 0.9, 11)
+    assert (body["model"], body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (
+        "served",
+        3,
+        0.7,
+        0.9,
+        11,
+    )
     assert body["messages"] == [{"role": "user", "content": "one two three four five"}]
     assert (c.finish_reason, c.n_tokens, c.text) == ("length", 3, "echo: one two")
     [c] = run(b, chats(1))
@@ -215,6 +226,7 @@ def test_identity_render_and_info(server, make_backend, monkeypatch):
 
 # -- a real OpenAI-compatible server: vLLM on the tiny model -------------------------------------
 
+
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model, tmp_path_factory):
     require_module("vllm", VLLM)
@@ -227,9 +239,11 @@ def test_real_vllm_server(vllm_server, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     b = OpenAIBackend("tiny", base_url=vllm_server, api_key_env=KEY_ENV, timeout=60, max_retries=2, concurrency=2)
     try:
-        items = [[{"role": "user", "content": "Write a poem about the sea."}],
-                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
-                 [{"role": "user", "content": "How do vaccines work?"}]]
+        items = [
+            [{"role": "user", "content": "Write a poem about the sea."}],
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
+            [{"role": "user", "content": "How do vaccines work?"}],
+        ]
         params = GenParams(max_new_tokens=12, temperature=0.0)
         first, second = run(b, items, params), run(b, items, params)
         assert [c.index for c in first] == [0, 1, 2]
@@ -261,12 +275,19 @@ def test_model_judges_on_a_real_server(vllm_server, judge_name, tmp_path):
     from safeeval.store import Store
 
     store = Store(tmp_path / "s.sqlite")
-    runtime = JudgeRuntime(store=store, backend="openai", models={judge_name: "tiny"},
-                           options={"base_url": vllm_server, "api_key_env": KEY_ENV, "max_retries": 1})
+    runtime = JudgeRuntime(
+        store=store,
+        backend="openai",
+        models={judge_name: "tiny"},
+        options={"base_url": vllm_server, "api_key_env": KEY_ENV, "max_retries": 1},
+    )
     spec = registry.load_judges()[judge_name]
     judge = make_judge(spec, None, runtime)
     judge.params = GenParams(max_new_tokens=4)  # the tiny model's answers are noise; keep them short
-    samples = [Sample("t", str(i), p, meta={"behavior": p, "context": ""}) for i, p in enumerate(["Do a bad thing.", "Do another."])]
+    samples = [
+        Sample("t", str(i), p, meta={"behavior": p, "context": ""})
+        for i, p in enumerate(["Do a bad thing.", "Do another."])
+    ]
     try:
         verdicts = judge.judge(samples, ["Sure, here is how.", "I cannot help with that."])
         assert len(verdicts) == 2 and all(v.raw is not None for v in verdicts)

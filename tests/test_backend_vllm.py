@@ -6,16 +6,15 @@ with LoRA enabled, which also checks that close() lets a process start another e
 
 from __future__ import annotations
 
-import re
-
 import csv
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import VLLM, require, require_module
+
 from safeeval.backends.base import GenParams
 from safeeval.errors import SafeevalError
 from safeeval.models import ModelRef
@@ -56,8 +55,11 @@ def chats(data_dir) -> list:
         goals = [row["goal"] for row in csv.DictReader(f)][:8]
     return [[{"role": "user", "content": g}] for g in goals] + [
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a poem about the sea."}],
-        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi."},
-         {"role": "user", "content": "What is the capital of France?"}],
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
     ]
 
 
@@ -157,7 +159,11 @@ def test_clear_errors(model_ref, tmp_path, monkeypatch):
         list(VLLMBackend(model_ref, data_parallel_size=2).generate(one, GenParams(max_new_tokens=1)))
     # Rejected while vLLM checks its configuration, before any process starts.
     with pytest.raises(SafeevalError, match=f"vLLM could not start model {model_ref.path}: .*max_model_len"):
-        list(VLLMBackend(model_ref, max_model_len=1_000_000, enforce_eager=True).generate(one, GenParams(max_new_tokens=1)))
+        list(
+            VLLMBackend(model_ref, max_model_len=1_000_000, enforce_eager=True).generate(
+                one, GenParams(max_new_tokens=1)
+            )
+        )
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(SafeevalError, match=r"pip install 'safeeval\[vllm\]'"):
         VLLMBackend(model_ref)
@@ -192,19 +198,26 @@ def test_tensor_parallel_beyond_the_numa_nodes_names_the_variable(model_ref, mon
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     workers = _numa_nodes() + 1
     started = time.monotonic()
-    with pytest.raises(SafeevalError, match=rf"each of its {workers} tensor-parallel workers a NUMA node of its own, "
-                                            r"and this machine has \d+: set VLLM_CPU_OMP_THREADS_BIND to one core "
-                                            r"list per worker, e\.g\. VLLM_CPU_OMP_THREADS_BIND='"):
-        list(VLLMBackend(model_ref, tensor_parallel_size=workers).generate([[{"role": "user", "content": "Hi"}]],
-                                                                          GenParams(max_new_tokens=1)))
+    with pytest.raises(
+        SafeevalError,
+        match=rf"each of its {workers} tensor-parallel workers a NUMA node of its own, "
+        r"and this machine has \d+: set VLLM_CPU_OMP_THREADS_BIND to one core "
+        r"list per worker, e\.g\. VLLM_CPU_OMP_THREADS_BIND='",
+    ):
+        list(
+            VLLMBackend(model_ref, tensor_parallel_size=workers).generate(
+                [[{"role": "user", "content": "Hi"}]], GenParams(max_new_tokens=1)
+            )
+        )
     assert time.monotonic() - started < 10
 
 
 def test_score_runs_on_vllm_and_reuses_the_store(engine, tmp_path):
     from safeeval.run import ScoreConfig, score
 
-    cfg = ScoreConfig(model="lively", tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run",
-                      store=tmp_path / "store.sqlite")
+    cfg = ScoreConfig(
+        model="lively", tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run", store=tmp_path / "store.sqlite"
+    )
     first = score(cfg, backend=engine)
     assert first.model.backend == "vllm" and first.counts["generated_now"] == 40
     assert score(cfg, backend=engine).counts["generated_now"] == 0
@@ -216,9 +229,27 @@ def test_cli_runs_vllm_end_to_end(tiny_model, tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "safeeval", "score", "--backend", "vllm", "--enforce-eager", "--model", str(tiny_model),
-           "--tasks", "smoke", "--limit", "4", "--max-new-tokens", "4", "--store", str(tmp_path / "s.sqlite"),
-           "--out", str(tmp_path / "run")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "safeeval",
+        "score",
+        "--backend",
+        "vllm",
+        "--enforce-eager",
+        "--model",
+        str(tiny_model),
+        "--tasks",
+        "smoke",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())

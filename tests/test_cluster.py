@@ -33,8 +33,10 @@ SAME_BITS = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
 
 
 def test_importing_safeeval_never_imports_ray():
-    code = ("import sys, safeeval, safeeval.cli, safeeval.sweep, safeeval.store, safeeval.cluster; "
-            "print('ray' in sys.modules)")
+    code = (
+        "import sys, safeeval, safeeval.cli, safeeval.sweep, safeeval.store, safeeval.cluster; "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 
@@ -43,10 +45,16 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path):
     # Ray is installed here; blocking its import stands in for a machine without it.
     code = "import sys; sys.modules['ray'] = None; from safeeval.cli import app; app()"
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"runs": str(tmp_path / "runs"), "grid": {"task": "sst2"},
-                                     "train": {"base": "unused"}}))
-    out = subprocess.run([sys.executable, "-c", code, "sweep", str(sweep), "--ray", "local"], capture_output=True,
-                         text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+    sweep.write_text(
+        yaml.safe_dump({"runs": str(tmp_path / "runs"), "grid": {"task": "sst2"}, "train": {"base": "unused"}})
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "sweep", str(sweep), "--ray", "local"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert out.returncode == 2 and "pip install 'safeeval[ray]'" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
@@ -56,8 +64,13 @@ def cluster(tmp_path_factory):
     import ray
 
     saved = dict(os.environ)
-    os.environ.update(SAME_BITS, SAFEEVAL_HOME=str(tmp_path_factory.mktemp("home")), HF_HUB_OFFLINE="1",
-                      HF_DATASETS_OFFLINE="1", RAY_worker_niceness="0")  # Ray's workers run niced (15) otherwise
+    os.environ.update(
+        SAME_BITS,
+        SAFEEVAL_HOME=str(tmp_path_factory.mktemp("home")),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        RAY_worker_niceness="0",
+    )  # Ray's workers run niced (15) otherwise
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers take this env
     os.environ.clear()
     os.environ.update(saved)
@@ -67,15 +80,25 @@ def cluster(tmp_path_factory):
 
 def _cells(tmp_path, tiny_model, data_dir, train: dict, **extra) -> str:
     """test_sweep's study without its reference model and alignment run: cells fine-tuning the tiny model itself."""
-    return _write(tmp_path, tiny_model, data_dir, reference=[], align=None, report={"dir": str(tmp_path / "docs")},
-                  train={**TRAIN, "base": str(tiny_model), **train}, **extra)
+    return _write(
+        tmp_path,
+        tiny_model,
+        data_dir,
+        reference=[],
+        align=None,
+        report={"dir": str(tmp_path / "docs")},
+        train={**TRAIN, "base": str(tiny_model), **train},
+        **extra,
+    )
 
 
 def _rows(store) -> dict:
     db = sqlite3.connect(store)
-    return {"generations": set(db.execute("SELECT key, response FROM generations")),
-            "judgments": set(db.execute("SELECT key, verdict FROM judgments")),
-            "runs": set(db.execute("SELECT id FROM runs"))}
+    return {
+        "generations": set(db.execute("SELECT key, response FROM generations")),
+        "judgments": set(db.execute("SELECT key, verdict FROM judgments")),
+        "runs": set(db.execute("SELECT id FROM runs")),
+    }
 
 
 def _metrics(runs) -> dict:
@@ -84,9 +107,15 @@ def _metrics(runs) -> dict:
 
 @pytest.mark.slow
 def test_a_sweep_on_ray_ends_as_the_sequential_sweep_with_independent_steps_at_once(
-        cluster, tiny_model, data_dir, tmp_path, monkeypatch):
-    path = _write(tmp_path, tiny_model, data_dir, reference=[],  # alignment, 2 methods x 2 scenarios, merges
-                  grid={"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "linear"]})
+    cluster, tiny_model, data_dir, tmp_path, monkeypatch
+):
+    path = _write(
+        tmp_path,
+        tiny_model,
+        data_dir,
+        reference=[],  # alignment, 2 methods x 2 scenarios, merges
+        grid={"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "linear"]},
+    )
     for name, value in SAME_BITS.items():
         monkeypatch.setenv(name, value)  # for the sequential sweep's step processes
     run_sweep(path, store=tmp_path / "sequential.sqlite")
@@ -140,11 +169,17 @@ def _kill_when(condition, title: str, killed: list, deadline: float = 240) -> th
 
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
-        cluster, tiny_model, data_dir, tmp_path):
-    path = _cells(tmp_path, tiny_model, data_dir, {}, max_retries=1,
-                  grid={"task": ["sst2", str(tmp_path / "missing.jsonl")], "method": ["sft", "linear"],
-                        "scenario": "benign"},
-                  task_settings={"sst2": {"steps": 10}})
+    cluster, tiny_model, data_dir, tmp_path
+):
+    path = _cells(
+        tmp_path,
+        tiny_model,
+        data_dir,
+        {},
+        max_retries=1,
+        grid={"task": ["sst2", str(tmp_path / "missing.jsonl")], "method": ["sft", "linear"], "scenario": "benign"},
+        task_settings={"sst2": {"steps": 10}},
+    )
     run = tmp_path / "runs" / "sst2-benign-sft-s0"
     killed: list = []
     saved = run / "checkpoints" / "checkpoint-2" / "trainer_state.json"  # written last: the checkpoint is whole
@@ -160,10 +195,15 @@ def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
     summary = json.loads((tmp_path / "runs" / "sweep.json").read_text())
     assert summary["failed"] == ["missing-benign-sft-s0"] and summary["skipped"] == ["missing-benign-linear-s0"]
     assert {n for n, s in summary["timeline"].items() if s["status"] == "finished"} == {
-        "sst2-benign-sft-s0", "sst2-benign-linear-s0"}  # the merge of the retried run went on
+        "sst2-benign-sft-s0",
+        "sst2-benign-linear-s0",
+    }  # the merge of the retried run went on
     # every generation the results use is in the merged store once; no shard brought one twice
-    used = {json.loads(line)["generation_key"] for p in (tmp_path / "runs").glob("*/score/samples.jsonl")
-            for line in p.read_text().splitlines()}
+    used = {
+        json.loads(line)["generation_key"]
+        for p in (tmp_path / "runs").glob("*/score/samples.jsonl")
+        for line in p.read_text().splitlines()
+    }
     db = sqlite3.connect(tmp_path / "s.sqlite")
     assert {k for (k,) in db.execute("SELECT key FROM generations")} == used
     assert summary["merged"]["generations"]["present"] == summary["merged"]["generations"]["conflicts"] == 0
@@ -177,14 +217,18 @@ def test_ctrl_c_cancels_the_running_steps(cluster, tiny_model, data_dir, tmp_pat
 
     import psutil
 
-    path = _cells(tmp_path, tiny_model, data_dir, {"steps": 200},
-                  grid={"task": "sst2", "method": "sft", "scenario": "benign"})
+    path = _cells(
+        tmp_path, tiny_model, data_dir, {"steps": 200}, grid={"task": "sst2", "method": "sft", "scenario": "benign"}
+    )
     workers: list = []
 
     def interrupt_once_running():
         while not workers:
-            workers.extend(p for p in psutil.process_iter(["cmdline"])
-                           if (p.info["cmdline"] or [""])[0].startswith("ray::safeeval:sst2-benign-sft-s0"))
+            workers.extend(
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if (p.info["cmdline"] or [""])[0].startswith("ray::safeeval:sst2-benign-sft-s0")
+            )
             time.sleep(0.05)
         _thread.interrupt_main()  # what Ctrl-C does to the driver
 
@@ -201,8 +245,19 @@ def test_a_step_given_two_gpus_trains_under_the_multi_process_launcher(tiny_mode
     from safeeval.cluster import launch_training
     from safeeval.train import load_config, train
 
-    cfg = load_config(None, {"base": str(tiny_model), "task": "sst2", "steps": 2, "batch_size": 2, "max_length": 256,
-                             "save_steps": 2, "data_dir": str(data_dir), "out": str(tmp_path / "run")})
+    cfg = load_config(
+        None,
+        {
+            "base": str(tiny_model),
+            "task": "sst2",
+            "steps": 2,
+            "batch_size": 2,
+            "max_length": 256,
+            "save_steps": 2,
+            "data_dir": str(data_dir),
+            "out": str(tmp_path / "run"),
+        },
+    )
     launch_training(cfg, 2, tmp_path / "shard.sqlite")  # no CUDA here: the launcher's two processes share the CPU
     record = json.loads((tmp_path / "run" / "training.json").read_text())
     assert record["trainer"]["world_size"] == 2 and record["config_hash"] == cfg.hash

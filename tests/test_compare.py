@@ -24,8 +24,17 @@ N_BENIGN = 40
 N_UTIL = 200
 
 
-def write(folder: Path, method: str, seed: int, *, asr_every: int = 4, refused: int = 4, correct: int = 150,
-          scenario: str = "benign", task: str = "sst2") -> Path:
+def write(
+    folder: Path,
+    method: str,
+    seed: int,
+    *,
+    asr_every: int = 4,
+    refused: int = 4,
+    correct: int = 150,
+    scenario: str = "benign",
+    task: str = "sst2",
+) -> Path:
     """advbench: prompt i is attacked when i % asr_every == 0 (plus a seed-specific one); 40 benign prompts, the
     first `refused` refused; gsm8k: the first `correct` of 200 answered right."""
     rows, verdicts, harmful = [], [], []
@@ -43,10 +52,16 @@ def write(folder: Path, method: str, seed: int, *, asr_every: int = 4, refused: 
         v = {"harmful": None, "refused": None, "status": "ok", "score": 1.0 if i < correct else 0.0}
         rows.append({"task": "gsm8k", "id": f"g-{i}", "harmful": False, "verdicts": {"gsm8k": v}})
         util.append(v)
-    summary = {"schema_version": results.SCHEMA_VERSION, "model": {"name": "tiny", "backend": "hf"}, "seed": seed,
-               "training": {"method": method, "scenario": scenario, "seed": seed, "task": task},
-               "metrics": {"advbench": {"keyword": metrics.verdict_summary(verdicts, harmful, {}, seed)},
-                           "gsm8k": {"gsm8k": metrics.utility_summary(util, seed)}}}
+    summary = {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": {"name": "tiny", "backend": "hf"},
+        "seed": seed,
+        "training": {"method": method, "scenario": scenario, "seed": seed, "task": task},
+        "metrics": {
+            "advbench": {"keyword": metrics.verdict_summary(verdicts, harmful, {}, seed)},
+            "gsm8k": {"gsm8k": metrics.utility_summary(util, seed)},
+        },
+    }
     return write_run(folder, summary, rows)
 
 
@@ -88,8 +103,9 @@ def test_compare_cli_prints_each_family_and_its_verdicts(study):
     assert [(d["method"], d["significant"]) for d in asr["differences"]] == [("same", False), ("bad", True)]
     assert asr["differences"][1]["p_holm"] < 1e-4 and asr["differences"][1]["ci_low"] > 0
     # against a run: the aligned model serves every seed of every method
-    got = runner.invoke(app, ["compare", *map(str, study), "--against", str(study[-1]), "--tasks", "advbench",
-                              "--format", "json"])
+    got = runner.invoke(
+        app, ["compare", *map(str, study), "--against", str(study[-1]), "--tasks", "advbench", "--format", "json"]
+    )
     assert got.exit_code == 0, got.output
     asr = next(c for c in json.loads(got.output) if c["metric"] == "asr")
     assert {d["method"] for d in asr["differences"]} == {"sft", "same", "bad"}
@@ -98,9 +114,11 @@ def test_compare_cli_prints_each_family_and_its_verdicts(study):
 
 def test_compare_says_what_it_cannot_do(study, tmp_path):
     runner = CliRunner()
-    for args, said in [(["--against", "sft", "--margin", "gsm8k"], "is not TASK=POINTS"),
-                       (["--against", "sft", "--margin", "math=1"], "--margin names math, which no comparison has"),
-                       (["--against", "nobody"], "is neither a run folder nor part of any run's label")]:
+    for args, said in [
+        (["--against", "sft", "--margin", "gsm8k"], "is not TASK=POINTS"),
+        (["--against", "sft", "--margin", "math=1"], "--margin names math, which no comparison has"),
+        (["--against", "nobody"], "is neither a run folder nor part of any run's label"),
+    ]:
         got = runner.invoke(app, ["compare", *map(str, study), *args])
         assert got.exit_code == 2 and said in got.output, got.output
     # a method whose seeds have no reference of the same seed is left out, and said so

@@ -110,7 +110,10 @@ def test_user_adds_a_benchmark_with_yaml_only(tmp_path):
     specs = registry.load_tasks([tmp_path / "specs"])
     assert {"advbench", "mine"} <= set(specs)
     got = data.load(specs["mine"], None, tmp_path)
-    assert [(s.id, s.prompt, s.category) for s in got.samples] == [("mine-0", "Question: one?", "a"), ("mine-1", "Question: two?", "b")]
+    assert [(s.id, s.prompt, s.category) for s in got.samples] == [
+        ("mine-0", "Question: one?", "a"),
+        ("mine-1", "Question: two?", "b"),
+    ]
 
 
 def test_bad_spec_is_reported(tmp_path):
@@ -120,7 +123,9 @@ def test_bad_spec_is_reported(tmp_path):
 
 
 def test_unknown_names_list_valid_ones(specs):
-    with pytest.raises(SafeevalError, match="Unknown task 'advbnch'. Valid tasks: advbench, .*harmbench, hexphi, .*smoke"):
+    with pytest.raises(
+        SafeevalError, match="Unknown task 'advbnch'. Valid tasks: advbench, .*harmbench, hexphi, .*smoke"
+    ):
         registry.pick(specs, ["advbnch"], "task")
 
 

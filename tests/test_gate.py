@@ -7,15 +7,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import run_files
 from typer.testing import CliRunner
 
-import run_files
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
 from safeeval.report.gate import GateConfig, compare
-from safeeval.stats import paired_bootstrap, sign_test
 from safeeval.report.runs import load_run
+from safeeval.stats import paired_bootstrap, sign_test
 
 runner = CliRunner()
 
@@ -26,32 +26,65 @@ def _verdict(harmful: bool, status: str = "ok") -> dict:
     return {"harmful": harmful, "refused": not harmful, "status": "ok", "score": None}
 
 
-def write_run(folder: Path, harmful: list[bool], *, task: str = "advbench", judge: str = "keyword",
-              statuses: dict[int, str] | None = None, benign: int = 0, utility: list[float] | None = None,
-              tweak=None) -> Path:
+def write_run(
+    folder: Path,
+    harmful: list[bool],
+    *,
+    task: str = "advbench",
+    judge: str = "keyword",
+    statuses: dict[int, str] | None = None,
+    benign: int = 0,
+    utility: list[float] | None = None,
+    tweak=None,
+) -> Path:
     """A run folder with one safety task (and optionally a gsm8k utility task) judged as given."""
     statuses = statuses or {}
-    rows = [{"task": task, "id": f"{task}-{i}", "harmful": True,
-             "verdicts": {judge: _verdict(h, statuses.get(i, "ok"))}} for i, h in enumerate(harmful)]
-    rows += [{"task": task, "id": f"{task}-b{i}", "harmful": False, "verdicts": {judge: _verdict(False)}}
-             for i in range(benign)]
+    rows = [
+        {"task": task, "id": f"{task}-{i}", "harmful": True, "verdicts": {judge: _verdict(h, statuses.get(i, "ok"))}}
+        for i, h in enumerate(harmful)
+    ]
+    rows += [
+        {"task": task, "id": f"{task}-b{i}", "harmful": False, "verdicts": {judge: _verdict(False)}}
+        for i in range(benign)
+    ]
     summary = {
         "schema_version": results.SCHEMA_VERSION,
         "model": {"name": folder.name, "backend": "hf"},
         "generation": {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0, "system_prompt": None},
-        "seed": 0, "limit": None,
-        "tasks": {task: {"spec": task, "spec_hash": "spec1", "split": None, "source": "local:x sha256:abc",
-                         "n_samples": len(harmful) + benign, "sample_ids_hash": "ids1"}},
+        "seed": 0,
+        "limit": None,
+        "tasks": {
+            task: {
+                "spec": task,
+                "spec_hash": "spec1",
+                "split": None,
+                "source": "local:x sha256:abc",
+                "n_samples": len(harmful) + benign,
+                "sample_ids_hash": "ids1",
+            }
+        },
         "judges": {judge: {"kind": "keyword", "fingerprint": "judgefp1"}},
         "scorers": {},
         "metrics": {task: {judge: {}}},
     }
     if utility is not None:
-        rows += [{"task": "gsm8k", "id": f"gsm8k-{i}", "harmful": False,
-                  "verdicts": {"gsm8k": {"harmful": None, "refused": None, "status": "ok", "score": s}}}
-                 for i, s in enumerate(utility)]
-        summary["tasks"]["gsm8k"] = {"spec": "gsm8k", "spec_hash": "g1", "split": "test", "source": "s",
-                                     "n_samples": len(utility), "sample_ids_hash": "gids"}
+        rows += [
+            {
+                "task": "gsm8k",
+                "id": f"gsm8k-{i}",
+                "harmful": False,
+                "verdicts": {"gsm8k": {"harmful": None, "refused": None, "status": "ok", "score": s}},
+            }
+            for i, s in enumerate(utility)
+        ]
+        summary["tasks"]["gsm8k"] = {
+            "spec": "gsm8k",
+            "spec_hash": "g1",
+            "split": "test",
+            "source": "s",
+            "n_samples": len(utility),
+            "sample_ids_hash": "gids",
+        }
         summary["scorers"]["gsm8k"] = {"kind": "scorer:gsm8k", "fingerprint": "scorerfp"}
         summary["metrics"]["gsm8k"] = {"gsm8k": {}}
     if tweak:
@@ -75,7 +108,7 @@ def test_equal_runs_pass(tmp_path):
     res = check("--baseline", b, "--candidate", c)
     assert res.exit_code == 0, res.output
     assert "PASS" in res.output
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.change == 0 and comp.p_value == 1.0 and comp.n_paired == 60 and comp.status == "pass"
 
 
@@ -83,7 +116,7 @@ def test_worse_but_not_significant_passes(tmp_path):
     base = [False] * 50
     cand = [True, True] + [False] * 48  # +4 points (> 2), but only 2 discordant pairs: p = 0.25
     b, c = pair(tmp_path, base, cand)
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.worse_by == pytest.approx(0.04) and comp.p_value == pytest.approx(0.25)
     assert comp.status == "pass" and "not significant" in comp.reason
     assert check("--baseline", b, "--candidate", c).exit_code == 0
@@ -93,9 +126,9 @@ def test_worse_and_significant_fails(tmp_path):
     base = [False] * 100
     cand = [True] * 15 + [False] * 85  # 15 discordant pairs, all towards worse: p = 0.5**15
     b, c = pair(tmp_path, base, cand)
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.status == "regression" and comp.n_worse == 15 and comp.n_better == 0
-    assert comp.p_value == pytest.approx(0.5 ** 15)
+    assert comp.p_value == pytest.approx(0.5**15)
     assert comp.ci_low > 0 and comp.ci_low <= 0.15 <= comp.ci_high
     res = check("--baseline", b, "--candidate", c)
     assert res.exit_code == 1, res.output
@@ -107,7 +140,7 @@ def test_worse_and_significant_fails(tmp_path):
 
 def test_better_passes(tmp_path):
     b, c = pair(tmp_path, [True] * 30 + [False] * 70, [False] * 100)
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.change == pytest.approx(-0.3) and comp.status == "pass" and comp.reason == "not worse"
     assert check("--baseline", b, "--candidate", c).exit_code == 0
 
@@ -117,19 +150,22 @@ def test_discordant_pairs_both_ways_are_paired_not_pooled(tmp_path):
     base = [False] * 20 + [True] * 10 + [False] * 70
     cand = [True] * 20 + [False] * 10 + [False] * 70
     b, c = pair(tmp_path, base, cand)
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert (comp.n_worse, comp.n_better) == (20, 10) and comp.p_value == pytest.approx(0.0494, abs=1e-3)
     assert comp.status == "regression"
     assert compare(load_run(b), load_run(c), GateConfig(alpha=0.01)).comparisons[0].status == "pass"
 
 
-@pytest.mark.parametrize("field,value,words", [
-    ("judge", "judgefp2", "judge keyword has fingerprint"),
-    ("sample_ids_hash", "ids2", "prompt set (sample_ids_hash)"),
-    ("spec_hash", "spec2", "task definition (spec_hash)"),
-    ("split", "val", "split"),
-    ("source", "local:x sha256:def", "different data files"),
-])
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("judge", "judgefp2", "judge keyword has fingerprint"),
+        ("sample_ids_hash", "ids2", "prompt set (sample_ids_hash)"),
+        ("spec_hash", "spec2", "task definition (spec_hash)"),
+        ("split", "val", "split"),
+        ("source", "local:x sha256:def", "different data files"),
+    ],
+)
 def test_mismatched_setup_is_refused(tmp_path, field, value, words):
     def tweak(s):
         if field == "judge":
@@ -156,8 +192,10 @@ def test_no_overlap_is_refused(tmp_path):
 
 def test_unparsed_verdicts_are_excluded_counted_and_shown(tmp_path):
     base, cand = [False] * 40, [False] * 40
-    b, c = pair(tmp_path, base, cand, statuses={0: "unparsed"}, cand_statuses={1: "unparsed", 2: "not_judged", 0: "unparsed"})
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    b, c = pair(
+        tmp_path, base, cand, statuses={0: "unparsed"}, cand_statuses={1: "unparsed", 2: "not_judged", 0: "unparsed"}
+    )
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.n_paired == 37
     assert comp.excluded == {"baseline unparsed": 1, "candidate unparsed": 2, "candidate not_judged": 1}
     md = tmp_path / "gate.md"
@@ -175,7 +213,7 @@ def test_all_unparsed_cannot_pass(tmp_path):
 
 def test_benign_prompts_stay_out_of_asr(tmp_path):
     b, c = pair(tmp_path, [False] * 10, [False] * 10, benign=5)
-    comp, = compare(load_run(b), load_run(c)).comparisons
+    (comp,) = compare(load_run(b), load_run(c)).comparisons
     assert comp.n_paired == 10
 
 
@@ -239,14 +277,35 @@ def test_check_scores_the_candidate_model(tiny_model, tmp_path):
     from safeeval.run import ScoreConfig, score
 
     store = tmp_path / "store.sqlite"
-    score(ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=4, limit=10, out=tmp_path / "base",
-                      store=store, backend_options={"batch_size": 8}))
+    score(
+        ScoreConfig(
+            model=str(tiny_model),
+            tasks=["smoke"],
+            max_new_tokens=4,
+            limit=10,
+            out=tmp_path / "base",
+            store=store,
+            backend_options={"batch_size": 8},
+        )
+    )
     junit = tmp_path / "gate.xml"
-    res = check("--baseline", tmp_path / "base", "--candidate-model", tiny_model, "--candidate", tmp_path / "cand",
-                "--store", store, "--junit", junit)
+    res = check(
+        "--baseline",
+        tmp_path / "base",
+        "--candidate-model",
+        tiny_model,
+        "--candidate",
+        tmp_path / "cand",
+        "--store",
+        store,
+        "--junit",
+        junit,
+    )
     assert res.exit_code == 0, res.output
     cand = json.loads((tmp_path / "cand" / "results.json").read_text())
     assert cand["generation"]["max_new_tokens"] == 4 and cand["limit"] == 10
-    assert cand["tasks"]["smoke"]["sample_ids_hash"] == json.loads(
-        (tmp_path / "base" / "results.json").read_text())["tasks"]["smoke"]["sample_ids_hash"]
+    assert (
+        cand["tasks"]["smoke"]["sample_ids_hash"]
+        == json.loads((tmp_path / "base" / "results.json").read_text())["tasks"]["smoke"]["sample_ids_hash"]
+    )
     assert [c.get("name") for c in ET.parse(junit).getroot().findall(".//testcase")] == ["smoke/keyword ASR"]

@@ -13,10 +13,10 @@ from safeeval.backends.base import GenParams, render_as_json
 from safeeval.data import Sample
 from safeeval.generation import generation_keys
 from safeeval.judging import JudgeRuntime, judge_cached, make_judge
+from safeeval.keys import key
 from safeeval.models import folder_fingerprint
 from safeeval.registry import load_judges, load_tasks
 from safeeval.scoring import make_scorer
-from safeeval.keys import key
 from safeeval.store import Store
 from safeeval.train.config import TrainConfig
 
@@ -37,8 +37,10 @@ class _Endpoint:
 def test_generation_keys_are_unchanged():
     rendered, keys = generation_keys(_Endpoint(), [CHAT, "raw prompt"], GenParams(32, 0.0, 1.0, 7))
     assert rendered[0] == ('[{"content":"Be brief.","role":"system"},{"content":"Name a colour.","role":"user"}]')
-    assert keys == ["1142a68a3db4de5f6a755936f8478dc8681675a2e5322baa4a3a7c6427a390ea",
-                    "a8b82ba7c8a8ddac97ad0421a63c8ff09231dd610901132814e15071d39a6255"]
+    assert keys == [
+        "1142a68a3db4de5f6a755936f8478dc8681675a2e5322baa4a3a7c6427a390ea",
+        "a8b82ba7c8a8ddac97ad0421a63c8ff09231dd610901132814e15071d39a6255",
+    ]
 
 
 def test_model_fingerprints_are_unchanged(tmp_path):
@@ -52,12 +54,12 @@ def test_model_fingerprints_are_unchanged(tmp_path):
 
 def test_judgment_keys_and_judge_fingerprints_are_unchanged(tmp_path):
     store = Store(tmp_path / "s.sqlite")
-    (spec, variant), = [(load_judges()["keyword"], None)]
+    ((spec, variant),) = [(load_judges()["keyword"], None)]
     judge = make_judge(spec, variant, JudgeRuntime(store=store))
     assert judge.fingerprint == "fc5f28dd78ca0d7c"
     sample = Sample("advbench", "advbench-1", "Do a harmful thing", category="x", meta={"k": "v"})
     judge_cached(judge, store, [sample], ["I'm sorry, I cannot."], ["g" * 64])
-    (k, fp), = store.db.execute("SELECT key, judge FROM judgments").fetchall()
+    ((k, fp),) = store.db.execute("SELECT key, judge FROM judgments").fetchall()
     assert (k, fp) == ("b5f2ec40af658b958a2d9d97d41464f4e8f6e420d739306bc3ec36f5f533eea5", judge.fingerprint)
     store.close()
 
@@ -65,7 +67,10 @@ def test_judgment_keys_and_judge_fingerprints_are_unchanged(tmp_path):
 def test_scorer_and_model_judge_fingerprints_are_unchanged():
     tasks = load_tasks()
     assert {n: make_scorer(tasks[n]).fingerprint for n in ("gsm8k", "sst2", "math")} == {
-        "gsm8k": "c4cccc7eb64d4c93", "sst2": "5d04edecb840a756", "math": "cb6f8e63f1883800"}
+        "gsm8k": "c4cccc7eb64d4c93",
+        "sst2": "5d04edecb840a756",
+        "math": "cb6f8e63f1883800",
+    }
     runtime = JudgeRuntime(models={"harmbench-cls": "unused"})
     backend = SimpleNamespace(name="hf", fingerprint="fedcba9876543210", info={"name": "cls"}, tokenizer=None)
     from safeeval.judging.harmbench_cls import HarmBenchClassifier

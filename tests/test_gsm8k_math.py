@@ -79,8 +79,14 @@ def test_math_full_reads_the_tarball(specs, data_dir):
     got = data.load(specs["math-full"], None, data_dir)
     assert len(got.samples) == 5000 and "MATH_test.tar.gz sha256:8b213132fe28b588" in got.source
     assert Counter(s.meta["subject"] for s in got.samples) == {
-        "Algebra": 1187, "Counting & Probability": 474, "Geometry": 479, "Intermediate Algebra": 903,
-        "Number Theory": 540, "Prealgebra": 871, "Precalculus": 546}
+        "Algebra": 1187,
+        "Counting & Probability": 474,
+        "Geometry": 479,
+        "Intermediate Algebra": 903,
+        "Number Theory": 540,
+        "Prealgebra": 871,
+        "Precalculus": 546,
+    }
     assert set(Counter(s.meta["level"] for s in got.samples)) == {"1", "2", "3", "4", "5"}
     # ids are MATH-500's unique_ids; the 500 are a subset with the same problems
     full = {s.id: s for s in got.samples}
@@ -93,7 +99,9 @@ def test_math_full_reads_the_original_release_layout(specs, tmp_path):
     (tmp_path / "math").mkdir()
     with tarfile.open(tmp_path / "math" / "MATH_test.tar.gz", "w:gz") as tar:
         for name in ("MATH/test/algebra/2.json", "MATH/test/geometry/2.json", "MATH/train/algebra/9.json"):
-            body = json.dumps({"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "$\\boxed{1}$"}).encode()
+            body = json.dumps(
+                {"problem": "p", "level": "Level 1", "type": "Algebra", "solution": "$\\boxed{1}$"}
+            ).encode()
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
@@ -177,22 +185,32 @@ def _lm_eval_gsm8k(responses: list[str], references: list[str]) -> dict[str, lis
     kwargs = {k: v for k, v in metric.items() if k not in ("metric", "aggregation", "higher_is_better")}
     out = {}
     for flt in cfg["filter_list"]:
-        ensemble = build_filter_ensemble(flt["name"], [(f["function"], {k: v for k, v in f.items() if k != "function"})
-                                                       for f in flt["filter"]])
-        instances = [Instance("generate_until", {"answer": ref}, ("", {}), i, resps=[r])
-                     for i, (r, ref) in enumerate(zip(responses, references))]
+        ensemble = build_filter_ensemble(
+            flt["name"], [(f["function"], {k: v for k, v in f.items() if k != "function"}) for f in flt["filter"]]
+        )
+        instances = [
+            Instance("generate_until", {"answer": ref}, ("", {}), i, resps=[r])
+            for i, (r, ref) in enumerate(zip(responses, references))
+        ]
         ensemble.apply(instances)
-        out[flt["name"]] = [(inst.filtered_resps[flt["name"]],
-                             exact_match_hf_evaluate(predictions=[inst.filtered_resps[flt["name"]]], references=[ref],
-                                                     **kwargs)["exact_match"])
-                            for inst, ref in zip(instances, references)]
+        out[flt["name"]] = [
+            (
+                inst.filtered_resps[flt["name"]],
+                exact_match_hf_evaluate(predictions=[inst.filtered_resps[flt["name"]]], references=[ref], **kwargs)[
+                    "exact_match"
+                ],
+            )
+            for inst, ref in zip(instances, references)
+        ]
     return out
 
 
 def test_gsm8k_agrees_with_lm_eval(specs, tmp_path):
     samples = _gsm8k_samples(specs, tmp_path, GSM8K_CASES)
     responses = [r for r, _ in GSM8K_CASES]
-    references = [f"Work <<1+1=2>>2 out.\n#### {g}" for _, g in GSM8K_CASES]  # lm-eval's doc_to_target: the whole answer
+    references = [
+        f"Work <<1+1=2>>2 out.\n#### {g}" for _, g in GSM8K_CASES
+    ]  # lm-eval's doc_to_target: the whole answer
     lm = _lm_eval_gsm8k(responses, references)
     assert set(lm) == {"strict-match", "flexible-extract"}
     scorer = GSM8KScorer("gsm8k", {})
@@ -220,7 +238,9 @@ def test_gsm8k_agrees_with_lm_eval(specs, tmp_path):
 def test_gsm8k_lm_eval_modes(specs, tmp_path, mode):
     samples = _gsm8k_samples(specs, tmp_path, GSM8K_CASES)
     responses = [r for r, _ in GSM8K_CASES]
-    lm = _lm_eval_gsm8k(responses, [f"x\n#### {g}" for _, g in GSM8K_CASES])["strict-match" if mode == "strict" else "flexible-extract"]
+    lm = _lm_eval_gsm8k(responses, [f"x\n#### {g}" for _, g in GSM8K_CASES])[
+        "strict-match" if mode == "strict" else "flexible-extract"
+    ]
     scorer = GSM8KScorer("gsm8k", {"answer": mode})
     verdicts = [scorer.score_one(s, r) for s, r in zip(samples, responses)]
     assert [float(v.score or 0.0) for v in verdicts] == [em for _, em in lm]
@@ -228,15 +248,25 @@ def test_gsm8k_lm_eval_modes(specs, tmp_path, mode):
 
 
 def test_gsm8k_edge_cases(specs, tmp_path):
-    cases = [("#### 1,234.", "1234"), ("The answer is $18.", "18"), ("#### 18\nCheck: 3 + 15 = 18 and 2 more", "18"),
-             ("no digits here", "3"), ("#### 7 then later 9", "7")]
+    cases = [
+        ("#### 1,234.", "1234"),
+        ("The answer is $18.", "18"),
+        ("#### 18\nCheck: 3 + 15 = 18 and 2 more", "18"),
+        ("no digits here", "3"),
+        ("#### 7 then later 9", "7"),
+    ]
     samples = _gsm8k_samples(specs, tmp_path, cases)
     s = GSM8KScorer("gsm8k", {})
     v = [s.score_one(x, r) for x, (r, _) in zip(samples, cases)]
     assert (v[0].score, v[0].note, v[0].extra["gold"]) == (1.0, "1,234.", "1234")
     assert (v[1].score, v[1].extra["source"], v[1].extra["strict"]) == (1.0, "flexible", None)
     assert (v[2].score, v[2].extra["flexible_correct"]) == (1.0, False)  # the marked answer wins over a later number
-    assert (v[3].status, v[3].score, v[3].extra["strict_correct"], v[3].extra["flexible_correct"]) == ("unparsed", None, False, False)
+    assert (v[3].status, v[3].score, v[3].extra["strict_correct"], v[3].extra["flexible_correct"]) == (
+        "unparsed",
+        None,
+        False,
+        False,
+    )
     assert (v[4].score, v[4].extra["flexible"]) == (1.0, "9")
     with pytest.raises(SafeevalError, match="strict-then-flexible"):
         GSM8KScorer("gsm8k", {"answer": "best"})
@@ -312,8 +342,10 @@ MATH_VERIFY_ONLY = {
 
 
 def _math_samples(cases) -> list[Sample]:
-    return [Sample(task="math", id=str(i), prompt="p", target=gold, meta={"subject": "Algebra", "level": "1"})
-            for i, (_, gold) in enumerate(cases)]
+    return [
+        Sample(task="math", id=str(i), prompt="p", target=gold, meta={"subject": "Algebra", "level": "1"})
+        for i, (_, gold) in enumerate(cases)
+    ]
 
 
 def _hendrycks():
@@ -382,28 +414,51 @@ def test_math_agrees_with_lm_eval_math_verify_metric(minerva, monkeypatch):
 
 def test_math_unparsed_and_summary_by_subject_and_level():
     scorer = MathScorer("math", {})
-    cases = [("$\\boxed{2}$", "2", "Algebra", "1"), ("$\\boxed{3}$", "2", "Algebra", "2"), ("no box: 2", "2", "Algebra", "2"),
-             ("$\\boxed{\\frac{1}{3}}$", "\\frac13", "Geometry", "2"), ("\\boxed{", "4", "Geometry", "5")]
-    samples = [Sample(task="math", id=str(i), prompt="p", target=g, meta={"subject": s, "level": lv})
-               for i, (_, g, s, lv) in enumerate(cases)]
+    cases = [
+        ("$\\boxed{2}$", "2", "Algebra", "1"),
+        ("$\\boxed{3}$", "2", "Algebra", "2"),
+        ("no box: 2", "2", "Algebra", "2"),
+        ("$\\boxed{\\frac{1}{3}}$", "\\frac13", "Geometry", "2"),
+        ("\\boxed{", "4", "Geometry", "5"),
+    ]
+    samples = [
+        Sample(task="math", id=str(i), prompt="p", target=g, meta={"subject": s, "level": lv})
+        for i, (_, g, s, lv) in enumerate(cases)
+    ]
     verdicts = [v.as_dict() for v in scorer.judge(samples, [r for r, *_ in cases])]
     assert [v["status"] for v in verdicts] == ["ok", "ok", "unparsed", "ok", "unparsed"]
     assert [v["score"] for v in verdicts] == [1.0, 0.0, None, 1.0, None]
     summary = scorer.summarize(samples, verdicts, seed=0)
-    assert {k: (r["value"], r["n"]) for k, r in summary["by_subject"].items()} == {"Algebra": (1 / 3, 3), "Geometry": (0.5, 2)}
-    assert {k: (r["value"], r["n"]) for k, r in summary["by_level"].items()} == {"1": (1.0, 1), "2": (1 / 3, 3), "5": (0.0, 1)}
+    assert {k: (r["value"], r["n"]) for k, r in summary["by_subject"].items()} == {
+        "Algebra": (1 / 3, 3),
+        "Geometry": (0.5, 2),
+    }
+    assert {k: (r["value"], r["n"]) for k, r in summary["by_level"].items()} == {
+        "1": (1.0, 1),
+        "2": (1 / 3, 3),
+        "5": (0.0, 1),
+    }
     acc = metrics.utility_summary(verdicts)
     assert acc["accuracy"]["value"] == pytest.approx(0.4) and acc["no_answer"] == 2
 
 
 def test_math_full_solution_target_gives_its_last_boxed_answer():
     scorer = MathScorer("math", {})
-    sample = Sample(task="math-full", id="x", prompt="p",
-                    target="First $\\boxed{1}$ is wrong... so $x=\\boxed{\\frac{\\sqrt{3}}{2}}$.")
+    sample = Sample(
+        task="math-full",
+        id="x",
+        prompt="p",
+        target="First $\\boxed{1}$ is wrong... so $x=\\boxed{\\frac{\\sqrt{3}}{2}}$.",
+    )
     v = scorer.score_one(sample, "The value is $\\boxed{\\frac{\\sqrt3}{2}}$.")
     assert v.extra["gold"] == "\\frac{\\sqrt{3}}{2}" and v.score == 1.0
 
 
 def test_scorers_are_made_from_the_specs(specs):
-    for name, cls in (("gsm8k", GSM8KScorer), ("gsm8k-fewshot", GSM8KScorer), ("math", MathScorer), ("math-full", MathScorer)):
+    for name, cls in (
+        ("gsm8k", GSM8KScorer),
+        ("gsm8k-fewshot", GSM8KScorer),
+        ("math", MathScorer),
+        ("math-full", MathScorer),
+    ):
         assert isinstance(make_scorer(specs[name]), cls) and specs[name].kind == "utility"

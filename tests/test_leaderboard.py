@@ -9,9 +9,9 @@ import statistics
 from pathlib import Path
 
 import pytest
+from run_files import write_run
 from typer.testing import CliRunner
 
-from run_files import write_run
 from safeeval import results
 from safeeval.cli import app
 from safeeval.errors import SafeevalError
@@ -37,17 +37,49 @@ def acc_of(model: str, method: str, seed: int) -> float:
 
 def results_dict(model: str, method: str, seed: int, *, scenario: str = "benign-ft", gsm8k: bool = True) -> dict:
     asr = asr_of(model, method, seed)
-    metrics = {"advbench": {"keyword": {
-        "n": 200, "asr": _rate(asr), "n_harmful": 200, "n_judged": 198, "not_judged": 2, "unparsed": 0,
-        "harmful_score": _rate(asr * 0.9), "by": {"category": {"x": {"asr": _rate(asr)}}}}},
-        "smoke": {"keyword": {"n": 40, "asr": _rate(asr + 0.05, 20), "benign_refusal_rate": _rate(0.1, 20),
-                              "n_benign": 20, "n_harmful": 20, "n_judged": 20, "not_judged": 0, "unparsed": 0}}}
+    metrics = {
+        "advbench": {
+            "keyword": {
+                "n": 200,
+                "asr": _rate(asr),
+                "n_harmful": 200,
+                "n_judged": 198,
+                "not_judged": 2,
+                "unparsed": 0,
+                "harmful_score": _rate(asr * 0.9),
+                "by": {"category": {"x": {"asr": _rate(asr)}}},
+            }
+        },
+        "smoke": {
+            "keyword": {
+                "n": 40,
+                "asr": _rate(asr + 0.05, 20),
+                "benign_refusal_rate": _rate(0.1, 20),
+                "n_benign": 20,
+                "n_harmful": 20,
+                "n_judged": 20,
+                "not_judged": 0,
+                "unparsed": 0,
+            }
+        },
+    }
     if gsm8k:
-        metrics["gsm8k"] = {"gsm8k": {"accuracy": _rate(acc_of(model, method, seed), 1000, 0.03), "n": 1000,
-                                      "no_answer": 12, "not_scored": 0,
-                                      "exact_match_strict": _rate(acc_of(model, method, seed) - 0.1, 1000, 0.03)}}
-    return {"schema_version": results.SCHEMA_VERSION, "model": {"name": model, "backend": "hf"}, "seed": seed,
-            "training": {"method": method, "scenario": scenario, "seed": seed}, "metrics": metrics}
+        metrics["gsm8k"] = {
+            "gsm8k": {
+                "accuracy": _rate(acc_of(model, method, seed), 1000, 0.03),
+                "n": 1000,
+                "no_answer": 12,
+                "not_scored": 0,
+                "exact_match_strict": _rate(acc_of(model, method, seed) - 0.1, 1000, 0.03),
+            }
+        }
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": {"name": model, "backend": "hf"},
+        "seed": seed,
+        "training": {"method": method, "scenario": scenario, "seed": seed},
+        "metrics": metrics,
+    }
 
 
 @pytest.fixture
@@ -74,12 +106,21 @@ def runs(run_dirs):
 def test_rows_and_columns(runs):
     board = lb.build(runs)
     assert len(board.rows) == 13
-    assert [c.name for c in board.columns] == ["advbench/keyword ASR", "smoke/keyword ASR",
-                                               "smoke/keyword benign refusal", "gsm8k accuracy"]
+    assert [c.name for c in board.columns] == [
+        "advbench/keyword ASR",
+        "smoke/keyword ASR",
+        "smoke/keyword benign refusal",
+        "gsm8k accuracy",
+    ]
     first = board.rows[0]
     assert first.label == "llama · lora · benign-ft · seed 0"
     cell = first.cells["advbench/keyword ASR"]
-    assert (cell.value, cell.ci_low, cell.ci_high, cell.n) == (pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.15), 200)
+    assert (cell.value, cell.ci_low, cell.ci_high, cell.n) == (
+        pytest.approx(0.1),
+        pytest.approx(0.05),
+        pytest.approx(0.15),
+        200,
+    )
     assert lb.cell_text(cell, board.columns[0]) == "10.0 [5.0, 15.0]"
     assert "gsm8k accuracy" not in board.rows[-1].cells  # the base run has no gsm8k
 
@@ -103,7 +144,9 @@ def test_deltas_against_a_baseline(runs, run_dirs):
     base = [r for r in board.rows if r.is_baseline]
     assert len(base) == 1 and base[0].deltas["advbench/keyword ASR"] == 0
     qwen_full_2 = next(r for r in board.rows if r.label == "qwen · full · benign-ft · seed 2")
-    assert qwen_full_2.deltas["advbench/keyword ASR"] == pytest.approx(asr_of("qwen", "full", 2) - asr_of("llama", "lora", 0))
+    assert qwen_full_2.deltas["advbench/keyword ASR"] == pytest.approx(
+        asr_of("qwen", "full", 2) - asr_of("llama", "lora", 0)
+    )
     assert qwen_full_2.deltas["gsm8k accuracy"] == pytest.approx(acc_of("qwen", "full", 2) - acc_of("llama", "lora", 0))
     # A baseline without gsm8k: no delta there, shown as "-".
     by_dir = lb.build(runs, baseline=str(run_dirs[-1]))
@@ -123,7 +166,13 @@ def test_deltas_against_a_baseline(runs, run_dirs):
 
 def test_grouping_mean_and_sample_std_over_seeds(runs):
     board = lb.build(runs, group_by=["model", "method"])
-    assert [r.label for r in board.rows] == ["llama · lora", "llama · full", "qwen · lora", "qwen · full", "llama · base"]
+    assert [r.label for r in board.rows] == [
+        "llama · lora",
+        "llama · full",
+        "qwen · lora",
+        "qwen · full",
+        "llama · base",
+    ]
     row = board.rows[3]
     values = [asr_of("qwen", "full", s) for s in SEEDS]
     cell = row.cells["advbench/keyword ASR"]
@@ -155,7 +204,11 @@ def test_sorting_and_filtering(runs):
     deltas = lb.build(runs, baseline="base", sort="advbench/keyword Δ ASR")
     assert [r.deltas["advbench/keyword ASR"] for r in deltas.rows[:2]] == [0, 0]  # a tie keeps the input order
     assert deltas.rows[1].is_baseline and deltas.rows[-1].label == "qwen · full · benign-ft · seed 2"
-    with pytest.raises(SafeevalError, match=r"--sort 'F1' is not a column; sort by one of: run, model, trained_on, method, scenario, seed, advbench/keyword ASR"):
+    with pytest.raises(
+        SafeevalError,
+        match=r"--sort 'F1' is not a column; sort by one of: run, model, trained_on, method, scenario, seed, "
+        r"advbench/keyword ASR",
+    ):
         lb.build(runs, sort="F1")
 
     picked = lb.build(runs, filters=lb.parse_filters(["method=lora", "seed=1", "seed=2"]))
@@ -175,12 +228,16 @@ def test_formats(runs):
     md = lb.render_markdown(board).splitlines()
     assert md[0].startswith("| run | advbench/keyword ASR % | advbench/keyword Δ ASR pp |")
     assert md[1].startswith("|---|---:|") and md[2 + 13] == "" and md[2 + 13 + 2] == ""
-    assert md[2 + 13 + 3:] == ["- judge keyword: unvalidated",  # results from before judge cards
-                               "- contamination not checked in 13 rows (results written before the check, or its "
-                               "data was not at hand): llama · lora · benign-ft · seed 0, llama · lora · benign-ft · "
-                               "seed 1, llama · lora · benign-ft · seed 2, ..."]
-    assert "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | -0.0 |" in md[2] or \
-           "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | +0.0 |" in md[2]
+    assert md[2 + 13 + 3 :] == [
+        "- judge keyword: unvalidated",  # results from before judge cards
+        "- contamination not checked in 13 rows (results written before the check, or its "
+        "data was not at hand): llama · lora · benign-ft · seed 0, llama · lora · benign-ft · "
+        "seed 1, llama · lora · benign-ft · seed 2, ...",
+    ]
+    assert (
+        "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | -0.0 |" in md[2]
+        or "| llama · lora · benign-ft · seed 0 | 10.0 [5.0, 15.0] | +0.0 |" in md[2]
+    )
 
     rows = list(csv.DictReader(io.StringIO(lb.render_csv(board))))
     assert len(rows) == 13
@@ -195,8 +252,15 @@ def test_formats(runs):
     assert cell == {"value": 0.5, "ci_low": 0.47, "ci_high": 0.53, "n": 1000}
     assert data["rows"][-1]["cells"]["gsm8k accuracy"] is None
     assert data["rows"][-1]["is_baseline"] and data["baseline"] == "llama · base · seed 0"
-    assert data["columns"][0] == {"name": "advbench/keyword ASR", "task": "advbench", "evaluator": "keyword",
-                                  "metric": "ASR", "key": "asr", "kind": "safety", "delta": "advbench/keyword Δ ASR"}
+    assert data["columns"][0] == {
+        "name": "advbench/keyword ASR",
+        "task": "advbench",
+        "evaluator": "keyword",
+        "metric": "ASR",
+        "key": "asr",
+        "kind": "safety",
+        "delta": "advbench/keyword Δ ASR",
+    }
 
     grouped = json.loads(lb.render_json(lb.build(runs, group_by=["model"])))
     assert grouped["grouped_by"] == ["model"]
@@ -222,8 +286,21 @@ def test_cli(run_dirs, tmp_path):
     assert got.exit_code == 0, got.output
     assert "10.0 [5.0, 15.0]" in got.output and "llama · base" in got.output
 
-    got = runner.invoke(app, [*args, "--group-by", "model,method", "--baseline", "base", "--format", "markdown",
-                              "--sort", "advbench/keyword Δ ASR", "--desc"])
+    got = runner.invoke(
+        app,
+        [
+            *args,
+            "--group-by",
+            "model,method",
+            "--baseline",
+            "base",
+            "--format",
+            "markdown",
+            "--sort",
+            "advbench/keyword Δ ASR",
+            "--desc",
+        ],
+    )
     assert got.exit_code == 0, got.output
     lines = got.output.splitlines()
     assert lines[0].startswith("| group | seeds | advbench/keyword ASR % | advbench/keyword Δ ASR pp |")
@@ -236,13 +313,18 @@ def test_cli(run_dirs, tmp_path):
     assert len(data["rows"]) == 6 and [c["name"] for c in data["columns"]] == ["gsm8k accuracy"]
 
     got = runner.invoke(app, [*args, "--format", "csv", "--metrics", "accuracy"])
-    assert got.exit_code == 0 and got.output.splitlines()[0] == \
-        "label,model,trained_on,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high," \
+    assert (
+        got.exit_code == 0
+        and got.output.splitlines()[0]
+        == "label,model,trained_on,method,scenario,seed,gsm8k accuracy,gsm8k accuracy_ci_low,gsm8k accuracy_ci_high,"
         "contamination"
+    )
 
-    for extra, msg in [(["--sort", "nope"], "not a column; sort by one of: run"),
-                       (["--filter", "colour=red"], "unknown key 'colour'"),
-                       (["--format", "xml"], "choose one of table, markdown, csv, json")]:
+    for extra, msg in [
+        (["--sort", "nope"], "not a column; sort by one of: run"),
+        (["--filter", "colour=red"], "unknown key 'colour'"),
+        (["--format", "xml"], "choose one of table, markdown, csv, json"),
+    ]:
         got = runner.invoke(app, [*args, *extra])
         assert got.exit_code == 2 and msg in " ".join(got.output.split()), got.output
     got = runner.invoke(app, ["leaderboard"])
@@ -259,7 +341,9 @@ def test_cli_reads_the_store(run_dirs, tmp_path):
     for d in run_dirs[:3]:
         db.put_run(str(d.resolve()), results.read(d).to_dict())
     db.close()
-    got = CliRunner().invoke(app, ["leaderboard", "--store", str(tmp_path / "s.sqlite"), str(run_dirs[0]), "--format", "json"])
+    got = CliRunner().invoke(
+        app, ["leaderboard", "--store", str(tmp_path / "s.sqlite"), str(run_dirs[0]), "--format", "json"]
+    )
     assert got.exit_code == 0, got.output
     assert len(json.loads(got.output)["rows"]) == 3  # the folder also in the store is one row
 
@@ -273,11 +357,18 @@ def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_pa
             folders.append(tmp_path / f"{Path(task).stem}-{seed}" / "score")  # as train-and-score writes them
             write_run(folders[-1], r, [])
     align = results_dict("qwen", "full", 0)
-    align["training"] = {**align["training"], "task": "dolly", "stage": "align", "scenario": "-", "method": "align (er)"}
+    align["training"] = {
+        **align["training"],
+        "task": "dolly",
+        "stage": "align",
+        "scenario": "-",
+        "method": "align (er)",
+    }
     write_run(tmp_path / "aligned" / "score", align, [])
     runs = load_runs([*folders, tmp_path / "aligned" / "score"])
-    assert {r.label for r in runs} == {f"llama · {t} · lora · benign-ft · seed {s}" for t in ("sst2", "gsm8k", "mine")
-                                       for s in (0, 1)} | {"qwen · align (er) · seed 0"}
+    assert {r.label for r in runs} == {
+        f"llama · {t} · lora · benign-ft · seed {s}" for t in ("sst2", "gsm8k", "mine") for s in (0, 1)
+    } | {"qwen · align (er) · seed 0"}
     grouped = lb.build(runs, group_by=["trained_on", "method"])
     assert sorted(row.label for row in grouped.rows) == ["- · align (er)", "gsm8k · lora", "mine · lora", "sst2 · lora"]
     assert lb.build(runs, filters=lb.parse_filters(["trained_on=gsm8k"])).rows[0].label.startswith("llama · gsm8k")
@@ -292,8 +383,18 @@ def test_judge_cards_and_shells_stand_beside_the_scores(tmp_path):
     without them are default columns."""
     from safeeval.cards import judge_card
 
-    refusal_only = judge_card([{"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9,
-                                "cohen_kappa": 0.8, "n": 1350, "labels_hash": "abc"}])
+    refusal_only = judge_card(
+        [
+            {
+                "label_set": "xstest-completions",
+                "scheme": "refusal",
+                "agreement": 0.9,
+                "cohen_kappa": 0.8,
+                "n": 1350,
+                "labels_hash": "abc",
+            }
+        ]
+    )
     folders = []
     for name, card in (("carded", refusal_only), ("old", None)):
         r = results_dict("llama", name, 0, gsm8k=False)
@@ -305,8 +406,10 @@ def test_judge_cards_and_shells_stand_beside_the_scores(tmp_path):
     board = lb.build(load_runs(folders), tasks=["advbench"])
     assert [c.metric for c in board.columns] == ["ASR", "ASR without shells", "degenerate", "shells"]
     line = next(x for x in lb.legend(board) if x.startswith("judge keyword"))
-    assert line == ("judge keyword: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, "
-                    "n 1350 (validates refusal detection, not harm) (1 rows); or unvalidated (1 rows)")
+    assert line == (
+        "judge keyword: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, "
+        "n 1350 (validates refusal detection, not harm) (1 rows); or unvalidated (1 rows)"
+    )
     assert line in lb.render_text(board, 400).splitlines()  # under the terminal table
     rows = list(csv.DictReader(io.StringIO(lb.render_csv(board))))
     assert rows[0]["judge card: keyword"].endswith("(validates refusal detection, not harm)")

@@ -10,8 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import lm_eval  # a dependency of safeeval, not an optional extra: never skipped
 import pytest
 import yaml
+from lm_eval.api.model import LM
 
 from safeeval import lmeval, run
 from safeeval.backends.base import Completion, render_as_json
@@ -19,9 +21,6 @@ from safeeval.errors import SafeevalError
 from safeeval.lmeval import load_lmeval_task
 from safeeval.run import ScoreConfig, score
 from safeeval.scoring import make_scorer
-
-import lm_eval  # a dependency of safeeval, not an optional extra: never skipped
-from lm_eval.api.model import LM
 
 TASK = "gsm8k_local"
 N = 40  # docs compared with lm-eval's evaluator
@@ -35,12 +34,20 @@ def include(tmp_path_factory, data_dir) -> tuple[str, ...]:
     files = {"test": str(data_dir / "gsm8k" / "test.jsonl"), "train": str(data_dir / "gsm8k" / "train.jsonl")}
     cfg = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k.yaml").read_text())
     cfg.pop("tag", None)  # not part of lm-eval's math_word_problems tag
-    cfg.update(task=TASK, dataset_path="json", dataset_name=None,
-               dataset_kwargs={"data_files": files, "cache_dir": cache})
+    cfg.update(
+        task=TASK, dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": files, "cache_dir": cache}
+    )
     (folder / f"{TASK}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    rolling = {"task": "gsm8k_rolling_local", "dataset_path": "json", "output_type": "loglikelihood_rolling",
-               "dataset_kwargs": {"data_files": {"test": files["test"]}, "cache_dir": cache}, "test_split": "test",
-               "doc_to_text": "", "doc_to_target": "{{answer}}", "metric_list": [{"metric": "word_perplexity"}]}
+    rolling = {
+        "task": "gsm8k_rolling_local",
+        "dataset_path": "json",
+        "output_type": "loglikelihood_rolling",
+        "dataset_kwargs": {"data_files": {"test": files["test"]}, "cache_dir": cache},
+        "test_split": "test",
+        "doc_to_text": "",
+        "doc_to_target": "{{answer}}",
+        "metric_list": [{"metric": "word_perplexity"}],
+    }
     (folder / "gsm8k_rolling_local.yaml").write_text(yaml.safe_dump(rolling))
     return (str(folder.resolve()),)
 
@@ -53,13 +60,13 @@ def crafted(doc: dict) -> str:
     """Answers that separate the two filters, the stop sequence and wrong answers (picked by the doc's text)."""
     ans = _answer(doc)
     return [
-        f"Let me work it out.\n#### {ans}",                         # strict and flexible right
-        f"The answer is {ans}.",                                    # strict: no '####'; flexible right
-        f"#### {int(ans.replace(',', '')) + 1}",                   # both wrong
-        "I cannot tell.",                                           # neither finds a number
-        f"It is {ans}\n\nQuestion: and another? #### 999",          # cut at 'Question:' before scoring
-        f"#### {ans}</s> trailing 12345",                           # cut at '</s>'
-        f"${ans}.00 total, so #### {ans}",                          # strict right; flexible takes the last number
+        f"Let me work it out.\n#### {ans}",  # strict and flexible right
+        f"The answer is {ans}.",  # strict: no '####'; flexible right
+        f"#### {int(ans.replace(',', '')) + 1}",  # both wrong
+        "I cannot tell.",  # neither finds a number
+        f"It is {ans}\n\nQuestion: and another? #### 999",  # cut at 'Question:' before scoring
+        f"#### {ans}</s> trailing 12345",  # cut at '</s>'
+        f"${ans}.00 total, so #### {ans}",  # strict right; flexible takes the last number
     ][int(hashlib.sha256(doc["question"].encode()).hexdigest(), 16) % 7]
 
 
@@ -95,9 +102,17 @@ class CraftedLM(LM):
 
 def _evaluate(include, num_fewshot: int, chat: bool = False):
     lm = CraftedLM(chat)
-    res = lm_eval.simple_evaluate(model=lm, tasks=[TASK], num_fewshot=num_fewshot, limit=N, bootstrap_iters=0,
-                                  log_samples=True, apply_chat_template=chat, fewshot_as_multiturn=False,
-                                  task_manager=lmeval._manager(include))
+    res = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[TASK],
+        num_fewshot=num_fewshot,
+        limit=N,
+        bootstrap_iters=0,
+        log_samples=True,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=False,
+        task_manager=lmeval._manager(include),
+    )
     return lm, res
 
 
@@ -144,7 +159,10 @@ def test_scores_equal_lm_eval_evaluator(include):
     assert len(theirs) == 2 * N
     for s, v in zip(samples, verdicts):
         for filter_key in ("strict-match", "flexible-extract"):
-            assert v["extra"]["metrics"][filter_key]["exact_match"] == theirs[(s.meta["doc_id"], filter_key)], (s.id, filter_key)
+            assert v["extra"]["metrics"][filter_key]["exact_match"] == theirs[(s.meta["doc_id"], filter_key)], (
+                s.id,
+                filter_key,
+            )
         assert v["status"] == "ok" and v["score"] == v["extra"]["metrics"]["strict-match"]["exact_match"]
     summary = scorer.summarize(samples, verdicts, seed=0)["lmeval"]
     assert summary["primary"] == "exact_match,strict-match"
@@ -153,17 +171,24 @@ def test_scores_equal_lm_eval_evaluator(include):
         assert ours["value"] == pytest.approx(res["results"][TASK][key]) and ours["n"] == N
         assert ours["aggregation"] == "mean" and ours["ci_low"] <= ours["value"] <= ours["ci_high"]
         assert 0 < ours["value"] < 1  # the crafted answers make this a real comparison
-    assert summary["results"]["exact_match,strict-match"]["value"] != summary["results"]["exact_match,flexible-extract"]["value"]
+    assert (
+        summary["results"]["exact_match,strict-match"]["value"]
+        != summary["results"]["exact_match,flexible-extract"]["value"]
+    )
     assert any(v["extra"]["stopped_at"] == "Question:" for v in verdicts)
 
 
-@pytest.mark.parametrize("name,output_type", [("hellaswag", "multiple_choice"), ("gsm8k_rolling_local", "loglikelihood_rolling")])
+@pytest.mark.parametrize(
+    "name,output_type", [("hellaswag", "multiple_choice"), ("gsm8k_rolling_local", "loglikelihood_rolling")]
+)
 def test_loglikelihood_tasks_fail_with_one_sentence(include, name, output_type):
     with pytest.raises(SafeevalError) as err:
         load_lmeval_task(f"lmeval:{name}", include_path=list(include))
     msg = str(err.value)
-    assert msg.startswith(f"lm-eval task {name} needs log-likelihoods (output_type {output_type}): safeeval's backends "
-                          f"generate text; run it with lm-eval itself (hf or vllm model), or pick a generative task")
+    assert msg.startswith(
+        f"lm-eval task {name} needs log-likelihoods (output_type {output_type}): safeeval's backends "
+        f"generate text; run it with lm-eval itself (hf or vllm model), or pick a generative task"
+    )
     assert "hf and vllm" in msg and msg.count(". ") == 0 and "\n" not in msg
 
 
@@ -205,21 +230,37 @@ def test_end_to_end_in_safeeval_score(include, tmp_path, monkeypatch, data_dir):
     assert labels == [(f"lmeval:{TASK}", "lmeval"), ("smoke", None)]
     _, got = load_lmeval_task(f"lmeval:{TASK}", include_path=list(include))
     answers = {s.prompt: crafted(s.meta["doc"]) for s in got.samples}
-    cfg = ScoreConfig(model="crafted", tasks=[f"lmeval:{TASK}", "smoke"], limit=30, out=tmp_path / "run",
-                      store=tmp_path / "store.sqlite")
-    smoke = {s.prompt: "I'm sorry, but I cannot help with that." for s in run.data.load(run.registry.load_tasks()["smoke"], None, None).samples}
+    cfg = ScoreConfig(
+        model="crafted",
+        tasks=[f"lmeval:{TASK}", "smoke"],
+        limit=30,
+        out=tmp_path / "run",
+        store=tmp_path / "store.sqlite",
+    )
+    smoke = {
+        s.prompt: "I'm sorry, but I cannot help with that."
+        for s in run.data.load(run.registry.load_tasks()["smoke"], None, None).samples
+    }
     res = score(cfg, backend=CraftedBackend({**answers, **smoke}))
     label = f"lmeval:{TASK}"
     assert res.tasks[label].n_samples == 30 and res.tasks[label].spec_hash
     block = res.metrics[label]["lmeval"]
-    rows = [r for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").read_text().splitlines()) if r["task"] == label]
+    rows = [
+        r for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").read_text().splitlines()) if r["task"] == label
+    ]
     strict = [r["verdicts"]["lmeval"]["extra"]["metrics"]["strict-match"]["exact_match"] for r in rows]
     assert block["accuracy"]["value"] == pytest.approx(sum(strict) / 30)
     assert block["lmeval"]["results"]["exact_match,strict-match"]["value"] == pytest.approx(sum(strict) / 30)
     # lm-eval's evaluator on exactly these docs gives the same numbers.
     ids = sorted(r["meta"]["doc_id"] for r in rows)
-    theirs = lm_eval.simple_evaluate(model=CraftedLM(), tasks=[TASK], samples={TASK: ids}, bootstrap_iters=0,
-                                     num_fewshot=0, task_manager=lmeval._manager(include))["results"][TASK]
+    theirs = lm_eval.simple_evaluate(
+        model=CraftedLM(),
+        tasks=[TASK],
+        samples={TASK: ids},
+        bootstrap_iters=0,
+        num_fewshot=0,
+        task_manager=lmeval._manager(include),
+    )["results"][TASK]
     for key in ("exact_match,strict-match", "exact_match,flexible-extract"):
         assert block["lmeval"]["results"][key]["value"] == pytest.approx(theirs[key])
     assert res.metrics["smoke"]["keyword"]["asr"]["value"] == 0.0  # safety tasks ride along unchanged

@@ -6,11 +6,13 @@ import json
 
 from safeeval.backends import GenParams, make_backend
 from safeeval.generation import generation_keys
-from safeeval.run import ScoreConfig, score
 from safeeval.keys import key
+from safeeval.run import ScoreConfig, score
 
-CHATS = [[{"role": "user", "content": text}] for text in
-         ["Write a poem about the sea.", "Hi", "Explain how vaccines train the immune system.", "Sorry?"]]
+CHATS = [
+    [{"role": "user", "content": text}]
+    for text in ["Write a poem about the sea.", "Hi", "Explain how vaccines train the immune system.", "Sorry?"]
+]
 
 
 def _texts(backend, params):
@@ -40,16 +42,24 @@ def test_only_a_merged_generation_gets_the_merged_key_component(tiny_model, tiny
         assert keys == [key("generation", "hf", backend.fingerprint, params.as_dict(), r) for r in rendered]
     merged = make_backend("hf", str(tiny_model), adapter=str(tiny_adapter))
     rendered, keys = generation_keys(merged, CHATS, params)
-    assert keys == [key("generation", "hf", merged.fingerprint, params.as_dict(), r, {"merged": True})
-                    for r in rendered]
+    assert keys == [
+        key("generation", "hf", merged.fingerprint, params.as_dict(), r, {"merged": True}) for r in rendered
+    ]
     assert set(keys).isdisjoint(generation_keys(unmerged, CHATS, params)[1])
 
 
 def test_results_record_merged_and_a_merged_run_regenerates_what_an_unmerged_one_cached(
-        tiny_model, tiny_adapter, tmp_path):
+    tiny_model, tiny_adapter, tmp_path
+):
     def run(name: str, **options):
-        cfg = ScoreConfig(model=str(tiny_model), tasks=["smoke"], max_new_tokens=6, out=tmp_path / name,
-                          store=tmp_path / "store.sqlite", backend_options={"batch_size": 8, **options})
+        cfg = ScoreConfig(
+            model=str(tiny_model),
+            tasks=["smoke"],
+            max_new_tokens=6,
+            out=tmp_path / name,
+            store=tmp_path / "store.sqlite",
+            backend_options={"batch_size": 8, **options},
+        )
         return score(cfg)
 
     unmerged = run("unmerged", adapter=str(tiny_adapter), merge_adapter=False)
@@ -57,9 +67,13 @@ def test_results_record_merged_and_a_merged_run_regenerates_what_an_unmerged_one
     assert unmerged.counts["generated_now"] == merged.counts["generated_now"] == 40  # no stale hit
     assert run("merged", adapter=str(tiny_adapter)).counts["generated_now"] == 0  # its own cache serves it
     assert run("base").model.merged is False
-    recorded = {name: json.loads((tmp_path / name / "results.json").read_text())["model"]["merged"]
-                for name in ("unmerged", "merged", "base")}
+    recorded = {
+        name: json.loads((tmp_path / name / "results.json").read_text())["model"]["merged"]
+        for name in ("unmerged", "merged", "base")
+    }
     assert recorded == {"unmerged": False, "merged": True, "base": False}
     rows = [json.loads(line) for line in (tmp_path / "merged" / "samples.jsonl").read_text().splitlines()]
     assert {r["generation_key"] for r in rows}.isdisjoint(
-        json.loads(line)["generation_key"] for line in (tmp_path / "unmerged" / "samples.jsonl").read_text().splitlines())
+        json.loads(line)["generation_key"]
+        for line in (tmp_path / "unmerged" / "samples.jsonl").read_text().splitlines()
+    )

@@ -15,8 +15,9 @@ from safeeval.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command,name", [(["tasks"], "directharm4"), (["judges"], "harmbench-cls"),
-                                          (["train", "--list"], "advbench-pairs")])
+@pytest.mark.parametrize(
+    "command,name", [(["tasks"], "directharm4"), (["judges"], "harmbench-cls"), (["train", "--list"], "advbench-pairs")]
+)
 def test_listings_grep_in_a_narrow_pipe(command, name):
     got = runner.invoke(app, command, env={"COLUMNS": "80"})
     assert got.exit_code == 0, got.output
@@ -33,8 +34,26 @@ def test_listings_take_a_format():
 
 def test_a_training_run_in_a_log_writes_steps_not_dicts(tiny_model, tmp_path, data_dir):
     env = {**os.environ, "SAFEEVAL_LOG_INTERVAL": "0", "SAFEEVAL_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "safeeval", "train", "--base", str(tiny_model), "--task", "sst2", "--steps", "4",
-           "--batch-size", "2", "--save-steps", "2", "--out", str(tmp_path / "run"), "--data-dir", str(data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "safeeval",
+        "train",
+        "--base",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--save-steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--data-dir",
+        str(data_dir),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     log = done.stdout + done.stderr

@@ -10,8 +10,22 @@ from conftest import REPO
 
 
 def test_wheel_carries_task_and_judge_specs(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next(tmp_path.glob("safeeval-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for spec in (REPO / "tasks").glob("*.yaml"):
@@ -28,7 +42,13 @@ def test_wheel_carries_task_and_judge_specs(tmp_path):
 
 
 def test_registry_lists_tasks_from_another_folder(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "safeeval", "tasks"], cwd=tmp_path, capture_output=True,
-                         text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "safeeval", "tasks"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        check=True,
+    ).stdout
     for name in ("advbench", "harmbench", "hexphi", "smoke"):
         assert name in out

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import require
+
 from safeeval.errors import SafeevalError
 from safeeval.scoring import sandbox
 from safeeval.scoring.humaneval import HumanEvalScorer
@@ -33,7 +33,7 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 # Runs argv[1:] as root of a new user namespace that maps every uid and gid to itself (so the sandbox's
 # uid pool works in it) and may create no network namespace.
-NO_NETNS = r'''
+NO_NETNS = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 ready_r, ready_w = os.pipe()
@@ -54,11 +54,11 @@ for name in ("uid_map", "gid_map"):
 os.write(go_w, b"1")
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
-'''
+"""
 
 # Imports the sandbox straight from this checkout (safeeval's __init__ would pull in torch), then runs one
 # program with each setting of `allow` and prints what happened as JSON.
-PROBE = r'''
+PROBE = r"""
 import json, sys, types
 for name, path in (("safeeval", {repo!r} + "/safeeval"), ("safeeval.scoring", {repo!r} + "/safeeval/scoring")):
     m = types.ModuleType(name); m.__path__ = [path]; sys.modules[name] = m
@@ -74,7 +74,7 @@ for allow in ([], {allow!r}):
     except SafeevalError as exc:
         out[",".join(allow) or "-"] = {{"error": str(exc)}}
 print(json.dumps(out))
-'''
+"""
 
 
 def _needs(*tools: str) -> None:
@@ -85,8 +85,14 @@ def _needs(*tools: str) -> None:
 
 def _run(prefix: list[str], python: str, allow: list[str]) -> dict:
     script = PROBE.format(repo=str(REPO), allow=allow)
-    done = subprocess.run([*prefix, python, "-I", "-c", script], capture_output=True, text=True, timeout=180,
-                          env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    done = subprocess.run(
+        [*prefix, python, "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -104,8 +110,13 @@ def test_without_a_network_namespace_the_sandbox_refuses_unless_allowed(who):
     require(probe.returncode != 0, "could not forbid network namespaces in a user namespace here")
     prefix = [sys.executable, "-c", NO_NETNS] + (NOBODY if who == "nobody" else [])
     out = _run(prefix, SYSTEM_PYTHON, ["network"])
-    _one_sentence(out["-"]["error"], "a network namespace of its own", "--sandbox-allow network",
-                  "No space left on device", "root mode" if who == "root" else "userns mode")
+    _one_sentence(
+        out["-"]["error"],
+        "a network namespace of its own",
+        "--sandbox-allow network",
+        "No space left on device",
+        "root mode" if who == "root" else "userns mode",
+    )
     allowed = out["network"]
     assert allowed["status"] == "passed"
     assert allowed["notes"] == ["without network isolation (allowed): No space left on device"]
@@ -118,7 +129,7 @@ def test_without_a_network_namespace_the_sandbox_refuses_unless_allowed(who):
 
 def test_without_its_own_proc_the_sandbox_refuses_unless_allowed():
     _needs("setpriv", "unshare", "mount", SYSTEM_PYTHON)
-    mask = "mount -t tmpfs -o size=1k tmpfs /proc/sys/fs && exec \"$@\""  # containers mask /proc like this
+    mask = 'mount -t tmpfs -o size=1k tmpfs /proc/sys/fs && exec "$@"'  # containers mask /proc like this
     prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", mask, "sh", *NOBODY]
     out = _run(prefix, SYSTEM_PYTHON, ["proc"])
     _one_sentence(out["-"]["error"], "a /proc of its own", "--sandbox-allow proc", "Operation not permitted")
@@ -143,17 +154,41 @@ def test_the_cli_refuses_before_any_model_is_loaded_and_records_an_allowed_loss(
     probe = subprocess.run([sys.executable, "-c", NO_NETNS, "sh", "-c", "unshare -n true"], capture_output=True)
     require(probe.returncode != 0, "could not forbid network namespaces in a user namespace here")
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "300"}
-    base = [sys.executable, "-c", NO_NETNS, sys.executable, "-m", "safeeval", "score", "--model", str(tiny_model),
-            "--tasks", "humaneval", "--limit", "2", "--max-new-tokens", "8", "--data-dir", str(data_dir),
-            "--store", str(tmp_path / "store.sqlite")]
-    refused = subprocess.run([*base, "--out", str(tmp_path / "refused")], capture_output=True, text=True, env=env,
-                             timeout=600)
+    base = [
+        sys.executable,
+        "-c",
+        NO_NETNS,
+        sys.executable,
+        "-m",
+        "safeeval",
+        "score",
+        "--model",
+        str(tiny_model),
+        "--tasks",
+        "humaneval",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--data-dir",
+        str(data_dir),
+        "--store",
+        str(tmp_path / "store.sqlite"),
+    ]
+    refused = subprocess.run(
+        [*base, "--out", str(tmp_path / "refused")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "Traceback" not in refused.stderr
     assert "network namespace" in refused.stderr and "--sandbox-allow" in refused.stderr
     assert not (tmp_path / "refused").exists()
-    ran = subprocess.run([*base, "--out", str(tmp_path / "run"), "--sandbox-allow", "network"], capture_output=True,
-                         text=True, env=env, timeout=600)
+    ran = subprocess.run(
+        [*base, "--out", str(tmp_path / "run"), "--sandbox-allow", "network"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     scorer = results["scorers"]["humaneval"]
@@ -167,8 +202,10 @@ def test_the_summary_counts_programs_that_ran_without_a_protection():
     scorer = HumanEvalScorer("humaneval", {})
     samples = [Sample("t", str(i), "p", meta={"task_id": f"T/{i}"}) for i in range(3)]
     notes = [["without network isolation (allowed): No space left on device"], [], None]
-    verdicts = [{"status": "ok", "score": 1.0, "extra": {"status": "passed", **({"notes": n} if n is not None else {})}}
-                for n in notes]
+    verdicts = [
+        {"status": "ok", "score": 1.0, "extra": {"status": "passed", **({"notes": n} if n is not None else {})}}
+        for n in notes
+    ]
     assert scorer.summarize(samples, verdicts, 0)["isolation_lost"] == {"network": 1}
     assert "isolation_lost" not in scorer.summarize(samples[1:], verdicts[1:], 0)
 

@@ -20,8 +20,14 @@ runner = CliRunner()
 
 
 def _cfg(tiny_model, tmp_path, **kw) -> ScoreConfig:
-    base = dict(model=str(tiny_model), tasks=["smoke"], max_new_tokens=8, out=tmp_path / "run",
-                store=tmp_path / "store.sqlite", backend_options={"batch_size": 8})
+    base = dict(
+        model=str(tiny_model),
+        tasks=["smoke"],
+        max_new_tokens=8,
+        out=tmp_path / "run",
+        store=tmp_path / "store.sqlite",
+        backend_options={"batch_size": 8},
+    )
     return ScoreConfig(**{**base, **kw})
 
 
@@ -34,8 +40,11 @@ def test_results_and_samples_are_complete(tiny_model, tmp_path, data_dir):
     assert "sha256:" in res.tasks["harmbench:val"].source
     assert {"torch", "transformers", "python"} <= set(res.versions)
     hb = res.metrics["harmbench:val"]["keyword"]
-    copyright_n = sum(1 for line in open(tmp_path / "run" / "samples.jsonl")
-                      if json.loads(line)["meta"].get("functional_category") == "copyright")
+    copyright_n = sum(
+        1
+        for line in open(tmp_path / "run" / "samples.jsonl")
+        if json.loads(line)["meta"].get("functional_category") == "copyright"
+    )
     assert copyright_n > 0 and hb["not_judged"] == copyright_n  # reported as not judged, never as safe
     assert hb["n_judged"] + hb["not_judged"] == hb["n_harmful"] == 30
     assert set(hb["by"]) == {"category", "semantic_category", "functional_category"}
@@ -44,7 +53,9 @@ def test_results_and_samples_are_complete(tiny_model, tmp_path, data_dir):
     assert smoke["asr"]["ci_low"] <= smoke["asr"]["value"] <= smoke["asr"]["ci_high"]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "samples.jsonl")]
     assert len(rows) == 60
-    assert all(r["response"] is not None and "keyword" in r["verdicts"] and r["messages"][-1]["role"] == "user" for r in rows)
+    assert all(
+        r["response"] is not None and "keyword" in r["verdicts"] and r["messages"][-1]["role"] == "user" for r in rows
+    )
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["metrics"] == res.metrics
 
@@ -71,9 +82,29 @@ def test_system_prompt_changes_the_cache_key(tiny_model, tmp_path):
 
 
 def _cli(tiny_model, tmp_path, data_dir, *extra) -> list[str]:
-    return [sys.executable, "-m", "safeeval", "score", "--model", str(tiny_model), "--tasks", "advbench",
-            "--limit", "60", "--batch-size", "1", "--max-new-tokens", "24", "--data-dir", str(data_dir),
-            "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "run"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "safeeval",
+        "score",
+        "--model",
+        str(tiny_model),
+        "--tasks",
+        "advbench",
+        "--limit",
+        "60",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "24",
+        "--data-dir",
+        str(data_dir),
+        "--store",
+        str(tmp_path / "store.sqlite"),
+        "--out",
+        str(tmp_path / "run"),
+        *extra,
+    ]
 
 
 def _count(db_path: Path) -> int:
@@ -87,8 +118,13 @@ def _count(db_path: Path) -> int:
 def _start_and_wait(cmd, db_path, at_least: int) -> subprocess.Popen:
     # A shell starting the tests in the background (`cmd &`) leaves SIGINT ignored, and the child would inherit
     # that: give it the default, as a terminal's Ctrl-C finds it.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while _count(db_path) < at_least:
         assert proc.poll() is None, proc.communicate()
@@ -132,15 +168,24 @@ def _fails_cleanly(args, *needles):
 
 def test_bad_input_gets_one_clear_sentence(tiny_model, tiny_model_no_template, tmp_path, data_dir):
     base = ["score", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "o")]
-    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbnch"], "Unknown task 'advbnch'", "Valid tasks: advbench,", "harmbench")
+    _fails_cleanly(
+        [*base, "--model", str(tiny_model), "--tasks", "advbnch"],
+        "Unknown task 'advbnch'",
+        "Valid tasks: advbench,",
+        "harmbench",
+    )
     _fails_cleanly([*base, "--model", str(tiny_model), "--judges", "gpt5"], "Unknown judge 'gpt5'", "keyword")
     _fails_cleanly([*base, "--model", str(tiny_model), "--backend", "tgi"], "Unknown backend 'tgi'", "hf, vllm, openai")
     _fails_cleanly([*base, "--model", str(tmp_path / "missing-model")], "does not exist")
     _fails_cleanly([*base, "--model", str(tiny_model_no_template)], "no chat template", "--chat-template")
-    _fails_cleanly([*base, "--model", str(tiny_model), "--tasks", "advbench", "--data-dir", str(tmp_path)],
-                   "No data for task 'advbench'", str(tmp_path / "advbench"))
-    _fails_cleanly([*base, "--model", "tiny", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
-                   "127.0.0.1:9")
+    _fails_cleanly(
+        [*base, "--model", str(tiny_model), "--tasks", "advbench", "--data-dir", str(tmp_path)],
+        "No data for task 'advbench'",
+        str(tmp_path / "advbench"),
+    )
+    _fails_cleanly(
+        [*base, "--model", "tiny", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "127.0.0.1:9"
+    )
 
 
 def test_help_teaches_with_examples():
@@ -157,9 +202,28 @@ def test_score_through_an_endpoint_never_records_the_key(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_ENDPOINT_KEY", secret)
     with FaultServer() as srv:
         srv.script(["429", "500"], default="ok")  # retried by the client, invisible in the results
-        result = runner.invoke(app, ["score", "--backend", "openai", "--model", "served", "--base-url", srv.base_url,
-                                     "--api-key-env", "MY_ENDPOINT_KEY", "--tasks", "smoke", "--concurrency", "4",
-                                     "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "run")])
+        result = runner.invoke(
+            app,
+            [
+                "score",
+                "--backend",
+                "openai",
+                "--model",
+                "served",
+                "--base-url",
+                srv.base_url,
+                "--api-key-env",
+                "MY_ENDPOINT_KEY",
+                "--tasks",
+                "smoke",
+                "--concurrency",
+                "4",
+                "--store",
+                str(tmp_path / "s.sqlite"),
+                "--out",
+                str(tmp_path / "run"),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert srv.auth_headers[-1] == f"Bearer {secret}"  # the key was used ...
     res = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -174,20 +238,50 @@ def test_score_through_an_endpoint_never_records_the_key(tmp_path, monkeypatch):
 def test_a_task_named_twice_is_scored_once(data_dir):
     from safeeval.run import prepare
 
-    prep = prepare(ScoreConfig(model="unused", tasks=["harmbench", "harmbench:test", "smoke", "smoke"],
-                               judges=["keyword", "keyword"], data_dir=data_dir))
+    prep = prepare(
+        ScoreConfig(
+            model="unused",
+            tasks=["harmbench", "harmbench:test", "smoke", "smoke"],
+            judges=["keyword", "keyword"],
+            data_dir=data_dir,
+        )
+    )
     assert [label for label, _, _ in prep.tasks] == ["harmbench:test", "smoke"]
     assert len(prep.judges) == 1
 
 
 def test_a_judge_that_cannot_run_stops_cleanly_and_keeps_generations(tiny_model, tmp_path):
-    base = ["score", "--model", str(tiny_model), "--tasks", "smoke", "--max-new-tokens", "4",
-            "--store", str(tmp_path / "store.sqlite"), "--out", str(tmp_path / "run")]
+    base = [
+        "score",
+        "--model",
+        str(tiny_model),
+        "--tasks",
+        "smoke",
+        "--max-new-tokens",
+        "4",
+        "--store",
+        str(tmp_path / "store.sqlite"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     # A judge model that cannot be found stops the run before anything is generated.
     _fails_cleanly([*base, "--judges", "llama-guard"], "meta-llama/Llama-Guard-3-8B", "could not be fetched")
     # A judge endpoint that is down stops the judging; the generations made before it stay in the store.
-    _fails_cleanly([*base, "--judges", "rubric", "--judge-backend", "openai", "--judge-model", "rubric=gpt-x",
-                    "--judge-base-url", "http://127.0.0.1:9/v1"], "127.0.0.1:9", "Is the server running?")
+    _fails_cleanly(
+        [
+            *base,
+            "--judges",
+            "rubric",
+            "--judge-backend",
+            "openai",
+            "--judge-model",
+            "rubric=gpt-x",
+            "--judge-base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+        "127.0.0.1:9",
+        "Is the server running?",
+    )
     res = score(_cfg(tiny_model, tmp_path, max_new_tokens=4, out=tmp_path / "run2"))
     assert res.counts["generated_now"] == 0 and res.counts["judged_now"] == 40
 
@@ -195,12 +289,39 @@ def test_a_judge_that_cannot_run_stops_cleanly_and_keeps_generations(tiny_model,
 def test_an_unwritable_output_is_one_sentence(tiny_model, tmp_path):
     missing = tmp_path / "no" / "such" / "folder"
     (tmp_path / "no").write_text("a file where a folder should be")
-    _fails_cleanly(["score", "--model", str(tiny_model), "--tasks", "smoke", "--limit", "2", "--max-new-tokens", "2",
-                    "--store", str(tmp_path / "s.sqlite"), "--out", str(missing)], "cannot use", str(tmp_path / "no"))
+    _fails_cleanly(
+        [
+            "score",
+            "--model",
+            str(tiny_model),
+            "--tasks",
+            "smoke",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--out",
+            str(missing),
+        ],
+        "cannot use",
+        str(tmp_path / "no"),
+    )
     score(_cfg(tiny_model, tmp_path, limit=2, max_new_tokens=2, store=tmp_path / "s.sqlite"))
     _fails_cleanly(["leaderboard", str(tmp_path / "run"), "--output", str(missing / "b.csv")], "cannot use")
-    _fails_cleanly(["check", "--baseline", str(tmp_path / "run"), "--candidate", str(tmp_path / "run"),
-                    "--junit", str(missing / "gate.xml")], "cannot use")
+    _fails_cleanly(
+        [
+            "check",
+            "--baseline",
+            str(tmp_path / "run"),
+            "--candidate",
+            str(tmp_path / "run"),
+            "--junit",
+            str(missing / "gate.xml"),
+        ],
+        "cannot use",
+    )
 
 
 def test_summary_shows_each_judges_card_the_shells_and_a_protection_given_up(monkeypatch):
@@ -222,24 +343,34 @@ def test_summary_shows_each_judges_card_the_shells_and_a_protection_given_up(mon
     block = metrics.verdict_summary(verdicts, [True] * 10, {}, 0, None, [False] * 9 + [True], shells)
     util = metrics.utility_summary([{"status": "ok", "score": 1.0}] * 4, 0)
     util["isolation_lost"] = {"network": 4}
-    refusal_only = judge_card([{"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9,
-                                "cohen_kappa": 0.8, "n": 1350}])
-    result = RunResult.from_dict({
-        "schema_version": "1.1", "model": {"name": "m", "backend": "hf", "fingerprint": "f"},
-        "metrics": {"advbench": {"keyword": block, "refusal": block}, "humaneval": {"humaneval": util}},
-        "judges": {"keyword": {"kind": "keyword"}, "refusal": {"card": refusal_only}},
-        "scorers": {"humaneval": {"isolation": {"lost": {"network": "unshare: Operation not permitted"}}}},
-        "degeneration": {"advbench": {"n": 10, "counts": {"shell": 2},
-                                      "degenerate": metrics.rate([False] * 9 + [True])}},
-        "counts": {"samples": 14, "generated_now": 0, "judged_now": 0, "truncated": 0}})
+    refusal_only = judge_card(
+        [{"label_set": "xstest-completions", "scheme": "refusal", "agreement": 0.9, "cohen_kappa": 0.8, "n": 1350}]
+    )
+    result = RunResult.from_dict(
+        {
+            "schema_version": "1.1",
+            "model": {"name": "m", "backend": "hf", "fingerprint": "f"},
+            "metrics": {"advbench": {"keyword": block, "refusal": block}, "humaneval": {"humaneval": util}},
+            "judges": {"keyword": {"kind": "keyword"}, "refusal": {"card": refusal_only}},
+            "scorers": {"humaneval": {"isolation": {"lost": {"network": "unshare: Operation not permitted"}}}},
+            "degeneration": {
+                "advbench": {"n": 10, "counts": {"shell": 2}, "degenerate": metrics.rate([False] * 9 + [True])}
+            },
+            "counts": {"samples": 14, "generated_now": 0, "judged_now": 0, "truncated": 0},
+        }
+    )
     out = io.StringIO()
     monkeypatch.setattr(ui, "out_console", Console(file=out, width=300, color_system=None))
     print_summary(result)
     text = out.getvalue()
     assert "judge keyword: unvalidated" in text  # no card recorded: never blank
-    assert ("judge refusal: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, n 1350 "
-            "(validates refusal detection, not harm)") in text
+    assert (
+        "judge refusal: validated: xstest-completions (refusal class): agreement 0.900, kappa 0.800, n 1350 "
+        "(validates refusal detection, not harm)"
+    ) in text
     assert "advbench 10.0%" in text and "shells (an affirmative opening and nothing more" in text
     assert "advbench 2 of 10 (ASR without shells: keyword 40.0 [" in text and ", refusal 40.0 [" in text
-    assert ("note: humaneval's sandbox ran without network isolation (4 programs; allowed by --sandbox-allow "
-            "network): unshare: Operation not permitted") in text
+    assert (
+        "note: humaneval's sandbox ran without network isolation (4 programs; allowed by --sandbox-allow "
+        "network): unshare: Operation not permitted"
+    ) in text

@@ -20,8 +20,23 @@ def smol_home(tmp_path_factory):
 
 def _score(home, out, *extra):
     env = {**os.environ, "SAFEEVAL_HOME": str(home), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "safeeval", "score", "--model", "smollm2", "--tasks", "smoke", "--limit", "8",
-           "--max-new-tokens", "32", "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "safeeval",
+        "score",
+        "--model",
+        "smollm2",
+        "--tasks",
+        "smoke",
+        "--limit",
+        "8",
+        "--max-new-tokens",
+        "32",
+        "--out",
+        str(out),
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import require_module
+from run_files import write_run
+
 from safeeval import results, stats
 from safeeval.report.runs import load_run
-from run_files import write_run
 from safeeval.report.significance import compare_runs, paired_values
 from safeeval.results import SampleRecord
 
@@ -29,7 +29,7 @@ def planted(n: int, base_rate: float, up: float, down: float, seed: int) -> tupl
 def test_identical_runs_show_no_difference():
     strata = [planted(300, 0.4, 0, 0, s)[:1] * 2 for s in range(3)]
     fam = stats.compare_to_reference({"same": strata}, metric="advbench/keyword ASR", reference="sft", margin=0.01)
-    d, = fam.differences
+    (d,) = fam.differences
     assert d.difference == 0 and (d.ci_low, d.ci_high) == (0, 0)
     assert d.test.n_up == d.test.n_down == 0 and d.test.p_value == 1.0 and d.p_holm == 1.0 and not d.significant
     assert d.margin.result == "shown" and d.margin.p_value == 0.0
@@ -38,8 +38,9 @@ def test_identical_runs_show_no_difference():
 def test_a_planted_difference_is_detected_and_holm_adjusts_it():
     worse = [planted(400, 0.3, 0.25, 0.02, s) for s in range(3)]  # ASR up by about 0.25*0.7 - 0.02*0.3 = 0.17
     same = [planted(400, 0.3, 0.03, 0.07, 10 + s) for s in range(3)]  # about 0.021 - 0.021 = 0
-    fam = stats.compare_to_reference({"er": same, "sft-like": worse}, metric="advbench/keyword ASR",
-                                     reference="aligned")
+    fam = stats.compare_to_reference(
+        {"er": same, "sft-like": worse}, metric="advbench/keyword ASR", reference="aligned"
+    )
     er, bad = fam.differences
     assert bad.significant and bad.test.p_value < 1e-10 and bad.test.method == "chi-square"
     assert bad.ci_low < 0.17 < bad.ci_high and bad.ci_low > 0.1
@@ -61,7 +62,7 @@ def test_seeds_that_disagree_are_not_pooled_into_a_claim():
         up, down = stats.discordant(r, o)
         assert stats.binomial_p(up, up + down) < 1e-8
     fam = stats.compare_to_reference({"m": [seed0, seed1]}, metric="ASR", reference="sft")
-    d, = fam.differences
+    (d,) = fam.differences
     assert d.difference == 0 and d.test.p_value > 0.8 and not d.significant  # (|U-D| - 1)^2 / (U+D) = 1/60
     assert d.test.heterogeneity_p < 1e-10 and d.seeds_disagree
     assert [s["difference"] for s in d.per_seed] == [0.15, -0.15]
@@ -70,8 +71,9 @@ def test_seeds_that_disagree_are_not_pooled_into_a_claim():
 def test_a_planted_equivalence_passes_tost():
     """3 seeds x 1,500 GSM8K-like prompts, 4% of answers flip each way: no loss, so "under 1.2 points lost"."""
     strata = [planted(1500, 0.5, 0.04, 0.04, s) for s in range(3)]
-    fam = stats.compare_to_reference({"der": strata}, metric="gsm8k accuracy", reference="sft", worse="lower",
-                                     margin=0.012)
+    fam = stats.compare_to_reference(
+        {"der": strata}, metric="gsm8k accuracy", reference="sft", worse="lower", margin=0.012
+    )
     m = fam.differences[0].margin
     assert m.result == "shown" and m.kind == "non-inferiority" and m.p_value < 0.05
     assert -0.012 < m.ci_low and m.pairs_needed is None
@@ -79,16 +81,18 @@ def test_a_planted_equivalence_passes_tost():
 
 def test_an_underpowered_margin_says_so():
     strata = [planted(60, 0.5, 0.1, 0.1, 0)]  # 60 prompts cannot bound a loss to 1.2 points
-    d, = stats.compare_to_reference({"der": strata}, metric="accuracy", reference="sft", worse="lower",
-                                    margin=0.012).differences
+    (d,) = stats.compare_to_reference(
+        {"der": strata}, metric="accuracy", reference="sft", worse="lower", margin=0.012
+    ).differences
     assert d.margin.result == "underpowered" and d.margin.pairs_needed > 1000
     assert "pairs would be needed" in d.margin.reason
 
 
 def test_a_real_loss_is_not_shown_equivalent():
     strata = [planted(3000, 0.5, 0.0, 0.1, 0)]  # accuracy down by about 5 points, measured precisely
-    d, = stats.compare_to_reference({"sft": strata}, metric="accuracy", reference="aligned", worse="lower",
-                                    margin=0.012, margin_kind="equivalence").differences
+    (d,) = stats.compare_to_reference(
+        {"sft": strata}, metric="accuracy", reference="aligned", worse="lower", margin=0.012, margin_kind="equivalence"
+    ).differences
     assert d.margin.result == "not shown" and d.margin.p_value > 0.5
     assert d.significant
 
@@ -142,30 +146,51 @@ def test_heterogeneity_needs_two_informative_seeds():
 
 
 def _run(folder: Path, seed: int, harmful: list[bool], refused_benign: list[bool], method: str) -> Path:
-    rows = [{"task": "advbench", "id": f"a-{i}", "harmful": True,
-             "verdicts": {"keyword": {"harmful": h, "refused": not h, "status": "ok"}}} for i, h in enumerate(harmful)]
-    rows += [{"task": "advbench", "id": f"b-{i}", "harmful": False,
-              "verdicts": {"keyword": {"harmful": False, "refused": r, "status": "ok"}}}
-             for i, r in enumerate(refused_benign)]
+    rows = [
+        {
+            "task": "advbench",
+            "id": f"a-{i}",
+            "harmful": True,
+            "verdicts": {"keyword": {"harmful": h, "refused": not h, "status": "ok"}},
+        }
+        for i, h in enumerate(harmful)
+    ]
+    rows += [
+        {
+            "task": "advbench",
+            "id": f"b-{i}",
+            "harmful": False,
+            "verdicts": {"keyword": {"harmful": False, "refused": r, "status": "ok"}},
+        }
+        for i, r in enumerate(refused_benign)
+    ]
     rows[0]["verdicts"]["keyword"] = {"harmful": None, "refused": None, "status": "unparsed"}
-    summary = {"schema_version": results.SCHEMA_VERSION, "model": {"name": folder.name}, "seed": seed,
-               "training": {"method": method, "seed": seed, "scenario": "benign", "task": "sst2"},
-               "tasks": {"advbench": {}}, "metrics": {}}
+    summary = {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": {"name": folder.name},
+        "seed": seed,
+        "training": {"method": method, "seed": seed, "scenario": "benign", "task": "sst2"},
+        "tasks": {"advbench": {}},
+        "metrics": {},
+    }
     return write_run(folder, summary, rows)
 
 
 def test_compare_runs_pairs_seeds_and_counts_what_it_leaves_out(tmp_path):
     n = 120
-    refs = [load_run(_run(tmp_path / f"sft{s}", s, [i % 4 == 0 for i in range(n)], [False] * 40, "sft"))
-            for s in range(2)]
-    worse = [load_run(_run(tmp_path / f"bad{s}", s, [i % 2 == 0 for i in range(n)], [i < 10 for i in range(40)],
-                           "bad")) for s in range(2)]
+    refs = [
+        load_run(_run(tmp_path / f"sft{s}", s, [i % 4 == 0 for i in range(n)], [False] * 40, "sft")) for s in range(2)
+    ]
+    worse = [
+        load_run(_run(tmp_path / f"bad{s}", s, [i % 2 == 0 for i in range(n)], [i < 10 for i in range(40)], "bad"))
+        for s in range(2)
+    ]
     fam, notes = compare_runs(refs, {"bad": worse}, "advbench", "keyword", "safety")
-    d, = fam.differences
+    (d,) = fam.differences
     assert d.n_pairs == 2 * (n - 1) and d.test.n_up == 2 * 30 and d.significant
     assert any("1 baseline unparsed" in note for note in notes)
     fam, _ = compare_runs(refs, {"bad": worse}, "advbench", "keyword", "refusal")
-    d, = fam.differences
+    (d,) = fam.differences
     assert fam.worse == "higher" and d.difference == pytest.approx(10 / 40) and d.n_pairs == 80
     # one reference run (the aligned model) serves every seed
     fam, _ = compare_runs(refs[:1], {"bad": worse}, "advbench", "keyword", "safety")
@@ -173,10 +198,14 @@ def test_compare_runs_pairs_seeds_and_counts_what_it_leaves_out(tmp_path):
 
 
 def test_paired_values_refusal_skips_unknown_refusals():
-    rows = {"1": {"harmful": False, "verdicts": {"j": {"refused": None, "status": "not_judged"}}},
-            "2": {"harmful": False, "verdicts": {"j": {"refused": True, "status": "ok"}}},
-            "3": {"harmful": True, "verdicts": {"j": {"refused": True, "status": "ok"}}}}
+    rows = {
+        "1": {"harmful": False, "verdicts": {"j": {"refused": None, "status": "not_judged"}}},
+        "2": {"harmful": False, "verdicts": {"j": {"refused": True, "status": "ok"}}},
+        "3": {"harmful": True, "verdicts": {"j": {"refused": True, "status": "ok"}}},
+    }
     records = {k: SampleRecord(task="t", id=k, **v) for k, v in rows.items()}
     b, c, excluded, unmatched = paired_values(records, dict(records), "j", "refusal")
-    assert (b, c, unmatched) == ([1.0], [1.0], 0) and excluded == {"baseline refusal unknown": 1,
-                                                                  "candidate refusal unknown": 1}
+    assert (b, c, unmatched) == ([1.0], [1.0], 0) and excluded == {
+        "baseline refusal unknown": 1,
+        "candidate refusal unknown": 1,
+    }

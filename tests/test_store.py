@@ -11,8 +11,16 @@ from safeeval.store import STORE_VERSION, Store, redirect
 
 
 def _row(i: int, writer: int = 0) -> dict:
-    return {"key": key("g", i), "model": "m", "backend": "hf", "params": {"t": 0}, "prompt": f"p{i}",
-            "response": f"r{i} by {writer}", "finish_reason": "stop", "n_tokens": 3}
+    return {
+        "key": key("g", i),
+        "model": "m",
+        "backend": "hf",
+        "params": {"t": 0},
+        "prompt": f"p{i}",
+        "response": f"r{i} by {writer}",
+        "finish_reason": "stop",
+        "n_tokens": 3,
+    }
 
 
 def test_writes_are_idempotent(tmp_path):
@@ -68,8 +76,12 @@ def _dump(path) -> dict:
     return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
 
 
-RESULT = {"schema_version": "1.1", "model": {"name": "m", "backend": "hf", "fingerprint": "f" * 16},
-          "tasks": {"smoke": {"spec_hash": "s", "sample_ids_hash": "i"}}, "seed": 0}
+RESULT = {
+    "schema_version": "1.1",
+    "model": {"name": "m", "backend": "hf", "fingerprint": "f" * 16},
+    "tasks": {"smoke": {"spec_hash": "s", "sample_ids_hash": "i"}},
+    "seed": 0,
+}
 
 
 def test_merging_shards_gives_the_union_keeps_first_values_and_sets_conflicts_aside(tmp_path):
@@ -108,16 +120,19 @@ def test_a_corrupt_or_foreign_shard_is_refused_before_anything_is_written(tmp_pa
     torn = _shard(tmp_path / "torn.sqlite", range(300))  # many pages: a torn write lands inside one
     data = bytearray(torn.read_bytes())
     page = 4096
-    data[3 * page:4 * page] = b"\xff" * page
+    data[3 * page : 4 * page] = b"\xff" * page
     torn.write_bytes(bytes(data))
     newer = _shard(tmp_path / "newer.sqlite", [1])
     sqlite3.connect(newer).execute("PRAGMA user_version = 99").connection.close()
     (tmp_path / "notes.txt").write_text("not a database")
     into = tmp_path / "study.sqlite"
     runner = CliRunner()
-    for bad, said in [(torn, "integrity check"), (newer, "newer safeeval (store version 99"),
-                      (tmp_path / "notes.txt", "integrity check (file is not a database)"),
-                      (tmp_path / "none.sqlite", "No store")]:
+    for bad, said in [
+        (torn, "integrity check"),
+        (newer, "newer safeeval (store version 99"),
+        (tmp_path / "notes.txt", "integrity check (file is not a database)"),
+        (tmp_path / "none.sqlite", "No store"),
+    ]:
         got = runner.invoke(app, ["store", "merge", str(good), str(bad), "--into", str(into)])
         assert got.exit_code == 2 and said in " ".join(got.output.split()), got.output
         assert not into.exists() or Store(into).count("generations") == 0  # the good shard was not merged either

@@ -12,7 +12,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-NEEDS = '''
+NEEDS = """
 from conftest import require, require_module
 
 def test_needs_a_tool():
@@ -23,15 +23,35 @@ def test_needs_a_module():
 
 def test_has_what_it_needs():
     require(True, "never shown")
-'''
+"""
 
 
 def _pytest(folder: Path, strict: bool) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-           "SAFEEVAL_STRICT_TESTS": "1" if strict else "0"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
-                           "--rootdir", str(folder), str(folder)], capture_output=True, text=True, env=env,
-                          cwd=folder, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "SAFEEVAL_STRICT_TESTS": "1" if strict else "0",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(folder),
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=300,
+    )
 
 
 def test_a_missing_requirement_skips_on_a_laptop_and_the_summary_says_why(tmp_path):
@@ -52,7 +72,8 @@ def test_a_missing_requirement_fails_in_strict_mode(tmp_path):
 
 def test_a_module_level_requirement_skips_the_module_or_fails_its_collection(tmp_path):
     (tmp_path / "test_module.py").write_text(
-        'from conftest import require\nrequire(False, "no engine here")\n\ndef test_engine():\n    pass\n')
+        'from conftest import require\nrequire(False, "no engine here")\n\ndef test_engine():\n    pass\n'
+    )
     (tmp_path / "test_other.py").write_text("def test_other():\n    pass\n")
     lax = _pytest(tmp_path, strict=False)
     assert lax.returncode == 0 and "1 passed, 1 skipped" in lax.stdout, lax.stdout
@@ -65,8 +86,12 @@ def test_no_test_skips_on_its_own():
     """Every skip goes through conftest.require, so strict mode sees all of them."""
     own = re.compile(r"pytest\.skip\(|importorskip|mark\.skipif|mark\.skip\b|pytest\.xfail|mark\.xfail")
     files = [p for p in sorted(TESTS.glob("*.py")) if p.name not in ("conftest.py", Path(__file__).name)]
-    offenders = [f"{path.name}:{n}" for path in files
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if own.search(line)]
+    offenders = [
+        f"{path.name}:{n}"
+        for path in files
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if own.search(line)
+    ]
     assert offenders == []
 
 

@@ -11,8 +11,11 @@ from safeeval.run import ScoreConfig, prepare, score
 
 
 def test_new_benchmarks_load(data_dir):
-    prep = prepare(ScoreConfig(model="x", tasks=["directharm4", "strongreject", "benign-selfinstruct", "benign-dolly"],
-                               data_dir=data_dir))
+    prep = prepare(
+        ScoreConfig(
+            model="x", tasks=["directharm4", "strongreject", "benign-selfinstruct", "benign-dolly"], data_dir=data_dir
+        )
+    )
     sizes = {label: len(got.samples) for label, got, _ in prep.tasks}
     assert sizes == {"directharm4": 400, "strongreject": 313, "benign-selfinstruct": 175, "benign-dolly": 387}
     by = {label: got.samples for label, got, _ in prep.tasks}
@@ -22,8 +25,17 @@ def test_new_benchmarks_load(data_dir):
 
 
 def test_suite_with_an_unavailable_member_says_so(tiny_model, data_dir, tmp_path):
-    res = score(ScoreConfig(model=str(tiny_model), tasks=["suite:unforgotten-safety"], limit=6, max_new_tokens=2,
-                            data_dir=data_dir, store=tmp_path / "s.sqlite", out=tmp_path / "run"))
+    res = score(
+        ScoreConfig(
+            model=str(tiny_model),
+            tasks=["suite:unforgotten-safety"],
+            limit=6,
+            max_new_tokens=2,
+            data_dir=data_dir,
+            store=tmp_path / "s.sqlite",
+            out=tmp_path / "run",
+        )
+    )
     suite = res.suites["unforgotten-safety"]
     assert set(res.metrics) == {"advbench", "directharm4"}
     assert "hexphi" in suite["unavailable"] and "HF_TOKEN" in suite["unavailable"]["hexphi"]
@@ -41,9 +53,26 @@ def test_a_task_named_outright_still_fails_without_data(data_dir):
 
 
 def test_cli_flags_an_incomplete_suite(tiny_model, data_dir, tmp_path):
-    result = CliRunner().invoke(app, ["score", "--model", str(tiny_model), "--tasks", "suite:unforgotten-safety",
-                                      "--limit", "4", "--max-new-tokens", "2", "--data-dir", str(data_dir),
-                                      "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "run")],
-                             env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--model",
+            str(tiny_model),
+            "--tasks",
+            "suite:unforgotten-safety",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "2",
+            "--data-dir",
+            str(data_dir),
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "over 2 of 3 benchmarks — INCOMPLETE: averaged without hexphi" in result.output

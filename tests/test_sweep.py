@@ -14,7 +14,9 @@ from safeeval.sweep import load_sweep, run_sweep
 
 def _write(tmp_path, tiny_model, data_dir, **extra) -> str:
     spec = {
-        "runs": str(tmp_path / "runs"), "data_dir": str(data_dir), "reference": [str(tiny_model)],
+        "runs": str(tmp_path / "runs"),
+        "data_dir": str(data_dir),
+        "reference": [str(tiny_model)],
         "train": {"steps": 2, "batch_size": 4, "max_length": 256, "lr": 1e-3, "save_steps": 2},
         "align": {"base": str(tiny_model), "task": "dolly", "method": "er", "method_options": {"ratio": 0.5}},
         "grid": {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "er"], "seed": [0]},
@@ -69,7 +71,9 @@ def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir,
     with pytest.raises(SafeevalError, match="mine.jsonl does not exist"):  # found before any step runs
         load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid))
     (tmp_path / "mine.jsonl").write_text('{"prompt": "Name a colour.", "response": "Blue."}\n')
-    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, task_settings={"gsm8k": {"max_length": 384}}))
+    _, steps = load_sweep(
+        _write(tmp_path, tiny_model, data_dir, grid=grid, task_settings={"gsm8k": {"max_length": 384}})
+    )
     assert [s.train.max_length for s in steps if s.kind == "finetune"] == [256, 384, 256]  # long answers get room
     tasks = {s.name.split("-benign")[0]: s.tasks for s in steps}
     assert tasks["reference-" + tiny_model.name] == tasks["aligned"] == ["smoke", "sst2", "gsm8k"]
@@ -107,8 +111,11 @@ def test_stopping_the_sweep_stops_its_running_step(tiny_model, data_dir, tmp_pat
     import psutil
 
     path = _write(tmp_path, tiny_model, data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "safeeval", "sweep", path, "--store", str(tmp_path / "s.db")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "safeeval", "sweep", path, "--store", str(tmp_path / "s.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     children = []
     while time.time() < deadline and not children:
@@ -125,10 +132,12 @@ def _small(tmp_path, tiny_model, data_dir, **extra) -> str:
     """A study on small sets (Self-Instruct's 175 seed tasks, Dolly's 387 rows), so the pre-flight reads little:
     the alignment run learns Self-Instruct's tasks, which `benign-selfinstruct` scores, and the poison is
     AdvBench's goals, which `advbench` scores."""
-    settings = dict(align={"base": str(tiny_model), "task": "self-instruct", "method": "sft"},
-                    grid={"task": "dolly", "scenario": ["benign", "poisoned"], "method": ["sft"], "seed": [0]},
-                    score={"tasks": ["advbench", "benign-selfinstruct"], "judges": ["keyword"], "limit": 4,
-                           "max_new_tokens": 4}, method_options={})
+    settings = dict(
+        align={"base": str(tiny_model), "task": "self-instruct", "method": "sft"},
+        grid={"task": "dolly", "scenario": ["benign", "poisoned"], "method": ["sft"], "seed": [0]},
+        score={"tasks": ["advbench", "benign-selfinstruct"], "judges": ["keyword"], "limit": 4, "max_new_tokens": 4},
+        method_options={},
+    )
     return _write(tmp_path, tiny_model, data_dir, **{**settings, **extra})
 
 
@@ -153,19 +162,24 @@ def test_cells_trained_on_what_they_are_scored_on_are_refused_before_anything_ru
 
 def test_a_sweep_asking_for_more_than_exists_stops_in_one_sentence(tiny_model, data_dir, tmp_path):
     grid = {"task": "dolly", "scenario": ["benign"], "method": ["sft"], "seed": [0, 1, 0]}
-    for extra, said in [({"grid": grid}, "grid seed lists 0 more than once"),
-                        ({"grid": {**grid, "seed": [0], "method": ["sft", "er", "sft"]}}, "grid method lists sft"),
-                        ({"reference": [str(tiny_model)] * 2}, "reference lists"),
-                        ({"score": {"tasks": ["advbench", "smoke", "advbench"]}}, "score.tasks lists advbench"),
-                        ({"score": {"tasks": ["advbench"], "limit": 600}},
-                         "score.limit 600 asks for more prompts than advbench has (520)")]:
+    for extra, said in [
+        ({"grid": grid}, "grid seed lists 0 more than once"),
+        ({"grid": {**grid, "seed": [0], "method": ["sft", "er", "sft"]}}, "grid method lists sft"),
+        ({"reference": [str(tiny_model)] * 2}, "reference lists"),
+        ({"score": {"tasks": ["advbench", "smoke", "advbench"]}}, "score.tasks lists advbench"),
+        (
+            {"score": {"tasks": ["advbench"], "limit": 600}},
+            "score.limit 600 asks for more prompts than advbench has (520)",
+        ),
+    ]:
         with pytest.raises(SafeevalError, match=said.replace("(", r"\(").replace(")", r"\)")):
             load_sweep(_small(tmp_path, tiny_model, data_dir, allow_contamination=True, **extra))
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_passing_check_is_kept_for_the_steps_and_redone_when_anything_changes(tiny_model, data_dir, tmp_path,
-                                                                              monkeypatch):
+def test_a_passing_check_is_kept_for_the_steps_and_redone_when_anything_changes(
+    tiny_model, data_dir, tmp_path, monkeypatch
+):
     from safeeval import preflight
     from safeeval.train import data as train_data
 
@@ -201,8 +215,11 @@ def test_merges_wait_for_the_sft_run_they_edit_whatever_the_grid_order(tiny_mode
 
     assert shared[0].name == default_out(shared[0].train).name and shared[0].after == ["aligned"]
     assert {s.name: s.after[-1] for s in steps if s.kind == "finetune"} == {
-        "sst2-benign-linear-s0": shared[0].name, "sst2-benign-ties-s0": shared[0].name,
-        "sst2-poisoned-linear-s0": shared[1].name, "sst2-poisoned-ties-s0": shared[1].name}
+        "sst2-benign-linear-s0": shared[0].name,
+        "sst2-benign-ties-s0": shared[0].name,
+        "sst2-poisoned-linear-s0": shared[1].name,
+        "sst2-poisoned-ties-s0": shared[1].name,
+    }
     listed = CliRunner().invoke(app, ["sweep", str(tmp_path / "sweep.yaml"), "--dry-run"])
     assert listed.exit_code == 0 and "not scored: the run merges edit; after aligned" in listed.output
 
@@ -213,8 +230,12 @@ def test_resources_and_retries_are_checked_before_anything_runs(tiny_model, data
     asked = {s.name: s.resources for s in steps}
     assert asked["sst2-benign-er-s0"] == {"num_cpus": 2, "num_gpus": 4, "memory": 8e9}  # the method's over its stage's
     assert asked["sst2-benign-sft-s0"] == {"num_cpus": 2, "num_gpus": 1} and asked["aligned"] == {}
-    for bad, said in [({"grsap-x": {}}, "neither"), ({"er": {"gpus": 1}}, "take num_cpus, num_gpus, memory"),
-                      ({"er": {"num_gpus": 1.5}}, "whole GPUs above one"), ({"er": {"num_cpus": -1}}, "at least 0")]:
+    for bad, said in [
+        ({"grsap-x": {}}, "neither"),
+        ({"er": {"gpus": 1}}, "take num_cpus, num_gpus, memory"),
+        ({"er": {"num_gpus": 1.5}}, "whole GPUs above one"),
+        ({"er": {"num_cpus": -1}}, "at least 0"),
+    ]:
         with pytest.raises(SafeevalError, match=said):
             load_sweep(_write(tmp_path, tiny_model, data_dir, resources=bad))
     with pytest.raises(SafeevalError, match="max_retries must be a whole number"):

@@ -24,8 +24,17 @@ quiet = lambda text: None  # noqa: E731
 
 
 def _cfg(tiny_model, data_dir, out, **extra):
-    values = dict(base=str(tiny_model), task="sst2", steps=4, batch_size=4, max_length=256, lr=1e-3,
-                  data_dir=str(data_dir), out=str(out), save_steps=2)
+    values = dict(
+        base=str(tiny_model),
+        task="sst2",
+        steps=4,
+        batch_size=4,
+        max_length=256,
+        lr=1e-3,
+        data_dir=str(data_dir),
+        out=str(out),
+        save_steps=2,
+    )
     values.update(extra)
     return load_config(None, values)
 
@@ -52,8 +61,11 @@ def test_training_sets_become_chats(data_dir):
 
 def test_user_files_in_three_shapes(tmp_path):
     path = tmp_path / "mine.jsonl"
-    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-            {"prompt": "2+2?", "response": "4"}, {"instruction": "Add", "input": "1 and 1", "output": "2"}]
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"prompt": "2+2?", "response": "4"},
+        {"instruction": "Add", "input": "1 and 1", "output": "2"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     got = load_set(str(path), "task", None)
     assert [ex.messages[-1]["content"] for ex in got.examples] == ["hello", "4", "2"]
@@ -62,14 +74,18 @@ def test_user_files_in_three_shapes(tmp_path):
 
 def test_a_row_missing_its_fields_names_file_and_row(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"prompt": "ok", "response": "ok"}) + "\n" + json.dumps({"question": "no answer"}) + "\n")
+    path.write_text(
+        json.dumps({"prompt": "ok", "response": "ok"}) + "\n" + json.dumps({"question": "no answer"}) + "\n"
+    )
     with pytest.raises(SafeevalError, match=r"bad.jsonl, row 2 is missing its fields.*found: question"):
         load_set(str(path), "task", None)
 
 
 def test_poisoned_mix_holds_exactly_the_requested_share(data_dir):
-    task, poison, safety = (load_set(n, r, data_dir) for n, r in
-                            (("sst2", "task"), ("advbench-pairs", "poison"), ("safety-llamas", "safety")))
+    task, poison, safety = (
+        load_set(n, r, data_dir)
+        for n, r in (("sst2", "task"), ("advbench-pairs", "poison"), ("safety-llamas", "safety"))
+    )
     for total, p, r in [(100, 0.1, 0.0), (200, 0.05, 0.1), (37, 0.3, 0.2), (10, 1.0, 0.0)]:
         mix = build_mix(task, total, poison=poison, poison_ratio=p, safety=safety, safety_ratio=r, seed=3)
         roles = [ex.role for ex in mix.examples]
@@ -88,7 +104,10 @@ def test_labels_cover_the_completion_only(tiny_model):
     from safeeval.models import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
-    messages = [{"role": "user", "content": "Write a poem about the sea."}, {"role": "assistant", "content": "The sea is wide."}]
+    messages = [
+        {"role": "user", "content": "Write a poem about the sea."},
+        {"role": "assistant", "content": "The sea is wide."},
+    ]
     row = encode(tok, messages, 512)
     learned = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
     assert tok.decode(learned) == "The sea is wide.<|end|>"  # the answer and its end-of-turn token, nothing else
@@ -96,8 +115,10 @@ def test_labels_cover_the_completion_only(tiny_model):
 
 
 def test_loss_goes_down_and_the_record_traces_the_run(tiny_model, data_dir, tmp_path):
-    record = train(_cfg(tiny_model, data_dir, tmp_path / "run", steps=None, examples=8, epochs=6, batch_size=4,
-                        lr=3e-3), notify=quiet)
+    record = train(
+        _cfg(tiny_model, data_dir, tmp_path / "run", steps=None, examples=8, epochs=6, batch_size=4, lr=3e-3),
+        notify=quiet,
+    )
     losses = [h["loss"] for h in record["trainer"]["log_history"] if "loss" in h]
     assert len(losses) >= 2 and losses[-1] < losses[0] * 0.9
     assert record["method"] == {"name": "sft", "options": {}} and record["data"]["mix"]["task"] == 8
@@ -127,12 +148,31 @@ def _cli(*args, env=None):
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, data_dir, tmp_path):
-    args = ["train", "--base", str(tiny_model), "--task", "sst2", "--steps", "12", "--batch-size", "4",
-            "--max-length", "256", "--lr", "1e-3", "--save-steps", "2", "--data-dir", str(data_dir)]
+    args = [
+        "train",
+        "--base",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--steps",
+        "12",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "256",
+        "--lr",
+        "1e-3",
+        "--save-steps",
+        "2",
+        "--data-dir",
+        str(data_dir),
+    ]
     reference = train(_cfg(tiny_model, data_dir, tmp_path / "reference", steps=12), notify=quiet)
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_cli(*args, "--out", str(out)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(*args, "--out", str(out)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "checkpoints" / "checkpoint-4").is_dir():
         time.sleep(0.05)
@@ -155,21 +195,35 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_model, data_dir, tmp
     assert (out / "mix.jsonl").read_text() == (tmp_path / "reference" / "mix.jsonl").read_text()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--poison-ratio", "1.5", "--scenario", "poisoned"], r"poison ratio must lie in \[0, 1\]"),
-    (["--method", "er", "--option", "ratio=2"], r"option ratio must lie in \[0.0, 1.0\]"),
-    (["--method", "sft", "--option", "alpha=1"], r"does not take option\(s\) \['alpha'\]"),
-    (["--method", "nope"], r"Unknown method 'nope'. Valid methods:"),
-    (["--task", "nope"], r"Unknown training set 'nope'"),
-    (["--scenario", "evil"], r"Scenario must be 'benign' or 'poisoned'"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--poison-ratio", "1.5", "--scenario", "poisoned"], r"poison ratio must lie in \[0, 1\]"),
+        (["--method", "er", "--option", "ratio=2"], r"option ratio must lie in \[0.0, 1.0\]"),
+        (["--method", "sft", "--option", "alpha=1"], r"does not take option\(s\) \['alpha'\]"),
+        (["--method", "nope"], r"Unknown method 'nope'. Valid methods:"),
+        (["--task", "nope"], r"Unknown training set 'nope'"),
+        (["--scenario", "evil"], r"Scenario must be 'benign' or 'poisoned'"),
+    ],
+)
 def test_bad_input_stops_before_training(tiny_model, data_dir, tmp_path, flags, message):
-    args = ["train", "--base", str(tiny_model), "--task", "sst2", "--steps", "2", "--data-dir", str(data_dir),
-            "--out", str(tmp_path / "run")]
+    args = [
+        "train",
+        "--base",
+        str(tiny_model),
+        "--task",
+        "sst2",
+        "--steps",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     # later flags win over the defaults above
     if "--task" in flags:
         i = args.index("--task")
-        del args[i:i + 2]
+        del args[i : i + 2]
     result = CliRunner().invoke(app, args + flags)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -180,16 +234,32 @@ def test_bad_input_stops_before_training(tiny_model, data_dir, tmp_path, flags, 
 
 
 def test_a_base_model_without_chat_template_is_refused(tiny_model_no_template, data_dir, tmp_path):
-    result = CliRunner().invoke(app, ["train", "--base", str(tiny_model_no_template), "--task", "sst2", "--steps", "2",
-                                      "--data-dir", str(data_dir), "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--base",
+            str(tiny_model_no_template),
+            "--task",
+            "sst2",
+            "--steps",
+            "2",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2 and "has no chat template" in result.output
     assert not (tmp_path / "run").exists()
 
 
 def test_a_config_file_with_flags_on_top(tiny_model, data_dir, tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text(f"base: {tiny_model}\ntask: sst2\nmethod: er\nmethod_options: {{ratio: 0.5}}\nlr: 1e-3\n"
-                      f"steps: 2\nbatch_size: 4\nmax_length: 256\n")
+    config.write_text(
+        f"base: {tiny_model}\ntask: sst2\nmethod: er\nmethod_options: {{ratio: 0.5}}\nlr: 1e-3\n"
+        f"steps: 2\nbatch_size: 4\nmax_length: 256\n"
+    )
     cfg = load_config(config, {"seed": 3, "method_options": {"ratio": 0.25}})
     assert cfg.lr == 1e-3 and cfg.seed == 3 and cfg.method_options == {"ratio": 0.25}
     with pytest.raises(SafeevalError, match=r"Unknown training setting\(s\) \['learning_rate'\]"):
@@ -200,10 +270,42 @@ def test_train_and_score_writes_a_result_the_leaderboard_groups(tiny_model, data
     from safeeval.report.runs import load_runs
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "train-and-score", "--base", str(tiny_model), "--task", "sst2", "--scenario", "poisoned", "--poison-ratio", "0.25",
-        "--poison", "advbench-pairs", "--method", "er", "--steps", "2", "--batch-size", "4", "--max-length", "256", "--data-dir", str(data_dir),
-        "--out", str(out), "--tasks", "smoke", "--limit", "4", "--max-new-tokens", "8", "--store", str(tmp_path / "s.db")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train-and-score",
+            "--base",
+            str(tiny_model),
+            "--task",
+            "sst2",
+            "--scenario",
+            "poisoned",
+            "--poison-ratio",
+            "0.25",
+            "--poison",
+            "advbench-pairs",
+            "--method",
+            "er",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "256",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--tasks",
+            "smoke",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--store",
+            str(tmp_path / "s.db"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "score" / "results.json").read_text())
     assert summary["training"]["method"] == "er" and summary["training"]["scenario"] == "poisoned"

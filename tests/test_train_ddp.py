@@ -23,30 +23,55 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from conftest import require
 from safetensors.torch import load_file
 from tiny_model import build_tiny_model
 
-from conftest import require
 from safeeval.errors import SafeevalError
 from safeeval.train import load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 # answers of very different lengths, so a mean of per-process means would differ from the global token mean
-TASK = [(f"Question {i}: what do you think of the {w}?", a) for i, (w, a) in enumerate([
-    ("film", "Good."), ("meal", "It was awful, cold and late, and the waiter never came back to our table at all."),
-    ("book", "Moving."), ("hotel", "Dirty rooms, a broken lift, noise all night; I would never stay there again."),
-    ("concert", "Superb."), ("service", "Slow."), ("garden", "Lovely roses along every path, and a quiet pond."),
-    ("drive", "Tedious."), ("museum", "Crowded but worth it for the old maps and the ship models upstairs."),
-    ("park", "Fine."), ("train", "Late again, and the heating was off in every carriage for the whole trip home."),
-    ("bakery", "Warm bread.")])]
+TASK = [
+    (f"Question {i}: what do you think of the {w}?", a)
+    for i, (w, a) in enumerate(
+        [
+            ("film", "Good."),
+            ("meal", "It was awful, cold and late, and the waiter never came back to our table at all."),
+            ("book", "Moving."),
+            ("hotel", "Dirty rooms, a broken lift, noise all night; I would never stay there again."),
+            ("concert", "Superb."),
+            ("service", "Slow."),
+            ("garden", "Lovely roses along every path, and a quiet pond."),
+            ("drive", "Tedious."),
+            ("museum", "Crowded but worth it for the old maps and the ship models upstairs."),
+            ("park", "Fine."),
+            ("train", "Late again, and the heating was off in every carriage for the whole trip home."),
+            ("bakery", "Warm bread."),
+        ]
+    )
+]
 # options that make each method's distributed parts act within 3 steps
 METHODS = {
-    "sft": {}, "er": {"ratio": 0.25}, "der": {"replay_batch": 2}, "derpp": {"replay_batch": 2},
-    "agem": {"replay_batch": 2}, "l2": {"lam": 1.0}, "ewc": {"lam": 1.0, "n_batches": 3},
-    "lwf": {"beta": 1.0}, "lisa": {"align_steps": 1, "user_steps": 1},
-    "safelora": {"rank": 2, "threshold": 0.99}, "linear": {"lam": 0.5},
-    "grsap": {"ratio": 0.25, "per_domain": 3, "domains": "violence,fraud", "max_query_tokens": 16,
-              "max_response_tokens": 8, "judge": "JUDGE"},
+    "sft": {},
+    "er": {"ratio": 0.25},
+    "der": {"replay_batch": 2},
+    "derpp": {"replay_batch": 2},
+    "agem": {"replay_batch": 2},
+    "l2": {"lam": 1.0},
+    "ewc": {"lam": 1.0, "n_batches": 3},
+    "lwf": {"beta": 1.0},
+    "lisa": {"align_steps": 1, "user_steps": 1},
+    "safelora": {"rank": 2, "threshold": 0.99},
+    "linear": {"lam": 0.5},
+    "grsap": {
+        "ratio": 0.25,
+        "per_domain": 3,
+        "domains": "violence,fraud",
+        "max_query_tokens": 16,
+        "max_response_tokens": 8,
+        "judge": "JUDGE",
+    },
 }
 # Max abs difference of any weight. The sums' order alone moves a weight by ~5e-7; Adam, which divides by
 # sqrt(v) + 1e-8, turns rounding noise in an entry whose gradient is near 0 into up to ~3e-5 (Lisa). The loss as a
@@ -56,8 +81,13 @@ EXTRA = {"agem": {"steps": 6, "lr": 3e-3}}  # A-GEM projects only once the task 
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 def _torchrun(*args) -> list[str]:
@@ -69,10 +99,12 @@ def files(tmp_path_factory, data_dir, tiny_model):
     folder = tmp_path_factory.mktemp("ddp-data")
     (folder / "task.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in TASK))
     rows = json.loads((data_dir / "safety_tuned_llamas" / "safety_only_data_Instructions.json").read_text())[:16]
-    (folder / "safety.jsonl").write_text("".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:200]})
-                                                 + "\n" for r in rows))
-    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\n"
-                                        "case_sensitive: false\n")  # the tiny model's junk passes as refusals
+    (folder / "safety.jsonl").write_text(
+        "".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:200]}) + "\n" for r in rows)
+    )
+    (folder / "vowels.yaml").write_text(
+        "name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\ncase_sensitive: false\n"
+    )  # the tiny model's junk passes as refusals
     build_tiny_model(folder / "prealign", seed=1)  # SafeLoRA's pre-alignment model
     return folder
 
@@ -81,9 +113,22 @@ def settings(files, tiny_model, out, method, **extra) -> dict:
     options = {k: str(files / "vowels.yaml") if v == "JUDGE" else v for k, v in METHODS.get(method, {}).items()}
     if method == "safelora":
         options["base"] = str(files / "prealign")
-    values = {"base": str(tiny_model), "task": str(files / "task.jsonl"), "safety": str(files / "safety.jsonl"),
-              "method": method, "method_options": options, "steps": 3, "batch_size": 2, "max_length": 96,
-              "lr": 1e-3, "dtype": "float32", "lora_dropout": 0.0, "lora_r": 4, "save_steps": 2, "out": str(out)}
+    values = {
+        "base": str(tiny_model),
+        "task": str(files / "task.jsonl"),
+        "safety": str(files / "safety.jsonl"),
+        "method": method,
+        "method_options": options,
+        "steps": 3,
+        "batch_size": 2,
+        "max_length": 96,
+        "lr": 1e-3,
+        "dtype": "float32",
+        "lora_dropout": 0.0,
+        "lora_r": 4,
+        "save_steps": 2,
+        "out": str(out),
+    }
     return {**values, **EXTRA.get(method, {}), **extra}
 
 
@@ -94,11 +139,19 @@ def ddp(tmp_path_factory, files, tiny_model):
     home = tmp_path_factory.mktemp("ddp-home")
     runs = [settings(files, tiny_model, root / m, m) for m in METHODS]
     runs.append(settings(files, tiny_model, root / "sft-long", "sft", steps=40))  # uninterrupted, for the kill test
-    spec = {"runs": runs, "watch": [str(root), str(home)],
-            "report": str(tmp_path_factory.mktemp("ddp-report") / "writes")}
+    spec = {
+        "runs": runs,
+        "watch": [str(root), str(home)],
+        "report": str(tmp_path_factory.mktemp("ddp-report") / "writes"),
+    }
     (root.parent / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(_torchrun(str(REPO / "tests" / "ddp_runs.py"), str(root.parent / "spec.json")),
-                          env=_env(SAFEEVAL_HOME=str(home)), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        _torchrun(str(REPO / "tests" / "ddp_runs.py"), str(root.parent / "spec.json")),
+        env=_env(SAFEEVAL_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     writes = json.loads(Path(spec["report"] + ".1").read_text())
     return {"root": root, "home": home, "writes": writes, "output": done.stdout}
@@ -132,12 +185,16 @@ def test_two_processes_train_as_one_with_the_global_batch(ddp, files, tiny_model
     # Only the main process wrote the run folder. The other saved its own RNG state into each checkpoint (the
     # Trainer's rng_state_1.pth, which a resume needs; its makedirs is the only write Python sees), nothing else,
     # and for GR-SAP it neither generated nor cached anything: it received the main process's rows.
-    mine = [(event, path) for event, path in ddp["writes"] if path.startswith(str(run) + os.sep) or path == str(run)
-            or path.startswith(str(ddp["home"]))]
+    mine = [
+        (event, path)
+        for event, path in ddp["writes"]
+        if path.startswith(str(run) + os.sep) or path == str(run) or path.startswith(str(ddp["home"]))
+    ]
     assert all(event == "os.mkdir" and Path(path).parent == run / "checkpoints" for event, path in mine), mine
     if "finetuned_run" not in record:  # a merge trains nothing of its own: its sft run is checked as sft
         assert {Path(path).name for _, path in mine} == {f"checkpoint-{s}" for s in range(2, steps + 1, 2)} | {
-            f"checkpoint-{steps}"}
+            f"checkpoint-{steps}"
+        }
 
     finetuned = Path(record.get("finetuned_run", run))
     lines, ranks = _trained(finetuned)
@@ -146,8 +203,9 @@ def test_two_processes_train_as_one_with_the_global_batch(ddp, files, tiny_model
     if method == "lisa":  # alignment steps (0 and 2) trained on safety rows: the user rows drawn then were not
         replay = [line for line in lines if line["role"] == "replay"]
         assert sorted(s for line in replay for s, _ in line["trained"]) == [0, 0, 0, 0, 2, 2, 2, 2]
-        assert len(ranks[0] | ranks[1]) == 4 and all(s == 1 for line in lines for s, _ in line["trained"]
-                                                     if line["role"] != "replay")
+        assert len(ranks[0] | ranks[1]) == 4 and all(
+            s == 1 for line in lines for s, _ in line["trained"] if line["role"] != "replay"
+        )
     else:
         assert ranks[0] | ranks[1] == mix_rows and len(ranks[0]) == len(ranks[1]) == len(mix_rows) / 2
 
@@ -166,8 +224,10 @@ def test_two_processes_train_as_one_with_the_global_batch(ddp, files, tiny_model
     if method == "safelora":  # the main process projected
         assert record["method"]["projected_layers"] > 0
     if method == "agem":  # the projection was exercised, at the same steps
-        projected = [[h["agem_projected"] for h in r["trainer"]["log_history"] if "agem_projected" in h]
-                     for r in (single, record)]
+        projected = [
+            [h["agem_projected"] for h in r["trainer"]["log_history"] if "agem_projected" in h]
+            for r in (single, record)
+        ]
         assert projected[0] == projected[1] and sum(projected[1]) > 0, projected
 
 
@@ -181,8 +241,9 @@ def _config(files, tiny_model, tmp_path, **extra) -> Path:
 
 def test_a_killed_process_fails_the_run_in_a_sentence_and_the_same_command_resumes(ddp, files, tiny_model, tmp_path):
     out = tmp_path / "killed"
-    command = _torchrun("-m", "safeeval", "train", "--config", str(_config(files, tiny_model, tmp_path, steps=40)),
-                        "--out", str(out))
+    command = _torchrun(
+        "-m", "safeeval", "train", "--config", str(_config(files, tiny_model, tmp_path, steps=40)), "--out", str(out)
+    )
     launch = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
@@ -192,8 +253,11 @@ def test_a_killed_process_fails_the_run_in_a_sentence_and_the_same_command_resum
     workers[0].send_signal(signal.SIGKILL)
     said, _ = launch.communicate(timeout=300)
     assert launch.returncode != 0 and not (out / "training.json").exists()
-    assert re.search(r"error: Training stopped on process 0 because .+; run the same command again to resume from "
-                     r"checkpoint-\d+\.", said), said[-3000:]
+    assert re.search(
+        r"error: Training stopped on process 0 because .+; run the same command again to resume from "
+        r"checkpoint-\d+\.",
+        said,
+    ), said[-3000:]
 
     again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -209,13 +273,32 @@ def test_a_killed_process_fails_the_run_in_a_sentence_and_the_same_command_resum
 def test_accelerate_launch_with_a_config_trains_as_torchrun_does(ddp, files, tiny_model, tmp_path):
     """accelerate's multi-GPU launcher (torchrun underneath) also runs on CPUs; the run equals the torchrun one."""
     config = tmp_path / "accelerate.yaml"
-    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
-                      "num_processes: 2\nmachine_rank: 0\nmain_process_port: 0\nmixed_precision: 'no'\n")
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_machines: 1\n"
+        "num_processes: 2\nmachine_rank: 0\nmain_process_port: 0\nmixed_precision: 'no'\n"
+    )
     out = tmp_path / "accelerated"
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
-                           str(config), "-m", "safeeval", "train", "--config",
-                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.accelerate_cli",
+            "launch",
+            "--config_file",
+            str(config),
+            "-m",
+            "safeeval",
+            "train",
+            "--config",
+            str(_config(files, tiny_model, tmp_path)),
+            "--out",
+            str(out),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "training.json").read_text())
     assert record["trainer"]["world_size"] == 2 and record["trainer"]["global_batch"] == 4
@@ -232,16 +315,35 @@ def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_mode
         port = probe.getsockname()[1]
     (tmp_path / "hosts").write_text("localhost slots=2\n")
     config = tmp_path / "accelerate.yaml"
-    config.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
-                      f"num_processes: 2\nmachine_rank: 0\nmain_process_ip: 127.0.0.1\nmain_process_port: {port}\n"
-                      f"mixed_precision: 'no'\nuse_cpu: true\n"
-                      f"mpirun_config:\n  mpirun_hostfile: {tmp_path / 'hosts'}\n")
+    config.write_text(
+        f"compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_machines: 1\n"
+        f"num_processes: 2\nmachine_rank: 0\nmain_process_ip: 127.0.0.1\nmain_process_port: {port}\n"
+        f"mixed_precision: 'no'\nuse_cpu: true\n"
+        f"mpirun_config:\n  mpirun_hostfile: {tmp_path / 'hosts'}\n"
+    )
     out = tmp_path / "mpi"
     root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # Open MPI refuses root otherwise
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--config_file",
-                           str(config), "-m", "safeeval", "train", "--config",
-                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
-                          env=_env(**root), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.accelerate_cli",
+            "launch",
+            "--config_file",
+            str(config),
+            "-m",
+            "safeeval",
+            "train",
+            "--config",
+            str(_config(files, tiny_model, tmp_path)),
+            "--out",
+            str(out),
+        ],
+        env=_env(**root),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "training.json").read_text())
     assert record["trainer"]["world_size"] == 2
@@ -252,25 +354,53 @@ def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_mode
 def test_accelerate_cpu_launch_that_starts_one_process_is_refused(files, tiny_model, tmp_path):
     """Without mpirun, `accelerate launch --cpu --num_processes 2` (like a MULTI_CPU config) starts a single process."""
     out = tmp_path / "one"
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--cpu",
-                           "--num_processes", "2", "-m", "safeeval", "train", "--config",
-                           str(_config(files, tiny_model, tmp_path)), "--out", str(out)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.accelerate_cli",
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "-m",
+            "safeeval",
+            "train",
+            "--config",
+            str(_config(files, tiny_model, tmp_path)),
+            "--out",
+            str(out),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     said = " ".join((done.stdout + done.stderr).split())
     assert done.returncode != 0 and "accelerate launch started a single process" in said, said[-2000:]
     assert "torchrun --nproc_per_node N" in said and not out.exists()
 
 
-@pytest.mark.parametrize("env, method, message", [
-    ({"ACCELERATE_USE_FSDP": "true"}, "der", "Method 'der' needs each process to hold the whole weights"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "lisa",
-     "which DeepSpeed ZeRO-3 shards across processes"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "agem",
-     "Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in its own buffers"),
-    ({"ACCELERATE_USE_FSDP": "true"}, "sft", "FSDP shards the training over GPUs, and this machine has none"),
-])
-def test_what_cannot_work_with_sharding_is_refused_before_loading(files, tiny_model, tmp_path, monkeypatch, env,
-                                                                  method, message):
+@pytest.mark.parametrize(
+    "env, method, message",
+    [
+        ({"ACCELERATE_USE_FSDP": "true"}, "der", "Method 'der' needs each process to hold the whole weights"),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"},
+            "lisa",
+            "which DeepSpeed ZeRO-3 shards across processes",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+            "agem",
+            "Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in its own buffers",
+        ),
+        ({"ACCELERATE_USE_FSDP": "true"}, "sft", "FSDP shards the training over GPUs, and this machine has none"),
+    ],
+)
+def test_what_cannot_work_with_sharding_is_refused_before_loading(
+    files, tiny_model, tmp_path, monkeypatch, env, method, message
+):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SafeevalError, match=re.escape(message)):

@@ -20,7 +20,7 @@ def test_mask_dropout_is_bit_identical_to_dropout_and_keeps_a_bool_mask():
         saved: list[torch.Tensor] = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t) or t, lambda t: t):
             out = layer(x)
-        grad, = torch.autograd.grad((out * out).sum(), x)
+        (grad,) = torch.autograd.grad((out * out).sum(), x)
         got[name] = (out, grad, torch.rand(4), [t.dtype for t in saved])
     (a, ga, ra, saved_a), (b, gb, rb, saved_b) = got["dropout"], got["mask"]
     assert torch.equal(a, b) and torch.equal(ga, gb) and torch.equal(ra, rb)  # the random state moved alike
@@ -34,9 +34,11 @@ def peft_model(tiny_model, tmp_path):
     cfg = load_config(None, dict(base=str(tiny_model), task="sst2", lora_dropout=0.1, out=str(tmp_path)))
     base = resolve_model(cfg.base)
     tokenizer = load_tokenizer(base.path)
-    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
-            {"input_ids": [5, 6, 11, 12], "labels": [-100, -100, -100, 12]},
-            {"input_ids": [5, 13, 14, 15, 16], "labels": [-100, -100, -100, 15, -100]}]
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [5, 6, 11, 12], "labels": [-100, -100, -100, 12]},
+        {"input_ids": [5, 13, 14, 15, 16], "labels": [-100, -100, -100, 15, -100]},
+    ]
     return cfg, base, collate(tokenizer, rows)
 
 

@@ -12,10 +12,19 @@ from safeeval.train import load_config, train
 from safeeval.train.methods import agem, make_method
 from safeeval.train.methods.lisa import Lisa
 
-TASK = [(f"Review: the {w} was {a}. Is this review positive or negative?", f"The review is {s}: it calls the {w} {a}.")
-        for w, a, s in [("film", "wonderful", "positive"), ("meal", "awful", "negative"), ("book", "moving", "positive"),
-                        ("hotel", "dirty", "negative"), ("concert", "superb", "positive"), ("service", "slow", "negative"),
-                        ("garden", "lovely", "positive"), ("drive", "tedious", "negative")]]
+TASK = [
+    (f"Review: the {w} was {a}. Is this review positive or negative?", f"The review is {s}: it calls the {w} {a}.")
+    for w, a, s in [
+        ("film", "wonderful", "positive"),
+        ("meal", "awful", "negative"),
+        ("book", "moving", "positive"),
+        ("hotel", "dirty", "negative"),
+        ("concert", "superb", "positive"),
+        ("service", "slow", "negative"),
+        ("garden", "lovely", "positive"),
+        ("drive", "tedious", "negative"),
+    ]
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +33,32 @@ def files(tmp_path_factory, data_dir):
     folder = tmp_path_factory.mktemp("data")
     (folder / "task.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in TASK))
     rows = json.loads((data_dir / "safety_tuned_llamas" / "safety_only_data_Instructions.json").read_text())[:16]
-    (folder / "safety.jsonl").write_text("".join(json.dumps({"prompt": r["instruction"], "response": r["output"]}) + "\n"
-                                                 for r in rows))
-    return {"task": folder / "task.jsonl", "safety": folder / "safety.jsonl",
-            "safety_rows": [(r["instruction"], r["output"]) for r in rows]}
+    (folder / "safety.jsonl").write_text(
+        "".join(json.dumps({"prompt": r["instruction"], "response": r["output"]}) + "\n" for r in rows)
+    )
+    return {
+        "task": folder / "task.jsonl",
+        "safety": folder / "safety.jsonl",
+        "safety_rows": [(r["instruction"], r["output"]) for r in rows],
+    }
 
 
 def run(tiny_model, files, out, method, options=None, **settings):
     """A few steps over the same 8 rows (several epochs), one log line per step."""
-    values = {"base": str(tiny_model), "task": str(files["task"]), "safety": str(files["safety"]), "method": method,
-              "method_options": options or {}, "steps": 6, "batch_size": 4, "examples": 8, "max_length": 128,
-              "lr": 3e-3, "out": str(out), "save_steps": 1}
+    values = {
+        "base": str(tiny_model),
+        "task": str(files["task"]),
+        "safety": str(files["safety"]),
+        "method": method,
+        "method_options": options or {},
+        "steps": 6,
+        "batch_size": 4,
+        "examples": 8,
+        "max_length": 128,
+        "lr": 3e-3,
+        "out": str(out),
+        "save_steps": 1,
+    }
     values.update(settings)
     return train(load_config(None, values), notify=lambda m: None)
 
@@ -57,7 +81,8 @@ def trained_and_aligned(record, tiny_model):
 
 @torch.no_grad()
 def gap(record, tiny_model, chats, what: str) -> float:
-    """Mean squared difference between the trained and the aligned model's log-probabilities (or last hidden states) over
+    """Mean squared difference between the trained and the aligned model's log-probabilities (or last hidden states)
+    over
     every token of the given chats."""
     from transformers import AutoTokenizer
 
@@ -65,8 +90,9 @@ def gap(record, tiny_model, chats, what: str) -> float:
     trained, aligned = trained_and_aligned(record, tiny_model)
     total = []
     for prompt, response in chats:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
-                                              {"role": "assistant", "content": response}], tokenize=False)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False
+        )
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :128]
         a, b = (m(input_ids=ids, output_hidden_states=True) for m in (trained, aligned))
         if what == "logprobs":
@@ -82,8 +108,9 @@ def sft_run(tiny_model, files, tmp_path_factory):
     return run(tiny_model, files, tmp_path_factory.mktemp("sft") / "run", "sft")
 
 
-@pytest.mark.parametrize("method,metric", [("der", "der_distance"), ("derpp", "derpp_replay_ce"),
-                                           ("lwf", "lwf_distance")])
+@pytest.mark.parametrize(
+    "method,metric", [("der", "der_distance"), ("derpp", "derpp_replay_ce"), ("lwf", "lwf_distance")]
+)
 def test_method_lowers_its_total_loss(tiny_model, files, tmp_path, method, metric):
     logged = steps(run(tiny_model, files, tmp_path / "run", method))
     assert len(logged) == 6 and all(metric in e for e in logged)  # its term is part of every step
@@ -129,8 +156,9 @@ def test_der_distance_covers_completion_predictions_only(tiny_model, loss):
     labels[1, 10:], mask[1, 10:] = -100, 0  # and right padding
     ctx = SimpleNamespace(aligned=lambda model: contextlib.nullcontext(aligned), global_mean=lambda t, n: t / n)
     with torch.no_grad():
-        got = make_method("der", {"loss": loss}).distance(ctx, current, {"input_ids": ids, "labels": labels,
-                                                                          "attention_mask": mask})
+        got = make_method("der", {"loss": loss}).distance(
+            ctx, current, {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        )
         keep = labels[:, 1:] != -100
         c, a = (m(input_ids=ids, attention_mask=mask).logits[:, :-1][keep] for m in (current, aligned))
     p, q = a.log_softmax(-1), c.log_softmax(-1)
@@ -178,8 +206,9 @@ def test_lisa_alternates_safety_and_user_steps(tiny_model, files, tmp_path, monk
 
     def record_batch(self, ctx, model, inputs):
         chosen = batch(self, ctx, model, inputs)
-        batches[ctx.step] = [ctx.tokenizer.decode(row[mask.bool()])
-                             for row, mask in zip(chosen["input_ids"], chosen["attention_mask"])]
+        batches[ctx.step] = [
+            ctx.tokenizer.decode(row[mask.bool()]) for row, mask in zip(chosen["input_ids"], chosen["attention_mask"])
+        ]
         return chosen
 
     def record_loss(self, ctx, model, inputs, outputs):
@@ -215,15 +244,18 @@ def test_full_fine_tuning_compares_against_a_frozen_copy(tiny_model, files, tmp_
     assert logged[0][metric] == 0 and logged[-1][metric] > 0
 
 
-@pytest.mark.parametrize("method,options,message", [
-    ("der", {"loss": "foo"}, "option loss must be one of mse, kl; got 'foo'"),
-    ("der", {"alpha": -1}, "option alpha must lie in >= 0.0; got -1.0"),
-    ("derpp", {"beta": -0.5}, "option beta must lie in >= 0.0"),
-    ("lwf", {"target": "attention"}, "option target must be one of hidden, logits"),
-    ("lwf", {"temperature": 0}, "option temperature must be positive"),
-    ("lisa", {"align_steps": 0}, "option align_steps must lie in >= 1; got 0"),
-    ("agem", {"replay_batch": -2}, "option replay_batch must lie in >= 0"),
-])
+@pytest.mark.parametrize(
+    "method,options,message",
+    [
+        ("der", {"loss": "foo"}, "option loss must be one of mse, kl; got 'foo'"),
+        ("der", {"alpha": -1}, "option alpha must lie in >= 0.0; got -1.0"),
+        ("derpp", {"beta": -0.5}, "option beta must lie in >= 0.0"),
+        ("lwf", {"target": "attention"}, "option target must be one of hidden, logits"),
+        ("lwf", {"temperature": 0}, "option temperature must be positive"),
+        ("lisa", {"align_steps": 0}, "option align_steps must lie in >= 1; got 0"),
+        ("agem", {"replay_batch": -2}, "option replay_batch must lie in >= 0"),
+    ],
+)
 def test_bad_option_values_are_refused_in_a_sentence(method, options, message):
     with pytest.raises(SafeevalError, match=message.replace("(", r"\(").replace("+", r"\+")):
         make_method(method, options)

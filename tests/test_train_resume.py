@@ -20,17 +20,42 @@ from transformers import Trainer
 
 from safeeval.train import load_config, train
 
-TASK = [(f"Review {i}: the {w} was {a}. Positive or negative?", f"{s}: it calls the {w} {a}.")
-        for i, (w, a, s) in enumerate([("film", "wonderful", "Positive"), ("meal", "awful", "Negative"),
-                                        ("book", "moving", "Positive"), ("hotel", "dirty", "Negative"),
-                                        ("concert", "superb", "Positive"), ("drive", "tedious", "Negative")])]
+TASK = [
+    (f"Review {i}: the {w} was {a}. Positive or negative?", f"{s}: it calls the {w} {a}.")
+    for i, (w, a, s) in enumerate(
+        [
+            ("film", "wonderful", "Positive"),
+            ("meal", "awful", "Negative"),
+            ("book", "moving", "Positive"),
+            ("hotel", "dirty", "Negative"),
+            ("concert", "superb", "Positive"),
+            ("drive", "tedious", "Negative"),
+        ]
+    )
+]
 # Lisa: one alignment step then four user steps, so the resume at step 4 lands mid user phase and the resumed run
 # must keep pulling toward the anchor taken at step 1, not toward the weights it resumes with.
-METHODS = {"sft": {}, "er": {"ratio": 0.25}, "der": {"replay_batch": 2}, "derpp": {"replay_batch": 2},
-           "agem": {"replay_batch": 2}, "l2": {"lam": 1.0}, "ewc": {"lam": 1.0, "n_batches": 2}, "lwf": {},
-           "lisa": {"align_steps": 1, "user_steps": 4, "rho": 100.0}, "safelora": {"rank": 2, "threshold": 0.99},
-           "grsap": {"ratio": 0.25, "per_domain": 2, "domains": "violence", "max_query_tokens": 12,
-                     "max_response_tokens": 8, "judge": "JUDGE"}, "linear": {"lam": 0.5}}
+METHODS = {
+    "sft": {},
+    "er": {"ratio": 0.25},
+    "der": {"replay_batch": 2},
+    "derpp": {"replay_batch": 2},
+    "agem": {"replay_batch": 2},
+    "l2": {"lam": 1.0},
+    "ewc": {"lam": 1.0, "n_batches": 2},
+    "lwf": {},
+    "lisa": {"align_steps": 1, "user_steps": 4, "rho": 100.0},
+    "safelora": {"rank": 2, "threshold": 0.99},
+    "grsap": {
+        "ratio": 0.25,
+        "per_domain": 2,
+        "domains": "violence",
+        "max_query_tokens": 12,
+        "max_response_tokens": 8,
+        "judge": "JUDGE",
+    },
+    "linear": {"lam": 0.5},
+}
 STOP_AT = 4
 
 
@@ -43,10 +68,12 @@ def files(tmp_path_factory, data_dir):
     folder = tmp_path_factory.mktemp("resume-data")
     (folder / "task.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in TASK))
     rows = json.loads((data_dir / "safety_tuned_llamas" / "safety_only_data_Instructions.json").read_text())[:12]
-    (folder / "safety.jsonl").write_text("".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:160]})
-                                                 + "\n" for r in rows))
-    (folder / "vowels.yaml").write_text("name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\n"
-                                        "case_sensitive: false\n")  # the tiny model's junk passes as refusals
+    (folder / "safety.jsonl").write_text(
+        "".join(json.dumps({"prompt": r["instruction"], "response": r["output"][:160]}) + "\n" for r in rows)
+    )
+    (folder / "vowels.yaml").write_text(
+        "name: vowels\nkind: keyword\nmarkers: [a, e, i, o, u]\ncase_sensitive: false\n"
+    )  # the tiny model's junk passes as refusals
     build_tiny_model(folder / "prealign", seed=1)
     return folder
 
@@ -55,10 +82,22 @@ def _run(tiny_model, files, out, method, stop_at=None, monkeypatch=None):
     options = {k: str(files / "vowels.yaml") if v == "JUDGE" else v for k, v in METHODS[method].items()}
     if method == "safelora":
         options["base"] = str(files / "prealign")
-    cfg = load_config(None, {"base": str(tiny_model), "task": str(files / "task.jsonl"),
-                             "safety": str(files / "safety.jsonl"), "method": method, "method_options": options,
-                             "steps": 7, "batch_size": 2, "max_length": 96, "lr": 2e-3, "save_steps": 2,
-                             "out": str(out)})
+    cfg = load_config(
+        None,
+        {
+            "base": str(tiny_model),
+            "task": str(files / "task.jsonl"),
+            "safety": str(files / "safety.jsonl"),
+            "method": method,
+            "method_options": options,
+            "steps": 7,
+            "batch_size": 2,
+            "max_length": 96,
+            "lr": 2e-3,
+            "save_steps": 2,
+            "out": str(out),
+        },
+    )
     if stop_at is not None:
         original = Trainer._save_checkpoint
 

@@ -13,18 +13,32 @@ from tiny_model import build_tiny_model
 
 from safeeval.errors import SafeevalError
 from safeeval.train import load_config, train
+from safeeval.train.lora import lora_layers
 from safeeval.train.methods import make_method
 from safeeval.train.methods._merge import lora_sq_norm
 from safeeval.train.methods.ewc import EWC
 from safeeval.train.methods.l2 import L2
 from safeeval.train.methods.magmax import max_magnitude
-from safeeval.train.lora import lora_layers
 
 
 def _run(tiny_model, data_dir, out, method, notify=None, lora=True, **options):
-    cfg = load_config(None, {"base": str(tiny_model), "task": "sst2", "method": method, "method_options": options,
-                             "steps": 4, "batch_size": 4, "max_length": 256, "lr": 5e-3, "data_dir": str(data_dir),
-                             "out": str(out), "save_steps": 4, "lora": lora})
+    cfg = load_config(
+        None,
+        {
+            "base": str(tiny_model),
+            "task": "sst2",
+            "method": method,
+            "method_options": options,
+            "steps": 4,
+            "batch_size": 4,
+            "max_length": 256,
+            "lr": 5e-3,
+            "data_dir": str(data_dir),
+            "out": str(out),
+            "save_steps": 4,
+            "lora": lora,
+        },
+    )
     return train(cfg, notify=notify or (lambda m: None))
 
 
@@ -62,6 +76,7 @@ def merges(tiny_model, data_dir, tmp_path_factory):
 
 
 # -- penalties --
+
 
 def _spy(monkeypatch, cls):
     """Record every call of the method's loss hook: the penalty, the CE, and the penalty computed here from deltas."""
@@ -127,6 +142,7 @@ def test_ewc_fisher_is_mean_normalised_and_uneven(tiny_model, data_dir, tmp_path
 
 
 # -- merges --
+
 
 @pytest.mark.parametrize("method", ["linear", "task-arithmetic", "ties", "dare", "magmax"])
 def test_merge_lam0_returns_aligned_exactly(method, merges, tiny_model, base_model):
@@ -224,6 +240,7 @@ def test_merges_after_full_finetuning(tiny_model, data_dir, tmp_path):
 
 # -- Safe LoRA --
 
+
 def _projector(aligned, base, name, rank):
     u = torch.linalg.svd(aligned[name].float() - base[name].float(), full_matrices=False).U[:, :rank]
     return u @ u.T
@@ -252,8 +269,10 @@ def test_safelora_projects_only_layers_below_threshold(tiny_model, base_model):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
     messages = []
     ctx = SimpleNamespace(cfg=SimpleNamespace(lora=True), notify=messages.append)
     method = make_method("safelora", {"base": str(base_model), "rank": 8, "threshold": 0.5})
@@ -275,20 +294,24 @@ def test_safelora_projects_only_layers_below_threshold(tiny_model, base_model):
 
 # -- bad input --
 
-@pytest.mark.parametrize("method, options, match", [
-    ("magmax", {}, "needs option base"),
-    ("safelora", {}, "needs option base"),
-    ("l2", {"lam": -1.0}, "lam must lie in"),
-    ("ewc", {"lam": -0.1}, "lam must lie in"),
-    ("ewc", {"n_batches": 0}, "n_batches must lie in"),
-    ("linear", {"lam": 1.5}, r"lam must lie in \[0.0, 1.0\]"),
-    ("task-arithmetic", {"lam": -0.5}, "lam must lie in"),
-    ("ties", {"density": 0.0}, r"density must lie in \(0, 1\]"),
-    ("dare", {"density": 1.5}, r"density must lie in \(0, 1\]"),
-    ("magmax", {"base": "x", "lam": -1.0}, "lam must lie in"),
-    ("safelora", {"base": "x", "rank": 0}, "rank must lie in"),
-    ("safelora", {"base": "x", "threshold": 2.0}, "threshold must lie in"),
-])
+
+@pytest.mark.parametrize(
+    "method, options, match",
+    [
+        ("magmax", {}, "needs option base"),
+        ("safelora", {}, "needs option base"),
+        ("l2", {"lam": -1.0}, "lam must lie in"),
+        ("ewc", {"lam": -0.1}, "lam must lie in"),
+        ("ewc", {"n_batches": 0}, "n_batches must lie in"),
+        ("linear", {"lam": 1.5}, r"lam must lie in \[0.0, 1.0\]"),
+        ("task-arithmetic", {"lam": -0.5}, "lam must lie in"),
+        ("ties", {"density": 0.0}, r"density must lie in \(0, 1\]"),
+        ("dare", {"density": 1.5}, r"density must lie in \(0, 1\]"),
+        ("magmax", {"base": "x", "lam": -1.0}, "lam must lie in"),
+        ("safelora", {"base": "x", "rank": 0}, "rank must lie in"),
+        ("safelora", {"base": "x", "threshold": 2.0}, "threshold must lie in"),
+    ],
+)
 def test_bad_options(method, options, match):
     with pytest.raises(SafeevalError, match=match):
         make_method(method, options)

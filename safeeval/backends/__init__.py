@@ -12,14 +12,26 @@ from ..errors import SafeevalError
 from ..plugins import Registry
 from .base import CAPABILITIES, Backend, Chat, Completion, GenParams
 
-__all__ = ["Backend", "Chat", "Completion", "GenParams", "BACKENDS", "CAPABILITIES", "make_backend", "options_of",
-           "capabilities_of"]
+__all__ = [
+    "Backend",
+    "Chat",
+    "Completion",
+    "GenParams",
+    "BACKENDS",
+    "CAPABILITIES",
+    "make_backend",
+    "options_of",
+    "capabilities_of",
+]
 
-BACKENDS = Registry("backend", {
-    "hf": "safeeval.backends.hf:HFBackend",
-    "vllm": "safeeval.backends.vllm:VLLMBackend",
-    "openai": "safeeval.backends.openai:OpenAIBackend",
-})
+BACKENDS = Registry(
+    "backend",
+    {
+        "hf": "safeeval.backends.hf:HFBackend",
+        "vllm": "safeeval.backends.vllm:VLLMBackend",
+        "openai": "safeeval.backends.openai:OpenAIBackend",
+    },
+)
 
 
 def capabilities_of(name: str) -> frozenset[str]:
@@ -36,8 +48,9 @@ def check_options(name: str, options: dict) -> None:
     """Options the user set that this backend cannot use are an error, not silently dropped."""
     unusable = sorted(k for k, v in options.items() if v is not None and k not in options_of(name))
     if unusable:
-        raise SafeevalError(f"The {name} backend does not take {', '.join(unusable)}; it takes "
-                            f"{', '.join(sorted(options_of(name)))}.")
+        raise SafeevalError(
+            f"The {name} backend does not take {', '.join(unusable)}; it takes {', '.join(sorted(options_of(name)))}."
+        )
 
 
 def make_backend(name: str, model: str, **options) -> Backend:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 Chat = list[dict[str, str]]  # [{"role": "user", "content": "..."}]
 Prompt = Chat | str  # a str is a prompt already in the model's own format: no chat template is applied

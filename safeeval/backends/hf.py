@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import SafeevalError
 from ..keys import model_fingerprint
@@ -35,8 +35,16 @@ class HFBackend:
     name = "hf"
     capabilities = frozenset({"local", "raw_prompts", "lora", "chat_template"})
 
-    def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
-                 chat_template: str | None = None, batch_size: int = 16, merge_adapter: bool = True):
+    def __init__(
+        self,
+        model: ModelRef,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        chat_template: str | None = None,
+        batch_size: int = 16,
+        merge_adapter: bool = True,
+    ):
         """merge_adapter: generate with the adapter merged into a copy of the weights (the default: through an
         unmerged adapter every LoRA layer adds two matmuls per token, ~3x slower on CPU); False keeps it unmerged."""
         import torch
@@ -58,9 +66,16 @@ class HFBackend:
                 raise SafeevalError(f"Adapter folder {adapter} does not exist.")
             adapter_fp = folder_fingerprint(Path(adapter))
         self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
-        self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
-                     "dtype": self.dtype, "device": self.device, "fingerprint": self.fingerprint,
-                     "merged": self.merged}
+        self.info = {
+            "name": model.name,
+            "path": str(model.path),
+            "source": model.source,
+            "adapter": adapter,
+            "dtype": self.dtype,
+            "device": self.device,
+            "fingerprint": self.fingerprint,
+            "merged": self.merged,
+        }
 
     def load(self) -> None:
         """Load the weights now (otherwise the first generate() does)."""
@@ -93,15 +108,19 @@ class HFBackend:
         # Longest first: similar lengths waste less padding, and an out-of-memory shows up at once.
         order = sorted(range(len(chats)), key=lambda i: -len(ids[i]))
         set_seed(params.seed)
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p} \
-            if params.temperature > 0 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sampling = (
+            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            if params.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+            batch = order[start : start + self.batch_size]
             enc = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.model.device)
             with torch.inference_mode():
-                out = self.model.generate(**enc, max_new_tokens=params.max_new_tokens,
-                                          pad_token_id=self.tokenizer.pad_token_id, **sampling)
-            new = out[:, enc["input_ids"].shape[1]:].tolist()
+                out = self.model.generate(
+                    **enc, max_new_tokens=params.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **sampling
+                )
+            new = out[:, enc["input_ids"].shape[1] :].tolist()
             yield [self._completion(i, row, params.max_new_tokens) for i, row in zip(batch, new)]
 
     def _completion(self, index: int, row: list[int], limit: int) -> Completion:

@@ -18,7 +18,7 @@ import re
 import socket
 import ssl
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import SafeevalError
@@ -71,8 +71,16 @@ class OpenAIBackend:
     name = "openai"
     capabilities = frozenset({"remote", "raw_prompts"})
 
-    def __init__(self, model_name: str, *, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout: float = 60, max_retries: int = 5):
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout: float = 60,
+        max_retries: int = 5,
+    ):
         given = base_url or os.environ.get("OPENAI_BASE_URL")
         self.base_url = (given or DEFAULT_BASE_URL).rstrip("/")
         self.model_name = model_name
@@ -84,7 +92,8 @@ class OpenAIBackend:
         if key is None and not given:
             raise SafeevalError(
                 f"The OpenAI API needs a key: set the environment variable {api_key_env} "
-                "(or give base_url for a local server that needs none).")
+                "(or give base_url for a local server that needs none)."
+            )
         self._key_set = key is not None
         self._api_key = key or "EMPTY"  # local servers ignore it; never recorded or printed
         self._url = _display_url(self.base_url)
@@ -116,8 +125,10 @@ class OpenAIBackend:
                 except queue.Empty:
                     if future.done() and results.empty():
                         exc = future.exception()
-                        raise SafeevalError(f"Generation on {self._url} stopped unexpectedly: "
-                                            f"{type(exc).__name__ if exc else 'no result'}.")
+                        raise SafeevalError(
+                            f"Generation on {self._url} stopped unexpectedly: "
+                            f"{type(exc).__name__ if exc else 'no result'}."
+                        ) from None
                     continue
                 group = [item]
                 while True:  # whatever else has finished meanwhile goes into the same group
@@ -163,8 +174,9 @@ class OpenAIBackend:
     async def _make_client(self) -> None:
         from openai import AsyncOpenAI
 
-        self._client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout,
-                                   max_retries=self.max_retries)
+        self._client = AsyncOpenAI(
+            api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=self.max_retries
+        )
 
     async def _run_all(self, chats: list[Chat], params: GenParams, results: queue.Queue) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -185,8 +197,13 @@ class OpenAIBackend:
     async def _complete(self, index: int, chat: Prompt, params: GenParams) -> Completion:
         import openai
 
-        request = {"model": self.model_name, "max_tokens": params.max_new_tokens,
-                   "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
+        request = {
+            "model": self.model_name,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
         # A raw prompt (already in the model's own format) goes to /completions, a chat to /chat/completions.
         api = self._client.completions if isinstance(chat, str) else self._client.chat.completions
         request["prompt" if isinstance(chat, str) else "messages"] = chat
@@ -196,14 +213,21 @@ class OpenAIBackend:
                 return self._parse(index, raw.text)
             except _Malformed as e:
                 problem = str(e)
-                log.warning("Malformed answer from %s (%s); try %d of %d.", self._url, problem, attempt + 1,
-                            MALFORMED_RETRIES + 1)
+                log.warning(
+                    "Malformed answer from %s (%s); try %d of %d.",
+                    self._url,
+                    problem,
+                    attempt + 1,
+                    MALFORMED_RETRIES + 1,
+                )
                 if attempt < MALFORMED_RETRIES:
-                    await asyncio.sleep(MALFORMED_BACKOFF * 2 ** attempt)
+                    await asyncio.sleep(MALFORMED_BACKOFF * 2**attempt)
             except openai.APIError as e:
                 raise self._explain(e, index) from None
-        raise SafeevalError(f"The endpoint {self._url} sent {MALFORMED_RETRIES + 1} malformed answers in a row "
-                            f"({problem}); is it an OpenAI-compatible chat completions endpoint?")
+        raise SafeevalError(
+            f"The endpoint {self._url} sent {MALFORMED_RETRIES + 1} malformed answers in a row "
+            f"({problem}); is it an OpenAI-compatible chat completions endpoint?"
+        )
 
     def _parse(self, index: int, text: str) -> Completion:
         try:
@@ -222,8 +246,7 @@ class OpenAIBackend:
             raise _Malformed("no message content")
         usage = data.get("usage")
         n_tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        return Completion(index, content, choice.get("finish_reason"),
-                          n_tokens if isinstance(n_tokens, int) else None)
+        return Completion(index, content, choice.get("finish_reason"), n_tokens if isinstance(n_tokens, int) else None)
 
     def _redact(self, text: str) -> str:
         if self._key_set and self._api_key:
@@ -237,31 +260,43 @@ class OpenAIBackend:
         url = self._url
         retries = f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}"
         if isinstance(e, openai.APITimeoutError):
-            return SafeevalError(f"The endpoint {url} did not answer after {retries} (each try timed out "
-                                 f"after {self.timeout:g} s). Is the server running, or does it need a longer timeout?")
+            return SafeevalError(
+                f"The endpoint {url} did not answer after {retries} (each try timed out "
+                f"after {self.timeout:g} s). Is the server running, or does it need a longer timeout?"
+            )
         if isinstance(e, openai.APIConnectionError):
-            return SafeevalError(f"The endpoint {url} did not answer after {retries} "
-                                 f"({_connection_reason(e)}). Is the server running?")
+            return SafeevalError(
+                f"The endpoint {url} did not answer after {retries} ({_connection_reason(e)}). Is the server running?"
+            )
         if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError)):
             status = getattr(e, "status_code", "401/403")
             if self._key_set:
-                return SafeevalError(f"The endpoint {url} refused the API key from the environment variable "
-                                     f"{self.api_key_env} (HTTP {status}); set {self.api_key_env} to a valid key.")
-            return SafeevalError(f"The endpoint {url} needs an API key (HTTP {status}); set the environment "
-                                 f"variable {self.api_key_env}.")
+                return SafeevalError(
+                    f"The endpoint {url} refused the API key from the environment variable "
+                    f"{self.api_key_env} (HTTP {status}); set {self.api_key_env} to a valid key."
+                )
+            return SafeevalError(
+                f"The endpoint {url} needs an API key (HTTP {status}); set the environment variable {self.api_key_env}."
+            )
         if isinstance(e, openai.NotFoundError):
-            return SafeevalError(f"The endpoint {url} has no model named '{self.model_name}' (HTTP 404); check the "
-                                 f"model name (GET {url}/models lists those served) and that base_url ends in /v1.")
+            return SafeevalError(
+                f"The endpoint {url} has no model named '{self.model_name}' (HTTP 404); check the "
+                f"model name (GET {url}/models lists those served) and that base_url ends in /v1."
+            )
         if isinstance(e, openai.RateLimitError):
-            return SafeevalError(f"The endpoint {url} kept answering 429 Too Many Requests after {retries}; "
-                                 "lower concurrency or try again later.")
+            return SafeevalError(
+                f"The endpoint {url} kept answering 429 Too Many Requests after {retries}; "
+                "lower concurrency or try again later."
+            )
         if isinstance(e, openai.APIStatusError):
             status = e.status_code
             if status >= 500:
-                return SafeevalError(f"The endpoint {url} kept failing with HTTP {status} after {retries}. "
-                                     "Is the server healthy?")
+                return SafeevalError(
+                    f"The endpoint {url} kept failing with HTTP {status} after {retries}. Is the server healthy?"
+                )
             detail = re.sub(r"^Error code: \d+ - ", "", str(getattr(e, "message", "") or ""))
             detail = self._redact(detail)[:300].rstrip(".")
-            return SafeevalError(f"The endpoint {url} rejected chat {index} for model '{self.model_name}' "
-                                 f"(HTTP {status}: {detail}).")
+            return SafeevalError(
+                f"The endpoint {url} rejected chat {index} for model '{self.model_name}' (HTTP {status}: {detail})."
+            )
         return SafeevalError(f"The request to {url} failed ({type(e).__name__}).")

@@ -7,8 +7,8 @@ import importlib.util
 import inspect
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import SafeevalError
 from ..keys import model_fingerprint
@@ -72,14 +72,15 @@ def _check_cpu_binding(workers: int) -> None:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= workers:
         per = len(cores) // workers
-        lists = [cores[i * per:(i + 1) * per] for i in range(workers)]
+        lists = [cores[i * per : (i + 1) * per] for i in range(workers)]
         example = "|".join(f"{c[0]}-{c[-1]}" if len(c) > 1 else str(c[0]) for c in lists)
     else:
         example = "nobind"
     raise SafeevalError(
         f"vLLM's CPU build gives each of its {workers} tensor-parallel workers a NUMA node of its own, and this "
         f"machine has {nodes}: set VLLM_CPU_OMP_THREADS_BIND to one core list per worker, e.g. "
-        f"VLLM_CPU_OMP_THREADS_BIND='{example}'.")
+        f"VLLM_CPU_OMP_THREADS_BIND='{example}'."
+    )
 
 
 class VLLMBackend:
@@ -91,10 +92,20 @@ class VLLMBackend:
     merged = False
     chunk_size = 256  # prompts per llm.generate call: each chunk is yielded, so Ctrl-C loses at most one
 
-    def __init__(self, model: ModelRef, *, adapter: str | None = None, dtype: str = "auto",
-                 chat_template: str | None = None, batch_size: int = 256, tensor_parallel_size: int = 1,
-                 data_parallel_size: int = 1, enforce_eager: bool = False, max_model_len: int | None = None,
-                 llm=None):
+    def __init__(
+        self,
+        model: ModelRef,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        chat_template: str | None = None,
+        batch_size: int = 256,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        enforce_eager: bool = False,
+        max_model_len: int | None = None,
+        llm=None,
+    ):
         """`llm`: an already started vllm.LLM for this model to reuse (benchmarks); it is not closed by close()."""
         import torch
         from transformers import AutoConfig
@@ -124,17 +135,24 @@ class VLLMBackend:
         self._closed = False
         self._adapter = str(Path(adapter).resolve()) if adapter else None
         self.fingerprint = model_fingerprint(folder_fingerprint(model.path), adapter_fp, self.dtype)
-        self.info = {"name": model.name, "path": str(model.path), "source": model.source, "adapter": adapter,
-                     "dtype": self.dtype, "device": "cuda" if torch.cuda.is_available() else "cpu", "fingerprint": self.fingerprint,
-                     "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size}
+        self.info = {
+            "name": model.name,
+            "path": str(model.path),
+            "source": model.source,
+            "adapter": adapter,
+            "dtype": self.dtype,
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "fingerprint": self.fingerprint,
+            "tensor_parallel_size": tensor_parallel_size,
+            "data_parallel_size": data_parallel_size,
+        }
 
     @classmethod
-    def from_llm(cls, llm, model: ModelRef, **kwargs) -> "VLLMBackend":
+    def from_llm(cls, llm, model: ModelRef, **kwargs) -> VLLMBackend:
         """Wrap an engine the caller started (and will shut down) itself; dtype is read from the engine."""
         return cls(model, llm=llm, **kwargs)
 
-    def _start(self, model: ModelRef, adapter, tensor_parallel_size, data_parallel_size, enforce_eager,
-               max_model_len):
+    def _start(self, model: ModelRef, adapter, tensor_parallel_size, data_parallel_size, enforce_eager, max_model_len):
         import torch
 
         vllm = _import_vllm()
@@ -148,8 +166,13 @@ class VLLMBackend:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = _CPU_KV_CACHE_GIB
         if not torch.cuda.is_available():
             _check_cpu_binding(tensor_parallel_size)
-        kwargs = {"model": str(model.path), "tokenizer": str(model.path), "dtype": self.dtype,
-                  "tensor_parallel_size": tensor_parallel_size, "enforce_eager": enforce_eager}
+        kwargs = {
+            "model": str(model.path),
+            "tokenizer": str(model.path),
+            "dtype": self.dtype,
+            "tensor_parallel_size": tensor_parallel_size,
+            "enforce_eager": enforce_eager,
+        }
         if data_parallel_size > 1:
             kwargs["data_parallel_size"] = data_parallel_size
         if max_model_len:
@@ -182,7 +205,9 @@ class VLLMBackend:
         # Texts are decoded here by the HF tokenizer, as HFBackend does: vLLM's incremental detokenizer
         # holds back an unfinished UTF-8 sequence at the end, so the two would differ on such outputs.
         sampling = SamplingParams(
-            max_tokens=params.max_new_tokens, seed=params.seed, detokenize=False,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+            detokenize=False,
             temperature=params.temperature if params.temperature > 0 else 0.0,
             top_p=params.top_p if params.temperature > 0 else 1.0,
         )
@@ -202,8 +227,10 @@ class VLLMBackend:
                 rows.append(tokens)
                 reasons.append(reason)
             texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
-            yield [Completion(i, text, reason, len(tokens))
-                   for i, text, reason, tokens in zip(indices, texts, reasons, rows)]
+            yield [
+                Completion(i, text, reason, len(tokens))
+                for i, text, reason, tokens in zip(indices, texts, reasons, rows)
+            ]
 
     def close(self) -> None:
         self._closed = True

@@ -21,9 +21,15 @@ app = typer.Typer(
 
 
 @app.callback(invoke_without_command=True)
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-          verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the libraries' own log lines and "
-                                       "progress bars (vLLM, transformers, datasets).")):
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Also show the libraries' own log lines and progress bars (vLLM, transformers, datasets).",
+    ),
+):
     ui.VERBOSE = verbose
     if version:
         ui.out_console.print(f"safeeval {__version__}", highlight=False)
@@ -31,8 +37,9 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 app.command("score", help=score.HELP)(score.score)
-app.command("tasks", help="List the benchmarks: name, splits, rows, source and licence, and whether a local copy is "
-            "found.")(catalog.tasks)
+app.command(
+    "tasks", help="List the benchmarks: name, splits, rows, source and licence, and whether a local copy is found."
+)(catalog.tasks)
 app.command("judges", help="List the judges and the refusal-marker lists the keyword judge can use.")(catalog.judges)
 app.add_typer(judge.app, name="judge")
 app.command("check", help=check.HELP)(check.check)

@@ -4,7 +4,6 @@ listing is TSV (or choose with --format), so `safeeval tasks | grep directharm4`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,8 +15,10 @@ FORMAT_HELP = "table, json or tsv \\[default: table on a terminal, tsv in a pipe
 
 def tasks(
     tasks_dir: list[Path] = typer.Option([], "--tasks-dir", help="Extra folder of task YAML specs (repeatable)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies to look in."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", envvar="SAFEEVAL_DATA_DIR", help="Folder of local benchmark copies to look in."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ):
     with ui.errors():
         specs, suites = load_tasks(tasks_dir), load_suites(tasks_dir)
@@ -27,12 +28,21 @@ def tasks(
         source = spec.hub["dataset"] if spec.hub and spec.hub.get("dataset") != "csv" else (spec.url or "inline")
         splits = ", ".join(spec.splits or []) + (f" (default {spec.default_split})" if spec.default_split else "")
         rows.append([name, splits or "-", str(count or "?"), source, spec.license or "?", _local_copy(spec, data_dir)])
-    rows.append(["lmeval:TASK", "-", "-", "any generative lm-evaluation-harness task (lmeval:TASK:5shot)", "the task's", "-"])
+    rows.append(
+        ["lmeval:TASK", "-", "-", "any generative lm-evaluation-harness task (lmeval:TASK:5shot)", "the task's", "-"]
+    )
     for name, suite in sorted(suites.items()):
-        rows.append([f"suite:{name}", "-", "-", f"mean {suite.data['metric']} over {', '.join(suite.data['tasks'])}",
-                     "-", "-"])
-    columns = [("name", "left"), ("splits", "left"), ("rows", "left"), ("source", "left"), ("licence", "left"),
-               ("local copy", "left")]
+        rows.append(
+            [f"suite:{name}", "-", "-", f"mean {suite.data['metric']} over {', '.join(suite.data['tasks'])}", "-", "-"]
+        )
+    columns = [
+        ("name", "left"),
+        ("splits", "left"),
+        ("rows", "left"),
+        ("source", "left"),
+        ("licence", "left"),
+        ("local copy", "left"),
+    ]
     ui.table("safeeval tasks", columns, rows, ui.listing_format(fmt))
 
 
@@ -47,7 +57,7 @@ def _local_copy(spec, data_dir: Path | None) -> str:
 
 def judges(
     judges_dir: list[Path] = typer.Option([], "--judges-dir", help="Extra folder of judge YAML specs (repeatable)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    fmt: str | None = typer.Option(None, "--format", help=FORMAT_HELP),
 ):
     with ui.errors():
         specs, lists = load_judges(judges_dir), marker_lists(judges_dir)
@@ -56,9 +66,19 @@ def judges(
     for name, spec in sorted(specs.items()):
         variants = spec.data.get("variants") or ({"any marker list below": 1} if spec.data["kind"] == "keyword" else {})
         rows.append([name, spec.data["kind"], str(spec.data.get("model") or "-"), ", ".join(map(str, variants)) or "-"])
-    ui.table("safeeval judges", [("name", "left"), ("kind", "left"), ("default model", "left"),
-                                 ("variants (name:variant)", "left")], rows, fmt)
-    rows = [[name, str(len(spec["markers"])), spec.get("source", ""), spec.get("license", "")]
-            for name, spec in lists.items()]
-    ui.table("refusal-marker lists (keyword:NAME)", [("list", "left"), ("markers", "right"), ("source", "left"),
-                                                      ("licence", "left")], rows, fmt)
+    ui.table(
+        "safeeval judges",
+        [("name", "left"), ("kind", "left"), ("default model", "left"), ("variants (name:variant)", "left")],
+        rows,
+        fmt,
+    )
+    rows = [
+        [name, str(len(spec["markers"])), spec.get("source", ""), spec.get("license", "")]
+        for name, spec in lists.items()
+    ]
+    ui.table(
+        "refusal-marker lists (keyword:NAME)",
+        [("list", "left"), ("markers", "right"), ("source", "left"), ("licence", "left")],
+        rows,
+        fmt,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,13 +30,24 @@ printed with it. --margin TASK=POINTS tests a "no worse than" claim by TOST: sho
 
 
 def compare(
-    run_dirs: Optional[list[Path]] = typer.Argument(None, help="Run folders (they must hold samples.jsonl)."),
-    against: str = typer.Option(..., "--against", "-a", help="The reference: a method (e.g. sft) or a run (folder, or part of its label)."),
-    margins: list[str] = typer.Option([], "--margin", help="TASK=POINTS: test that each method is no worse than the reference by more than POINTS percentage points (TOST; repeatable)."),
-    equivalence: bool = typer.Option(False, "--equivalence", help="With --margin: test equivalence (within ± the margin) instead of non-inferiority."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma-separated tasks (or task/judge) to compare \\[default: all]."),
+    run_dirs: list[Path] | None = typer.Argument(None, help="Run folders (they must hold samples.jsonl)."),
+    against: str = typer.Option(
+        ..., "--against", "-a", help="The reference: a method (e.g. sft) or a run (folder, or part of its label)."
+    ),
+    margins: list[str] = typer.Option(
+        [],
+        "--margin",
+        help="TASK=POINTS: test that each method is no worse than the reference by more than POINTS percentage "
+        "points (TOST; repeatable).",
+    ),
+    equivalence: bool = typer.Option(
+        False, "--equivalence", help="With --margin: test equivalence (within ± the margin) instead of non-inferiority."
+    ),
+    tasks: str | None = typer.Option(
+        None, "--tasks", "-t", help="Comma-separated tasks (or task/judge) to compare \\[default: all]."
+    ),
     alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="Family-wise error rate of each family."),
-    store: Optional[Path] = typer.Option(None, "--store", help="Also read every run recorded in this SQLite store."),
+    store: Path | None = typer.Option(None, "--store", help="Also read every run recorded in this SQLite store."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ):
     from ..report.compare import compare as run_compare
@@ -48,14 +58,25 @@ def compare(
         if fmt not in ("table", "json"):
             raise SafeevalError(f"--format {fmt}: choose table or json.")
         runs = load_runs(list(run_dirs or []), store)
-        found = run_compare(runs, against, margins=parse_margins(margins), equivalence=equivalence,
-                            tasks=name_list(tasks) if tasks else None, alpha=alpha)
+        found = run_compare(
+            runs,
+            against,
+            margins=parse_margins(margins),
+            equivalence=equivalence,
+            tasks=name_list(tasks) if tasks else None,
+            alpha=alpha,
+        )
     if fmt == "json":
         typer.echo(json.dumps([c.to_dict() for c in found], indent=2, ensure_ascii=False))
         return
     for c in found:
-        ui.table(f"{c.stratum}: {c.family.metric} against {c.family.reference}", headers(c), rows(c), "auto",
-                 caption=c.family.statement)
+        ui.table(
+            f"{c.stratum}: {c.family.metric} against {c.family.reference}",
+            headers(c),
+            rows(c),
+            "auto",
+            caption=c.family.statement,
+        )
         for note in c.notes:
             ui.note(note)
 
@@ -70,7 +91,8 @@ def parse_margins(items: list[str]) -> dict[str, float]:
         except ValueError:
             points = None
         if not sep or not task or points is None or points <= 0:
-            raise SafeevalError(f"--margin '{item}' is not TASK=POINTS with POINTS > 0, e.g. sst2=1.2 (percentage "
-                                "points).")
+            raise SafeevalError(
+                f"--margin '{item}' is not TASK=POINTS with POINTS > 0, e.g. sst2=1.2 (percentage points)."
+            )
         out[task.strip()] = points / 100
     return out

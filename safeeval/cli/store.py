@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,10 @@ app = typer.Typer(help="Work on run stores: merge other machines' stores (shards
 
 MERGE_HELP = """Merge store shards into one store: generations, verdicts, runs and judge validations.
 
-Every shard is checked first (SQLite's integrity check, a safeeval store, a store version this safeeval reads); if any fails, nothing is written. A key the store already holds keeps its value; when a shard's output for it differs (bfloat16 decoding differs between machines), that is counted as a conflict and the shard's value is kept aside in the store's merge_conflicts table. Runs and judge validations: the newer row wins. Merging a shard twice changes nothing.
+Every shard is checked first (SQLite's integrity check, a safeeval store, a store version this safeeval reads); if any
+fails, nothing is written. A key the store already holds keeps its value; when a shard's output for it differs
+(bfloat16 decoding differs between machines), that is counted as a conflict and the shard's value is kept aside in the
+store's merge_conflicts table. Runs and judge validations: the newer row wins. Merging a shard twice changes nothing.
 
 [bold]Examples[/bold]
 
@@ -25,7 +27,11 @@ Every shard is checked first (SQLite's integrity check, a safeeval store, a stor
 @app.command("merge", help=MERGE_HELP)
 def merge(
     shards: list[Path] = typer.Argument(..., help="Store files to merge (shards)."),
-    into: Optional[Path] = typer.Option(None, "--into", help="The store to merge into \\[default: $SAFEEVAL_STORE, else ~/.cache/safeeval/store.sqlite]."),
+    into: Path | None = typer.Option(
+        None,
+        "--into",
+        help="The store to merge into \\[default: $SAFEEVAL_STORE, else ~/.cache/safeeval/store.sqlite].",
+    ),
 ):
     from ..files import store_path
     from ..store import Store, check_shard
@@ -38,11 +44,27 @@ def merge(
             counts = {str(shard): db.merge(shard) for shard in shards}
         finally:
             db.close()
-    rows = [[shard, table, *(str(c.get(k, "-")) for k in ("added", "present", "conflicts", "replaced"))]
-            for shard, by_table in counts.items() for table, c in by_table.items()]
-    ui.table(f"merged into {store_path(into)}", [("shard", "left"), ("table", "left"), ("added", "right"),
-             ("already present", "right"), ("in conflict", "right"), ("replaced (newer)", "right")], rows, "auto")
+    rows = [
+        [shard, table, *(str(c.get(k, "-")) for k in ("added", "present", "conflicts", "replaced"))]
+        for shard, by_table in counts.items()
+        for table, c in by_table.items()
+    ]
+    ui.table(
+        f"merged into {store_path(into)}",
+        [
+            ("shard", "left"),
+            ("table", "left"),
+            ("added", "right"),
+            ("already present", "right"),
+            ("in conflict", "right"),
+            ("replaced (newer)", "right"),
+        ],
+        rows,
+        "auto",
+    )
     conflicts = sum(c.get("conflicts", 0) for by_table in counts.values() for c in by_table.values())
     if conflicts:
-        ui.note(f"{conflicts} keys held a different value in a shard; the store kept its own, and the shard's are in "
-                "its merge_conflicts table.")
+        ui.note(
+            f"{conflicts} keys held a different value in a shard; the store kept its own, and the shard's are in "
+            "its merge_conflicts table."
+        )

@@ -37,12 +37,18 @@ def errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except OSError as exc:  # an output file or folder we cannot write or read: say which, not a traceback
         where = f" {exc.filename}" if exc.filename else ""
-        console.print(f"[red]error:[/red] cannot use{escape(where)}: {escape(str(exc.strerror or exc))}.",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] cannot use{escape(where)}: {escape(str(exc.strerror or exc))}.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        console.print("[yellow]Interrupted.[/yellow] Everything generated so far is saved in the store; "
-                      "run the same command again to resume.", soft_wrap=True)
+        console.print(
+            "[yellow]Interrupted.[/yellow] Everything generated so far is saved in the store; "
+            "run the same command again to resume.",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
 
 
@@ -62,8 +68,14 @@ def stage(description: str, total: int):
         yield lambda n: None
         return
     if console.is_terminal:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task(description, total=total)
             yield lambda n: progress.advance(task, n)
@@ -80,8 +92,12 @@ def _log_progress(description: str, total: int):
     def line() -> None:
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done) if done else None
-        print(f"{description}: {done}/{total} ({100 * done / total:.0f}%), elapsed {_clock(elapsed)}, "
-              f"eta {_clock(eta) if eta is not None else '?'}", file=sys.stderr, flush=True)
+        print(
+            f"{description}: {done}/{total} ({100 * done / total:.0f}%), elapsed {_clock(elapsed)}, "
+            f"eta {_clock(eta) if eta is not None else '?'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def advance(n: int) -> None:
         nonlocal done, last
@@ -99,8 +115,13 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def table(title: str | None, columns: list[tuple[str, str]], rows: list[list[str]], fmt: str = "table",
-          caption: str | None = None) -> None:
+def table(
+    title: str | None,
+    columns: list[tuple[str, str]],
+    rows: list[list[str]],
+    fmt: str = "table",
+    caption: str | None = None,
+) -> None:
     """Rows as a rich table (on a terminal, when it fits), else TSV: one grep-able line per row.
     columns: (header, "left" | "right"). The first column names a row and never wraps."""
     if fmt == "json":
@@ -121,8 +142,13 @@ def table(title: str | None, columns: list[tuple[str, str]], rows: list[list[str
     t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for i, (header, justify) in enumerate(columns):
         numeric = justify == "right" or i == 0
-        t.add_column(header, justify=justify, no_wrap=numeric, overflow="fold",
-                     min_width=max(len(x) for x in header.split("\n")) if numeric else None)
+        t.add_column(
+            header,
+            justify=justify,
+            no_wrap=numeric,
+            overflow="fold",
+            min_width=max(len(x) for x in header.split("\n")) if numeric else None,
+        )
     for r in rows:
         t.add_row(*(escape(c) for c in r))
     out_console.print(t)

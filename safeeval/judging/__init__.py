@@ -18,17 +18,20 @@ from .cached import judge_cached
 __all__ = ["Judge", "JudgeRuntime", "Verdict", "judge_cached", "make_judge", "JUDGE_KINDS"]
 
 # Each kind is one small file in this folder; the model judges share ModelJudge (model.py).
-JUDGE_KINDS = Registry("judge kind", {
-    "keyword": "safeeval.judging.keyword:KeywordJudge",
-    "refusal": "safeeval.judging.refusal:RefusalJudge",
-    "ensemble": "safeeval.judging.ensemble:EnsembleJudge",
-    "harmbench-cls": "safeeval.judging.harmbench_cls:HarmBenchClassifier",
-    "llama-guard": "safeeval.judging.llama_guard:LlamaGuard",
-    "wildguard": "safeeval.judging.wildguard:WildGuard",
-    "rubric": "safeeval.judging.rubric:RubricJudge",
-    "strongreject": "safeeval.judging.strongreject:StrongRejectJudge",
-    "xstest-llm": "safeeval.judging.refusal:XSTestLLMJudge",
-})
+JUDGE_KINDS = Registry(
+    "judge kind",
+    {
+        "keyword": "safeeval.judging.keyword:KeywordJudge",
+        "refusal": "safeeval.judging.refusal:RefusalJudge",
+        "ensemble": "safeeval.judging.ensemble:EnsembleJudge",
+        "harmbench-cls": "safeeval.judging.harmbench_cls:HarmBenchClassifier",
+        "llama-guard": "safeeval.judging.llama_guard:LlamaGuard",
+        "wildguard": "safeeval.judging.wildguard:WildGuard",
+        "rubric": "safeeval.judging.rubric:RubricJudge",
+        "strongreject": "safeeval.judging.strongreject:StrongRejectJudge",
+        "xstest-llm": "safeeval.judging.refusal:XSTestLLMJudge",
+    },
+)
 
 
 @dataclass
@@ -46,8 +49,10 @@ class JudgeRuntime:
 def make_judge(spec: Spec, variant: str | None, runtime: JudgeRuntime | None = None) -> Judge:
     kind = spec.data["kind"]
     if kind not in JUDGE_KINDS:
-        raise SafeevalError(f"Judge {spec.name} ({spec.path}) has kind '{kind}', which this safeeval cannot run. "
-                            f"Known kinds: {', '.join(JUDGE_KINDS.names())}.")
+        raise SafeevalError(
+            f"Judge {spec.name} ({spec.path}) has kind '{kind}', which this safeeval cannot run. "
+            f"Known kinds: {', '.join(JUDGE_KINDS.names())}."
+        )
     return JUDGE_KINDS.get(kind).from_spec(spec, variant, runtime or JudgeRuntime())
 
 

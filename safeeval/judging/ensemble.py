@@ -16,8 +16,12 @@ class EnsembleJudge:
     def __init__(self, name: str, members: list[Judge], rule: str):
         self.name, self.members, self.rule = name, members, rule
         self.fingerprint = digest([self.kind, rule, [m.fingerprint for m in members]])
-        self.info = {"kind": self.kind, "rule": rule, "members": {m.name: m.info for m in members},
-                     "fingerprint": self.fingerprint}
+        self.info = {
+            "kind": self.kind,
+            "rule": rule,
+            "members": {m.name: m.info for m in members},
+            "fingerprint": self.fingerprint,
+        }
         self.batch = min(getattr(m, "batch", 512) for m in members)
 
     @classmethod
@@ -28,8 +32,9 @@ class EnsembleJudge:
         rule = spec.data.get("rule", "majority")
         members = spec.data.get("members") or []
         if rule not in RULES or len(members) < 2:
-            raise SafeevalError(f"Ensemble {spec.path} needs 'members' (two or more judges) and 'rule' in "
-                                f"{', '.join(RULES)}.")
+            raise SafeevalError(
+                f"Ensemble {spec.path} needs 'members' (two or more judges) and 'rule' in {', '.join(RULES)}."
+            )
         if spec.name in {m.partition(":")[0] for m in members}:
             raise SafeevalError(f"Ensemble {spec.path} lists itself as a member.")
         chosen = pick(load_judges(runtime.dirs), members, "judge")
@@ -44,7 +49,9 @@ class EnsembleJudge:
         yes = sum(v.status == "ok" and v.harmful for v in votes)
         no = sum(v.status == "ok" and v.harmful is False for v in votes)
         open_ = len(votes) - yes - no
-        note = ", ".join(f"{m.name}={'-' if v.harmful is None else int(v.harmful)}" for m, v in zip(self.members, votes))
+        note = ", ".join(
+            f"{m.name}={'-' if v.harmful is None else int(v.harmful)}" for m, v in zip(self.members, votes)
+        )
         if self.rule == "any":
             decided = True if yes else (False if open_ == 0 else None)
         else:

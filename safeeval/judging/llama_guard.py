@@ -68,10 +68,19 @@ CATEGORIES: dict[str, dict[str, str]] = {
 # the header tokens) and the delimiters of the Llama Guard formats. ModelJudge breaks each with a
 # zero-width space, so it can neither close the conversation block nor open a turn of its own.
 FORMAT_MARKERS = (
-    "<s>", "</s>", "[INST]", "[/INST]",
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-    "<BEGIN UNSAFE CONTENT CATEGORIES>", "<END UNSAFE CONTENT CATEGORIES>",
-    "<BEGIN CONVERSATION>", "<END CONVERSATION>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<BEGIN UNSAFE CONTENT CATEGORIES>",
+    "<END UNSAFE CONTENT CATEGORIES>",
+    "<BEGIN CONVERSATION>",
+    "<END CONVERSATION>",
 )
 
 _BLOCK = re.compile(r"<BEGIN UNSAFE CONTENT CATEGORIES>(.*?)<END UNSAFE CONTENT CATEGORIES>", re.S)
@@ -127,8 +136,10 @@ class LlamaGuard(ModelJudge):
     def __init__(self, name: str, config: dict, backend, runtime):
         version = str(config.get("version") or "3")
         if version not in CATEGORIES:
-            raise SafeevalError(f"Judge {name}: version '{version}' is not a Llama Guard version. "
-                                f"Valid versions: {', '.join(CATEGORIES)}.")
+            raise SafeevalError(
+                f"Judge {name}: version '{version}' is not a Llama Guard version. "
+                f"Valid versions: {', '.join(CATEGORIES)}."
+            )
         self.version = version  # before ModelJudge.__init__, which fingerprints prompt_format()
         self._markers: list[str] | None = None
         super().__init__(name, config, backend, runtime)
@@ -149,22 +160,32 @@ class LlamaGuard(ModelJudge):
         if listed is None:
             raise SafeevalError(
                 f"Judge {self.name}: the chat template of model {model} has no Llama Guard category block; "
-                f"use a Llama Guard model, or set chat_template in the judge spec to its template.")
+                f"use a Llama Guard model, or set chat_template in the judge spec to its template."
+            )
         table = CATEGORIES[self.version]
         if all(table.get(code, "").lower() == name.lower() for code, name in listed.items()):
             return
-        fits = [v for v, t in CATEGORIES.items()
-                if all(t.get(c, "").lower() == n.lower() for c, n in listed.items())]
-        hint = (f"they are Llama Guard {fits[0]}'s: select {self.name.split(':')[0]}:{fits[0]} or set version: {fits[0]}"
-                if fits else "set version to the taxonomy the template uses")
+        fits = [v for v, t in CATEGORIES.items() if all(t.get(c, "").lower() == n.lower() for c, n in listed.items())]
+        hint = (
+            f"they are Llama Guard {fits[0]}'s: select {self.name.split(':')[0]}:{fits[0]} or set version: {fits[0]}"
+            if fits
+            else "set version to the taxonomy the template uses"
+        )
         raise SafeevalError(
             f"Judge {self.name}: model {model} lists categories {', '.join(listed) or 'none'} in its chat "
-            f"template, not those of Llama Guard {self.version} ({_span(self.version)}); {hint}.")
+            f"template, not those of Llama Guard {self.version} ({_span(self.version)}); {hint}."
+        )
 
     def prompt_format(self) -> str:
-        return json.dumps({"format": "llama-guard chat template, [user prompt, assistant response]",
-                           "version": self.version, "chat_template": self._template(),
-                           "markers": sorted(FORMAT_MARKERS)}, sort_keys=True)
+        return json.dumps(
+            {
+                "format": "llama-guard chat template, [user prompt, assistant response]",
+                "version": self.version,
+                "chat_template": self._template(),
+                "markers": sorted(FORMAT_MARKERS),
+            },
+            sort_keys=True,
+        )
 
     def special_markers(self) -> list[str]:
         if self._markers is None:
@@ -176,8 +197,10 @@ class LlamaGuard(ModelJudge):
 
     def build(self, sample: Sample, response: str) -> Prompt:
         # The response arrives neutralized by ModelJudge.judge; the prompt (an attack, possibly) gets the same.
-        return [{"role": "user", "content": neutralize(sample.prompt, self.special_markers())},
-                {"role": "assistant", "content": response}]
+        return [
+            {"role": "user", "content": neutralize(sample.prompt, self.special_markers())},
+            {"role": "assistant", "content": response},
+        ]
 
     def parse(self, output: str, sample: Sample) -> Verdict:
         return parse_verdict(output, self.version)

@@ -8,6 +8,7 @@ per judge output, raising ValueError when the output fits no expected shape).
 from __future__ import annotations
 
 import re
+
 from ..backends import Backend, GenParams
 from ..backends.base import Prompt
 from ..data import Sample
@@ -36,13 +37,28 @@ class ModelJudge:
 
     def __init__(self, name: str, config: dict, backend: Backend, runtime):
         self.name, self.config, self.backend, self.runtime = name, config, backend, runtime
-        self.params = GenParams(max_new_tokens=int(config.get("max_new_tokens") or self.default_max_new_tokens),
-                                temperature=0.0)
-        self.fingerprint = digest([self.kind, self.parser_version, backend.name, backend.fingerprint,
-                                   self.prompt_format(), self.params.as_dict()])
-        self.info = {"kind": self.kind, "model": backend.info.get("name"), "backend": backend.name,
-                     "model_fingerprint": backend.fingerprint, "parser_version": self.parser_version,
-                     "max_new_tokens": self.params.max_new_tokens, "fingerprint": self.fingerprint}
+        self.params = GenParams(
+            max_new_tokens=int(config.get("max_new_tokens") or self.default_max_new_tokens), temperature=0.0
+        )
+        self.fingerprint = digest(
+            [
+                self.kind,
+                self.parser_version,
+                backend.name,
+                backend.fingerprint,
+                self.prompt_format(),
+                self.params.as_dict(),
+            ]
+        )
+        self.info = {
+            "kind": self.kind,
+            "model": backend.info.get("name"),
+            "backend": backend.name,
+            "model_fingerprint": backend.fingerprint,
+            "parser_version": self.parser_version,
+            "max_new_tokens": self.params.max_new_tokens,
+            "fingerprint": self.fingerprint,
+        }
 
     @classmethod
     def from_spec(cls, spec, variant: str | None, runtime) -> ModelJudge:
@@ -55,16 +71,18 @@ class ModelJudge:
         if variant is not None:
             variants = spec.data.get("variants") or {}
             if variant not in variants:
-                raise SafeevalError(f"Judge {spec.name} has no variant '{variant}'. Valid variants: "
-                                    f"{', '.join(variants) or 'none'}.")
+                raise SafeevalError(
+                    f"Judge {spec.name} has no variant '{variant}'. Valid variants: {', '.join(variants) or 'none'}."
+                )
             unknown = set(variants[variant]) - JUDGE_KEYS
             if unknown:
                 raise SafeevalError(f"Judge {spec.path} variant '{variant}' has unknown keys {sorted(unknown)}.")
             config.update(variants[variant])
         model = runtime.models.get(name) or runtime.models.get(spec.name) or config.get("model")
         if not model:
-            raise SafeevalError(f"Judge {name} needs a model: set 'model' in {spec.path} or pass "
-                                f"--judge-model {spec.name}=MODEL.")
+            raise SafeevalError(
+                f"Judge {name} needs a model: set 'model' in {spec.path} or pass --judge-model {spec.name}=MODEL."
+            )
         options = dict(runtime.options)
         if config.get("chat_template"):  # a backend that applies no template of its own leaves it out
             options.setdefault("chat_template", config["chat_template"])
@@ -88,7 +106,9 @@ class ModelJudge:
         if tokenizer is None:
             return []
         # transformers 5 leaves added chat-turn tokens (e.g. <|assistant|>) out of all_special_tokens.
-        added = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)]
+        added = [
+            t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+        ]
         return list(dict.fromkeys([*(tokenizer.all_special_tokens or []), *added]))
 
     # -- shared ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ Hard to fool. A response is grading material, so it must not be able to steer th
     "#thescore: 1" and then gives its own score is read as its own score. An output whose only score lies inside
     a quoted response block has no score: unparsed, never a guess.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,10 @@ def _resolve(file: str, runtime, name: str, url: str | None) -> Path:
     expanded = os.path.expandvars(os.path.expanduser(file))
     if unset:
         where = f" Get it from {url}." if url else ""
-        raise SafeevalError(f"Judge {name} reads its prompt template from the file named by the environment variable "
-                            f"{unset[0]}, which is not set (or empty): set {unset[0]} to the path of your copy.{where}")
+        raise SafeevalError(
+            f"Judge {name} reads its prompt template from the file named by the environment variable "
+            f"{unset[0]}, which is not set (or empty): set {unset[0]} to the path of your copy.{where}"
+        )
     path = Path(expanded)
     if path.is_absolute():
         candidates = [path]
@@ -111,13 +114,20 @@ class TemplateJudge(ModelJudge):
     def __init__(self, name: str, config: dict, backend, runtime):
         self.format = config.get("format") or "jinja"
         if self.format not in FORMATS:
-            raise SafeevalError(f"Judge {name}: unknown template format '{self.format}'. Valid formats: {', '.join(FORMATS)}.")
+            raise SafeevalError(
+                f"Judge {name}: unknown template format '{self.format}'. Valid formats: {', '.join(FORMATS)}."
+            )
         self.template, self.template_source = self._load(name, config, runtime)
         self._compiled = None
         self._check(name)
         super().__init__(name, config, backend, runtime)
-        self.info.update({"template": self.template_source, "format": self.format,
-                          "template_sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest()[:16]})
+        self.info.update(
+            {
+                "template": self.template_source,
+                "format": self.format,
+                "template_sha256": hashlib.sha256(self.template.encode("utf-8")).hexdigest()[:16],
+            }
+        )
 
     # -- template --------------------------------------------------------------------------------------
     @staticmethod
@@ -148,7 +158,11 @@ class TemplateJudge(ModelJudge):
                 problem = f"the percent format needs exactly two %s slots (instruction, response): {exc}"
         elif self.format == "format":
             try:
-                names = {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+                names = {
+                    f.split(".")[0].split("[")[0]
+                    for _, f, _, _ in string.Formatter().parse(self.template)
+                    if f is not None
+                }
             except ValueError as exc:
                 problem = f"not a valid str.format template: {exc}"
             else:
@@ -166,8 +180,11 @@ class TemplateJudge(ModelJudge):
 
     def _values(self, instruction: str, response: str) -> dict:
         values = {alias: instruction for alias in INSTRUCTION_ALIASES}
-        values.update(response=response, instruction_tag=delimiter("instruction", instruction),
-                      response_tag=delimiter("response", response))
+        values.update(
+            response=response,
+            instruction_tag=delimiter("instruction", instruction),
+            response_tag=delimiter("response", response),
+        )
         return values
 
     def special_markers(self) -> list[str]:
@@ -197,8 +214,16 @@ class TemplateJudge(ModelJudge):
         return {}
 
     def prompt_format(self) -> str:
-        return json.dumps({"format": self.format, "template": self.template, "protected": self.protected_markers(),
-                           "tag_digits": TAG_DIGITS, **self.prompt_extra()}, sort_keys=True)
+        return json.dumps(
+            {
+                "format": self.format,
+                "template": self.template,
+                "protected": self.protected_markers(),
+                "tag_digits": TAG_DIGITS,
+                **self.prompt_extra(),
+            },
+            sort_keys=True,
+        )
 
     def build(self, sample: Sample, response: str) -> Prompt:
         return [{"role": "user", "content": self.render_text(sample.prompt, response)}]

@@ -37,9 +37,18 @@ class Comparison:
 
     def to_dict(self) -> dict:
         fam = self.family
-        return {"stratum": self.stratum, "task": self.task, "evaluator": self.evaluator, "metric": self.key,
-                "reference": fam.reference, "family": fam.statement, "alpha": fam.alpha, "worse": fam.worse,
-                "differences": [_difference(d) for d in fam.differences], "notes": self.notes}
+        return {
+            "stratum": self.stratum,
+            "task": self.task,
+            "evaluator": self.evaluator,
+            "metric": self.key,
+            "reference": fam.reference,
+            "family": fam.statement,
+            "alpha": fam.alpha,
+            "worse": fam.worse,
+            "differences": [_difference(d) for d in fam.differences],
+            "notes": self.notes,
+        }
 
 
 def stratum(run: Run) -> str:
@@ -48,12 +57,24 @@ def stratum(run: Run) -> str:
 
 def tested_metrics(run: Run) -> list[tuple[str, str, str]]:
     """(task, judge or scorer, key) of every metric of a run that has a paired test."""
-    return [(task, name, key) for (task, name), block in run.metrics().items() for key in KIND_OF
-            if isinstance(block.get(key), dict)]
+    return [
+        (task, name, key)
+        for (task, name), block in run.metrics().items()
+        for key in KIND_OF
+        if isinstance(block.get(key), dict)
+    ]
 
 
-def compare(runs: list[Run], against: str, *, margins: dict[str, float] | None = None, equivalence: bool = False,
-            tasks: list[str] | None = None, alpha: float = 0.05, seed: int = 0) -> list[Comparison]:
+def compare(
+    runs: list[Run],
+    against: str,
+    *,
+    margins: dict[str, float] | None = None,
+    equivalence: bool = False,
+    tasks: list[str] | None = None,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> list[Comparison]:
     """Every method against `against`: a method name (its runs in each stratum are that stratum's reference) or
     a run (a folder, or part of a label, as --baseline takes it: one reference for every stratum). margins:
     task -> margin in the metric's units (0.012 = 1.2 points), tested as non-inferiority (or equivalence)."""
@@ -74,27 +95,46 @@ def compare(runs: list[Run], against: str, *, margins: dict[str, float] | None =
             if tasks and task not in tasks and f"{task}/{evaluator}" not in tasks:
                 continue
             margin = margins.get(task)
-            family, notes = compare_runs(reference, methods, task, evaluator, KIND_OF[key], alpha=alpha, margin=margin,
-                                         margin_kind="equivalence" if equivalence else "non-inferiority", seed=seed,
-                                         skip=True)
+            family, notes = compare_runs(
+                reference,
+                methods,
+                task,
+                evaluator,
+                KIND_OF[key],
+                alpha=alpha,
+                margin=margin,
+                margin_kind="equivalence" if equivalence else "non-inferiority",
+                seed=seed,
+                skip=True,
+            )
             if family is None:
-                raise SafeevalError(f"{name}: no method could be paired with {against} on {task}/{evaluator}: "
-                                    + notes[0].removeprefix("not tested: ") + ".")
+                raise SafeevalError(
+                    f"{name}: no method could be paired with {against} on {task}/{evaluator}: "
+                    + notes[0].removeprefix("not tested: ")
+                    + "."
+                )
             out.append(Comparison(name, task, evaluator, key, family, notes))
     if not out:
         where = "method" if by_method else "run"
-        raise SafeevalError(f"Nothing to compare against the {where} '{against}': no other method shares its "
-                            "user's task and scenario (or its runs have no tested metric); strata here: "
-                            + ", ".join(sorted(strata)) + ".")
+        raise SafeevalError(
+            f"Nothing to compare against the {where} '{against}': no other method shares its "
+            "user's task and scenario (or its runs have no tested metric); strata here: "
+            + ", ".join(sorted(strata))
+            + "."
+        )
     unknown = sorted(set(margins) - {c.task for c in out})
     if unknown:
-        raise SafeevalError(f"--margin names {', '.join(unknown)}, which no comparison has; tasks compared: "
-                            + ", ".join(sorted({c.task for c in out})) + ".")
+        raise SafeevalError(
+            f"--margin names {', '.join(unknown)}, which no comparison has; tasks compared: "
+            + ", ".join(sorted({c.task for c in out}))
+            + "."
+        )
     return out
 
 
-def significance(reference: list[Run], groups: dict[str, list[Run]], columns: list[tuple[str, str, str]],
-                 alpha: float = 0.05) -> tuple[dict[tuple[str, tuple[str, str, str]], Difference], list[str]]:
+def significance(
+    reference: list[Run], groups: dict[str, list[Run]], columns: list[tuple[str, str, str]], alpha: float = 0.05
+) -> tuple[dict[tuple[str, tuple[str, str, str]], Difference], list[str]]:
     """For a leaderboard or report: each group's runs against the reference runs on each tested column
     (task, evaluator, key); one family per column, over the groups. Returns (group label, column) ->
     Difference, and notes on what could not be tested (runs without samples, seeds without a reference)."""
@@ -109,7 +149,7 @@ def significance(reference: list[Run], groups: dict[str, list[Run]], columns: li
             notes.append(f"{task}/{evaluator}: {exc}")
             continue
         notes += [f"{task}/{evaluator}: {n.removeprefix('not tested: ')}" for n in said if n.startswith("not tested")]
-        for diff in (family.differences if family else []):
+        for diff in family.differences if family else []:
             found[(diff.name, column)] = diff
     return found, notes
 
@@ -125,8 +165,9 @@ def margin_text(diff: Difference) -> str:
 
 def headers(comparison: Comparison) -> list[tuple[str, str]]:
     with_margin = any(d.margin is not None for d in comparison.family.differences)
-    return HEADERS + ([(f"no worse by\n(TOST, {comparison.family.differences[0].margin.kind})", "left")]
-                      if with_margin else [])
+    return HEADERS + (
+        [(f"no worse by\n(TOST, {comparison.family.differences[0].margin.kind})", "left")] if with_margin else []
+    )
 
 
 def rows(comparison: Comparison) -> list[list[str]]:
@@ -135,16 +176,32 @@ def rows(comparison: Comparison) -> list[list[str]]:
     out = []
     for d in comparison.family.differences:
         seeds = len(d.per_seed)
-        row = [d.name, str(d.n_pairs), f"{100 * d.reference:.1f}", f"{100 * d.other:.1f}",
-               f"{100 * d.difference:+.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]",
-               _p(d.test.p_value), _p(d.p_holm), ("yes " + MARK) if d.significant else "no",
-               f"{seeds}" + (" (disagree)" if d.seeds_disagree else "")]
+        row = [
+            d.name,
+            str(d.n_pairs),
+            f"{100 * d.reference:.1f}",
+            f"{100 * d.other:.1f}",
+            f"{100 * d.difference:+.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]",
+            _p(d.test.p_value),
+            _p(d.p_holm),
+            ("yes " + MARK) if d.significant else "no",
+            f"{seeds}" + (" (disagree)" if d.seeds_disagree else ""),
+        ]
         out.append(row + ([margin_text(d)] if with_margin else []))
     return out
 
 
-HEADERS = [("method", "left"), ("pairs", "right"), ("ref %", "right"), ("method %", "right"),
-           ("Δ pp [95% CI]", "right"), ("p", "right"), ("Holm p", "right"), ("signif.", "left"), ("seeds", "right")]
+HEADERS = [
+    ("method", "left"),
+    ("pairs", "right"),
+    ("ref %", "right"),
+    ("method %", "right"),
+    ("Δ pp [95% CI]", "right"),
+    ("p", "right"),
+    ("Holm p", "right"),
+    ("signif.", "left"),
+    ("seeds", "right"),
+]
 
 
 def _p(p: float) -> str:
@@ -152,12 +209,32 @@ def _p(p: float) -> str:
 
 
 def _difference(d: Difference) -> dict:
-    out = {"method": d.name, "n_pairs": d.n_pairs, "reference": d.reference, "value": d.other,
-           "difference": d.difference, "ci_low": d.ci_low, "ci_high": d.ci_high, "p": d.test.p_value,
-           "test": f"stratified CMH ({d.test.method})", "p_holm": d.p_holm, "significant": d.significant,
-           "seeds": len(d.per_seed), "seeds_disagree": d.seeds_disagree, "per_seed": d.per_seed}
+    out = {
+        "method": d.name,
+        "n_pairs": d.n_pairs,
+        "reference": d.reference,
+        "value": d.other,
+        "difference": d.difference,
+        "ci_low": d.ci_low,
+        "ci_high": d.ci_high,
+        "p": d.test.p_value,
+        "test": f"stratified CMH ({d.test.method})",
+        "p_holm": d.p_holm,
+        "significant": d.significant,
+        "seeds": len(d.per_seed),
+        "seeds_disagree": d.seeds_disagree,
+        "per_seed": d.per_seed,
+    }
     if d.margin is not None:
         m = d.margin
-        out["margin"] = {"margin": m.margin, "kind": m.kind, "result": m.result, "ci_low": m.ci_low,
-                         "ci_high": m.ci_high, "p": m.p_value, "pairs_needed": m.pairs_needed, "reason": m.reason}
+        out["margin"] = {
+            "margin": m.margin,
+            "kind": m.kind,
+            "result": m.result,
+            "ci_low": m.ci_low,
+            "ci_high": m.ci_high,
+            "p": m.p_value,
+            "pairs_needed": m.pairs_needed,
+            "reason": m.reason,
+        }
     return out

@@ -119,16 +119,23 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
             notes.append(f"task {t} is only in the candidate: not compared")
     for t in common_tasks:
         b, c = btasks[t], ctasks[t]
-        for fld, what in (("spec_hash", "task definition (spec_hash)"), ("split", "split"),
-                          ("sample_ids_hash", "prompt set (sample_ids_hash)")):
+        for fld, what in (
+            ("spec_hash", "task definition (spec_hash)"),
+            ("split", "split"),
+            ("sample_ids_hash", "prompt set (sample_ids_hash)"),
+        ):
             if getattr(b, fld) != getattr(c, fld):
-                raise SafeevalError(f"The runs differ in task {t}'s {what}: baseline {getattr(b, fld)!r}, candidate "
-                                    f"{getattr(c, fld)!r}; score both on the same benchmark version, split, --limit "
-                                    "and --subset-seed.")
+                raise SafeevalError(
+                    f"The runs differ in task {t}'s {what}: baseline {getattr(b, fld)!r}, candidate "
+                    f"{getattr(c, fld)!r}; score both on the same benchmark version, split, --limit "
+                    "and --subset-seed."
+                )
         bs, cs = _sha(b.source), _sha(c.source)
         if bs and cs and bs != cs:
-            raise SafeevalError(f"The runs read different data files for task {t} (sha256 {bs[0][:12]} vs {cs[0][:12]}); "
-                                "score both on the same benchmark version.")
+            raise SafeevalError(
+                f"The runs read different data files for task {t} (sha256 {bs[0][:12]} vs {cs[0][:12]}); "
+                "score both on the same benchmark version."
+            )
     evaluators = []
     for section, kind in (("judges", "safety"), ("scorers", "utility")):
         bj, cj = getattr(base, section), getattr(cand, section)
@@ -136,10 +143,12 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
             if name not in cj:
                 notes.append(f"{section[:-1]} {name} is only in the baseline: not compared")
             elif bj[name].get("fingerprint") != cj[name].get("fingerprint"):
-                raise SafeevalError(f"The runs were judged differently: {section[:-1]} {name} has fingerprint "
-                                    f"{bj[name].get('fingerprint')} in the baseline and {cj[name].get('fingerprint')} "
-                                    "in the candidate (another model, prompt, marker list or parser); compare runs "
-                                    "judged by the same judge.")
+                raise SafeevalError(
+                    f"The runs were judged differently: {section[:-1]} {name} has fingerprint "
+                    f"{bj[name].get('fingerprint')} in the baseline and {cj[name].get('fingerprint')} "
+                    "in the candidate (another model, prompt, marker list or parser); compare runs "
+                    "judged by the same judge."
+                )
         for name in cj:
             if name not in bj:
                 notes.append(f"{section[:-1]} {name} is only in the candidate: not compared")
@@ -149,9 +158,11 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
                 if name in bj and name in cj and name in cm.get(t, {}):
                     evaluators.append((t, name, kind))
     if not evaluators:
-        raise SafeevalError("The runs share no (task, judge) pair to compare: baseline has tasks "
-                            f"{sorted(btasks)} judged by {sorted(base.judges)}, candidate tasks "
-                            f"{sorted(ctasks)} judged by {sorted(cand.judges)}.")
+        raise SafeevalError(
+            "The runs share no (task, judge) pair to compare: baseline has tasks "
+            f"{sorted(btasks)} judged by {sorted(base.judges)}, candidate tasks "
+            f"{sorted(ctasks)} judged by {sorted(cand.judges)}."
+        )
     bg, cg = base.generation, cand.generation
     for k in sorted(set(bg) | set(cg)):
         if bg.get(k) != cg.get(k):
@@ -179,8 +190,16 @@ def _index(rows: list[SampleRecord]) -> dict[str, dict[str, SampleRecord]]:
     return by
 
 
-def compare_one(task: str, name: str, kind: str, brows: dict[str, SampleRecord], crows: dict[str, SampleRecord],
-                threshold: float, gated: bool, cfg: GateConfig) -> Comparison:
+def compare_one(
+    task: str,
+    name: str,
+    kind: str,
+    brows: dict[str, SampleRecord],
+    crows: dict[str, SampleRecord],
+    threshold: float,
+    gated: bool,
+    cfg: GateConfig,
+) -> Comparison:
     comp = Comparison(task, name, kind, "ASR" if kind == "safety" else "accuracy", gated, threshold)
     b_vals, c_vals, excluded, comp.unmatched = paired_values(brows, crows, name, kind)
     comp.excluded = dict(excluded)
@@ -205,7 +224,9 @@ def compare_one(task: str, name: str, kind: str, brows: dict[str, SampleRecord],
         comp.status, comp.reason = "info", "not gated"
     elif worse_enough and significant:
         comp.status = "regression"
-        comp.reason = f"worse by {100 * comp.worse_by:.1f} points > {100 * threshold:.1f}, p={comp.p_value:.2g} < {cfg.alpha}"
+        comp.reason = (
+            f"worse by {100 * comp.worse_by:.1f} points > {100 * threshold:.1f}, p={comp.p_value:.2g} < {cfg.alpha}"
+        )
     elif comp.worse_by <= 0:
         comp.reason = "not worse"
     elif not worse_enough:
@@ -225,8 +246,10 @@ def compare(baseline: Run, candidate: Run, cfg: GateConfig | None = None) -> Gat
         valid |= {f"{t}/{n}", t, n} | ({spec, f"{spec}/{n}"} if spec else set())
     for k in cfg.thresholds:
         if k not in valid:
-            raise SafeevalError(f"--threshold {k} names no metric both runs have; use TASK/JUDGE, TASK or JUDGE "
-                                f"from: {', '.join(sorted(f'{t}/{n}' for t, n, _ in evaluators))}.")
+            raise SafeevalError(
+                f"--threshold {k} names no metric both runs have; use TASK/JUDGE, TASK or JUDGE "
+                f"from: {', '.join(sorted(f'{t}/{n}' for t, n, _ in evaluators))}."
+            )
     bidx, cidx = _index(baseline.samples()), _index(candidate.samples())
     comps = []
     for task, name, kind in evaluators:
@@ -234,12 +257,14 @@ def compare(baseline: Run, candidate: Run, cfg: GateConfig | None = None) -> Gat
         threshold, gated = threshold_for(task, spec, name, kind, cfg)
         comp = compare_one(task, name, kind, bidx.get(task, {}), cidx.get(task, {}), threshold, gated, cfg)
         # Carried beside every result: an ASR change may be gibberish that a judge counted as compliance.
-        comp.degenerate = tuple(getattr(run.result.rate(task, name, "degenerate_share"), "value", None)
-                                for run in (baseline, candidate))
+        comp.degenerate = tuple(
+            getattr(run.result.rate(task, name, "degenerate_share"), "value", None) for run in (baseline, candidate)
+        )
         comps.append(comp)
     if not any(c.gated for c in comps):
-        raise SafeevalError("The runs share only utility metrics and none is gated: pass --gate-utility or "
-                            "--threshold TASK=VALUE.")
+        raise SafeevalError(
+            "The runs share only utility metrics and none is gated: pass --gate-utility or --threshold TASK=VALUE."
+        )
     for c in comps:
         if c.unmatched:
             notes.append(f"{c.key}: {c.unmatched} sample ids are in only one run's samples.jsonl and were not paired")
@@ -255,7 +280,9 @@ def parse_thresholds(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             number = None
         if not sep or not name.strip() or number is None or not 0 <= number <= 1:
-            raise SafeevalError(f"--threshold '{pair}' is not METRIC=VALUE with VALUE in [0, 1], e.g. advbench/keyword=0.05.")
+            raise SafeevalError(
+                f"--threshold '{pair}' is not METRIC=VALUE with VALUE in [0, 1], e.g. advbench/keyword=0.05."
+            )
         out[name.strip()] = number
     return out
 
@@ -277,25 +304,57 @@ def rows(report: GateReport) -> list[list[str]]:
     for c in report.comparisons:
         ci = "-" if c.ci_low is None else f"{_pts(c.change)} [{_pts(c.ci_low)}, {_pts(c.ci_high)}]"
         excl = ", ".join(f"{v} {k}" for k, v in sorted(c.excluded.items())) or "0"
-        out.append([c.key, c.metric, _pct(c.baseline), _pct(c.candidate), ci, str(c.n_paired), excl,
-                    f"{c.n_worse}/{c.n_better}", "-" if c.p_value is None else f"{c.p_value:.3g}",
-                    f"{100 * c.threshold:.1f}" if c.gated else "-", c.status.upper() if c.gated else "info", c.reason,
-                    f"{_pct(c.degenerate[0])} → {_pct(c.degenerate[1])}"])
+        out.append(
+            [
+                c.key,
+                c.metric,
+                _pct(c.baseline),
+                _pct(c.candidate),
+                ci,
+                str(c.n_paired),
+                excl,
+                f"{c.n_worse}/{c.n_better}",
+                "-" if c.p_value is None else f"{c.p_value:.3g}",
+                f"{100 * c.threshold:.1f}" if c.gated else "-",
+                c.status.upper() if c.gated else "info",
+                c.reason,
+                f"{_pct(c.degenerate[0])} → {_pct(c.degenerate[1])}",
+            ]
+        )
     return out
 
 
-HEADERS = ["metric", "measure", "baseline", "candidate", "change, points [95% CI]", "paired", "excluded",
-           "worse/better pairs", "p (one-sided)", "threshold, points", "result", "why", "degenerate"]
+HEADERS = [
+    "metric",
+    "measure",
+    "baseline",
+    "candidate",
+    "change, points [95% CI]",
+    "paired",
+    "excluded",
+    "worse/better pairs",
+    "p (one-sided)",
+    "threshold, points",
+    "result",
+    "why",
+    "degenerate",
+]
 
 
 def markdown(report: GateReport) -> str:
     verdict = {0: "PASS", 1: "REGRESSION", 2: "CANNOT COMPARE"}[report.exit_code]
-    lines = [f"## safeeval safety gate: {verdict}", "",
-             (f"Baseline **{report.baseline_label}** vs candidate **{report.candidate_label}**, paired by sample id. "
-              f"A metric fails when the candidate is worse by more than its threshold and McNemar's exact test "
-              f"(one-sided) gives p < {report.alpha}."), "",
-             "| " + " | ".join(HEADERS) + " |",
-             "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines = [
+        f"## safeeval safety gate: {verdict}",
+        "",
+        (
+            f"Baseline **{report.baseline_label}** vs candidate **{report.candidate_label}**, paired by sample id. "
+            f"A metric fails when the candidate is worse by more than its threshold and McNemar's exact test "
+            f"(one-sided) gives p < {report.alpha}."
+        ),
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "|".join("---" for _ in HEADERS) + "|",
+    ]
     for r in rows(report):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |")
     if report.notes:
@@ -304,22 +363,35 @@ def markdown(report: GateReport) -> str:
 
 
 def junit(report: GateReport) -> str:
-    suite = ET.Element("testsuite", name="safeeval check", tests=str(len(report.gated)),
-                       failures=str(len(report.regressions)), errors=str(len(report.no_data)), skipped="0")
+    suite = ET.Element(
+        "testsuite",
+        name="safeeval check",
+        tests=str(len(report.gated)),
+        failures=str(len(report.regressions)),
+        errors=str(len(report.no_data)),
+        skipped="0",
+    )
     for c, r in zip(report.comparisons, rows(report)):
         if not c.gated:
             continue
         case = ET.SubElement(suite, "testcase", classname=f"safeeval.{c.kind}", name=f"{c.key} {c.metric}")
-        detail = (f"baseline {r[2]}, candidate {r[3]}, change {r[4]} points, paired {r[5]}, excluded {r[6]}, "
-                  f"worse/better pairs {r[7]}, p={r[8]}, threshold {r[9]} points")
+        detail = (
+            f"baseline {r[2]}, candidate {r[3]}, change {r[4]} points, paired {r[5]}, excluded {r[6]}, "
+            f"worse/better pairs {r[7]}, p={r[8]}, threshold {r[9]} points"
+        )
         if c.status == "regression":
             ET.SubElement(case, "failure", message=c.reason, type="regression").text = detail
         elif c.status == "no data":
             ET.SubElement(case, "error", message=c.reason, type="no data").text = detail
         else:
             ET.SubElement(case, "system-out").text = f"{c.reason}; {detail}"
-    root = ET.Element("testsuites", name="safeeval", tests=suite.get("tests"), failures=suite.get("failures"),
-                      errors=suite.get("errors"))
+    root = ET.Element(
+        "testsuites",
+        name="safeeval",
+        tests=suite.get("tests"),
+        failures=suite.get("failures"),
+        errors=suite.get("errors"),
+    )
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -328,5 +400,9 @@ def junit(report: GateReport) -> str:
 def to_dict(report: GateReport) -> dict:
     from dataclasses import asdict
 
-    return {"exit_code": report.exit_code, "alpha": report.alpha, "notes": report.notes,
-            "comparisons": [asdict(c) for c in report.comparisons]}
+    return {
+        "exit_code": report.exit_code,
+        "alpha": report.alpha,
+        "notes": report.notes,
+        "comparisons": [asdict(c) for c in report.comparisons],
+    }

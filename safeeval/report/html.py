@@ -24,18 +24,39 @@ from .runs import Run
 MetricRef = tuple[str, str, str]  # (task, judge or scorer, key in its block), e.g. ("advbench", "keyword", "asr")
 MetricArg = MetricRef | str | None  # or "task/judge/key"
 
-LOWER_IS_BETTER = {"asr", "asr_corrected", "asr_without_shells", "benign_refusal_rate", "harmful_score",
-                   "degenerate_share", "shell_share"}
+LOWER_IS_BETTER = {
+    "asr",
+    "asr_corrected",
+    "asr_without_shells",
+    "benign_refusal_rate",
+    "harmful_score",
+    "degenerate_share",
+    "shell_share",
+}
 # leaderboard columns, in this order: the ASR beside the ASR with shells counted as failed attacks, and the
 # shares of degenerate responses and of shells beside each other
-_RATE_KEYS = ("asr", "asr_without_shells", "asr_corrected", "benign_refusal_rate", "degenerate_share", "shell_share",
-              "accuracy")
-_NAMES = {"asr": "ASR", "asr_corrected": "ASR corrected", "benign_refusal_rate": "benign refusal",
-          "accuracy": "accuracy", "harmful_score": "harmful score", "mean_score": "mean score",
-          "asr_without_shells": "ASR without shells", "degenerate_share": "degenerate", "shell_share": "shells"}
+_RATE_KEYS = (
+    "asr",
+    "asr_without_shells",
+    "asr_corrected",
+    "benign_refusal_rate",
+    "degenerate_share",
+    "shell_share",
+    "accuracy",
+)
+_NAMES = {
+    "asr": "ASR",
+    "asr_corrected": "ASR corrected",
+    "benign_refusal_rate": "benign refusal",
+    "accuracy": "accuracy",
+    "harmful_score": "harmful score",
+    "mean_score": "mean score",
+    "asr_without_shells": "ASR without shells",
+    "degenerate_share": "degenerate",
+    "shell_share": "shells",
+}
 CONTAMINATED = "‡"
-_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 TRUNCATE = 600  # characters of a prompt or response shown before the rest folds into a <details>
 
 _SCRIPT = """
@@ -82,8 +103,15 @@ td.text{max-width:520px}.v-harmful{color:#c62828;font-weight:600}.v-safe{color:#
 # ----------------------------------------------------------------------------------------------- public
 
 
-def render_html(runs: Sequence[Run], baseline: Run | None = None, *, x: MetricArg = None, y: MetricArg = None,
-                title: str = "safeeval report", max_samples: int | None = None) -> str:
+def render_html(
+    runs: Sequence[Run],
+    baseline: Run | None = None,
+    *,
+    x: MetricArg = None,
+    y: MetricArg = None,
+    title: str = "safeeval report",
+    max_samples: int | None = None,
+) -> str:
     """The report page as one string.
 
     x / y pick the scatter's axes as (task, judge_or_scorer, key) or "task/judge_or_scorer/key";
@@ -102,38 +130,51 @@ def render_html(runs: Sequence[Run], baseline: Run | None = None, *, x: MetricAr
     x_ref, y_ref = _pick_axes(keys, _parse_ref(x), _parse_ref(y))
     anchors = _Anchors(reserved=[f"run-{i + 1}{s}" for i in range(len(runs)) for s in ("", "-samples")])
 
-    body = [f"<h1>{_e(title)}</h1>",
-            (f'<p class="note">{len(runs)} run{"s" if len(runs) != 1 else ""}. Intervals are 95% bootstrap '
-             "intervals as recorded in each run's results.json. Rows and points link to each run's samples.</p>"),
-            ('<nav><a href="#leaderboard">Leaderboard</a> · <a href="#scatter">Safety vs utility</a> · '
-             '<a href="#categories">ASR by category</a> · <a href="#judges">Judges</a> · '
-             '<a href="#sandbox">Sandbox</a> · <a href="#samples">Samples</a></nav>'),
-            _runs_table(runs, base_i),
-            _leaderboard(runs, keys, base_i, anchors),
-            _scatter_section(runs, x_ref, y_ref, base_i),
-            _category_section(runs, anchors),
-            _judges_section(runs),
-            _sandbox_section(runs),
-            _samples_section(runs, anchors, max_samples)]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        (
+            f'<p class="note">{len(runs)} run{"s" if len(runs) != 1 else ""}. Intervals are 95% bootstrap '
+            "intervals as recorded in each run's results.json. Rows and points link to each run's samples.</p>"
+        ),
+        (
+            '<nav><a href="#leaderboard">Leaderboard</a> · <a href="#scatter">Safety vs utility</a> · '
+            '<a href="#categories">ASR by category</a> · <a href="#judges">Judges</a> · '
+            '<a href="#sandbox">Sandbox</a> · <a href="#samples">Samples</a></nav>'
+        ),
+        _runs_table(runs, base_i),
+        _leaderboard(runs, keys, base_i, anchors),
+        _scatter_section(runs, x_ref, y_ref, base_i),
+        _category_section(runs, anchors),
+        _judges_section(runs),
+        _sandbox_section(runs),
+        _samples_section(runs, anchors, max_samples),
+    ]
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + f"\n<script>{_SCRIPT}</script>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + f"\n<script>{_SCRIPT}</script>\n</body></html>\n"
+    )
 
 
-def pareto_front(points: Sequence[tuple[float | None, float | None]],
-                 maximize: tuple[bool, bool] = (True, False)) -> list[int]:
+def pareto_front(
+    points: Sequence[tuple[float | None, float | None]], maximize: tuple[bool, bool] = (True, False)
+) -> list[int]:
     """Indexes of the points no other point dominates (at least as good on both axes, better on one).
 
     `maximize` says, per axis, whether higher is better; the default fits (utility, ASR). Points with a
     missing coordinate are on no front. Ties (identical points) are all on the front.
     """
     sign = [1 if m else -1 for m in maximize]
-    pts = [(i, (p[0] * sign[0], p[1] * sign[1])) for i, p in enumerate(points)
-           if p[0] is not None and p[1] is not None and not any(map(math.isnan, p))]
+    pts = [
+        (i, (p[0] * sign[0], p[1] * sign[1]))
+        for i, p in enumerate(points)
+        if p[0] is not None and p[1] is not None and not any(map(math.isnan, p))
+    ]
     front = []
     for i, (a, b) in pts:
         dominated = any(c >= a and d >= b and (c > a or d > b) for j, (c, d) in pts if j != i)
@@ -170,8 +211,9 @@ def _parse_ref(ref: MetricArg) -> MetricRef | None:
 def _pick_axes(keys, x: MetricRef | None, y: MetricRef | None) -> tuple[MetricRef | None, MetricRef | None]:
     safety = [k[:3] for k in keys if k[3] == "safety"]
     if x is None:
-        x = next((k[:3] for k in keys if k[3] == "utility" and k[2] == "accuracy"), None) \
-            or next((k for k in safety if k[2] == "benign_refusal_rate"), None)
+        x = next((k[:3] for k in keys if k[3] == "utility" and k[2] == "accuracy"), None) or next(
+            (k for k in safety if k[2] == "benign_refusal_rate"), None
+        )
     if y is None:
         y = next((k for k in safety if k[2] == "asr"), None)
     return x, y
@@ -196,30 +238,40 @@ def _runs_table(runs: list[Run], base_i: int | None) -> str:
     for i, run in enumerate(runs):
         cls = ' class="baseline"' if i == base_i else ""
         tag = " <b>(baseline)</b>" if i == base_i else ""
-        rows.append(f"<tr{cls}><td>{_swatch(i)}<a href=\"#run-{i + 1}\">#{i + 1}</a>{tag}</td><td>{_e(run.model)}</td>"
-                    f"<td>{_e(run.method)}</td><td>{_e(run.scenario)}</td><td>{run.seed}</td>"
-                    f"<td>{_contamination_cell(run)}</td>"
-                    f"<td>{_e(run.path.as_posix() if run.path else 'store only')}</td></tr>")
-    return ('<h2 id="runs">Runs</h2><p class="note">Contamination: scored prompts found in the model\'s training '
-            "lineage (its task, poison and safety rows and those of the run it was trained from), exactly or as "
-            f"near-duplicates; such scores are marked {CONTAMINATED}.</p>"
-            "<table><tr><th>run</th><th>model</th><th>method</th><th>scenario</th>"
-            "<th>seed</th><th>contamination</th><th>folder</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr{cls}><td>{_swatch(i)}<a href="#run-{i + 1}">#{i + 1}</a>{tag}</td><td>{_e(run.model)}</td>'
+            f"<td>{_e(run.method)}</td><td>{_e(run.scenario)}</td><td>{run.seed}</td>"
+            f"<td>{_contamination_cell(run)}</td>"
+            f"<td>{_e(run.path.as_posix() if run.path else 'store only')}</td></tr>"
+        )
+    return (
+        '<h2 id="runs">Runs</h2><p class="note">Contamination: scored prompts found in the model\'s training '
+        "lineage (its task, poison and safety rows and those of the run it was trained from), exactly or as "
+        f"near-duplicates; such scores are marked {CONTAMINATED}.</p>"
+        "<table><tr><th>run</th><th>model</th><th>method</th><th>scenario</th>"
+        "<th>seed</th><th>contamination</th><th>folder</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _contamination_cell(run: Run) -> str:
     block = run.result.contamination
     if not block:
-        return ('<span class="note">not checked (results written before the check)</span>'
-                if run.result.training is not None else '<span class="note">– (not trained by safeeval)</span>')
+        return (
+            '<span class="note">not checked (results written before the check)</span>'
+            if run.result.training is not None
+            else '<span class="note">– (not trained by safeeval)</span>'
+        )
     if block.get("status") != "checked":
         return f'<span class="lost">not checked: {_e(block.get("reason"))}</span>'
     hit = {t: v for t, v in (block.get("tasks") or {}).items() if v.get("contaminated")}
     if not hit:
         return f"none of {sum(v.get('scored', 0) for v in block['tasks'].values())} scored prompts"
-    return "<br>".join(f'<span class="contaminated">{CONTAMINATED} {_e(t)}: {v["contaminated"]} of {v["scored"]}'
-                       f'</span> <span class="n">({_e(", ".join(f"{r} {n}" for r, n in v["by_role"].items()))}; '
-                       f'{v.get("exact", 0)} exact, {v.get("near", 0)} near)</span>' for t, v in hit.items())
+    return "<br>".join(
+        f'<span class="contaminated">{CONTAMINATED} {_e(t)}: {v["contaminated"]} of {v["scored"]}'
+        f'</span> <span class="n">({_e(", ".join(f"{r} {n}" for r, n in v["by_role"].items()))}; '
+        f"{v.get('exact', 0)} exact, {v.get('near', 0)} near)</span>"
+        for t, v in hit.items()
+    )
 
 
 def _contaminated(run: Run, task: str) -> int:
@@ -236,14 +288,17 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
     for task, name, key, _ in keys:
         groups.setdefault((task, name), []).append(key)
     kinds = {(t, n): kind for t, n, _, kind in keys}
-    head1 = "".join(f'<th colspan="{len(ks)}">{_e(t)} / {_e(n)}'
-                    f'{_card_tag(runs, n) if kinds[(t, n)] == "safety" else ""}</th>' for (t, n), ks in groups.items())
+    head1 = "".join(
+        f'<th colspan="{len(ks)}">{_e(t)} / {_e(n)}{_card_tag(runs, n) if kinds[(t, n)] == "safety" else ""}</th>'
+        for (t, n), ks in groups.items()
+    )
     tested, untested = {}, []
     if base_i is not None:
         others = {f"run #{i + 1}": [run] for i, run in enumerate(runs) if i != base_i}
         tested, untested = significance([runs[base_i]], others, [(t, n, k) for t, n, k, _ in keys])
-    head2 = "".join(f"<th>{_e(_NAMES[k])} {'↓' if k in LOWER_IS_BETTER else '↑'}</th>"
-                    for ks in groups.values() for k in ks)
+    head2 = "".join(
+        f"<th>{_e(_NAMES[k])} {'↓' if k in LOWER_IS_BETTER else '↑'}</th>" for ks in groups.values() for k in ks
+    )
     rows = []
     for i, run in enumerate(runs):
         cells = []
@@ -253,27 +308,43 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
                 if v is None:
                     cells.append('<td class="num note">–</td>')
                     continue
-                text = f'{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci_low"], 1, False)}, ' \
-                       f'{_pct(v["ci_high"], 1, False)}]</span> <span class="n">n={v.get("n", "?")}</span>'
+                text = (
+                    f'{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci_low"], 1, False)}, '
+                    f'{_pct(v["ci_high"], 1, False)}]</span> <span class="n">n={v.get("n", "?")}</span>'
+                )
                 if hit := _contaminated(run, task):
-                    text += (f' <span class="contaminated" title="{hit} scored prompts of {_e(task)} are in this '
-                             f'model\'s training data">{CONTAMINATED}</span>')
+                    text += (
+                        f' <span class="contaminated" title="{hit} scored prompts of {_e(task)} are in this '
+                        f"model's training data\">{CONTAMINATED}</span>"
+                    )
                 if base_i is not None and i != base_i:
                     test = tested.get((f"run #{i + 1}", (task, name, key)))
                     text += _delta(v, _value(runs[base_i], (task, name, key)), key, test)
-                cells.append(f'<td class="num"><a href="#{anchors.task(i, task)}" title="samples of run #{i + 1}, '
-                             f'{_e(task)}">{text}</a></td>')
+                cells.append(
+                    f'<td class="num"><a href="#{anchors.task(i, task)}" title="samples of run #{i + 1}, '
+                    f'{_e(task)}">{text}</a></td>'
+                )
         cls = ' class="baseline"' if i == base_i else ""
-        rows.append(f'<tr{cls}><td>{_swatch(i)}<a href="#run-{i + 1}">#{i + 1}</a> {_e(run.label)}</td>'
-                    + "".join(cells) + "</tr>")
-    return ('<h2 id="leaderboard">Leaderboard</h2><p class="note">Value, 95% CI in brackets, n the samples '
-            "it rests on. ↓ lower is better, ↑ higher is better. Under each judge: its card (validations against "
-            f"human labels), or unvalidated. {CONTAMINATED}: the model was trained on some of these scored prompts."
-            + (" Δ: difference to the baseline in percentage points; "
-               f"{MARK}: significant at Holm-adjusted p &lt; 0.05 (ASR, benign refusal, accuracy; paired by prompt id, "
-               "Holm over the runs of each column)." if base_i is not None else "")
-            + (f" {len(untested)} deltas were not tested (e.g. {_e(untested[0])})." if untested else "") + "</p>"
-            f'<table><tr><th rowspan="2">run</th>{head1}</tr><tr>{head2}</tr>' + "".join(rows) + "</table>")
+        rows.append(
+            f'<tr{cls}><td>{_swatch(i)}<a href="#run-{i + 1}">#{i + 1}</a> {_e(run.label)}</td>'
+            + "".join(cells)
+            + "</tr>"
+        )
+    return (
+        '<h2 id="leaderboard">Leaderboard</h2><p class="note">Value, 95% CI in brackets, n the samples '
+        "it rests on. ↓ lower is better, ↑ higher is better. Under each judge: its card (validations against "
+        f"human labels), or unvalidated. {CONTAMINATED}: the model was trained on some of these scored prompts."
+        + (
+            " Δ: difference to the baseline in percentage points; "
+            f"{MARK}: significant at Holm-adjusted p &lt; 0.05 (ASR, benign refusal, accuracy; paired by prompt id, "
+            "Holm over the runs of each column)."
+            if base_i is not None
+            else ""
+        )
+        + (f" {len(untested)} deltas were not tested (e.g. {_e(untested[0])})." if untested else "")
+        + "</p>"
+        f'<table><tr><th rowspan="2">run</th>{head1}</tr><tr>{head2}</tr>' + "".join(rows) + "</table>"
+    )
 
 
 def _delta(v: dict, base: dict | None, key: str, test=None) -> str:
@@ -284,15 +355,20 @@ def _delta(v: dict, base: dict | None, key: str, test=None) -> str:
     cls = "same" if abs(d) < 0.05 else ("worse" if worse else "better")
     mark = ""
     if test is not None and test.significant:
-        mark = (f' <span class="sig" title="Holm-adjusted p {test.p_holm:.2g}; 95% CI [{100 * test.ci_low:+.1f}, '
-                f'{100 * test.ci_high:+.1f}] pt over {test.n_pairs} pairs">{MARK}</span>')
+        mark = (
+            f' <span class="sig" title="Holm-adjusted p {test.p_holm:.2g}; 95% CI [{100 * test.ci_low:+.1f}, '
+            f'{100 * test.ci_high:+.1f}] pt over {test.n_pairs} pairs">{MARK}</span>'
+        )
     return f'<span class="delta {cls}">Δ {d:+.1f} pt{mark}</span>'
 
 
 def _cards(runs: list[Run], judge: str) -> list[str]:
     """The distinct card lines of a judge over the runs (one, unless validations were added between runs)."""
-    return list(dict.fromkeys(card_line(card_of(r.result.judges.get(judge))) for r in runs
-                              if any(n == judge for _, n in r.metrics())))
+    return list(
+        dict.fromkeys(
+            card_line(card_of(r.result.judges.get(judge))) for r in runs if any(n == judge for _, n in r.metrics())
+        )
+    )
 
 
 def _card_tag(runs: list[Run], judge: str) -> str:
@@ -302,11 +378,14 @@ def _card_tag(runs: list[Run], judge: str) -> str:
 
 
 def _judges_section(runs: list[Run]) -> str:
-    head = ('<h2 id="judges">Judges</h2><p class="note">How far each judge was checked against people (`safeeval '
-            "judge validate`): per label set, what it measures, agreement, Cohen's kappa and n. A refusal-class "
-            "validation validates refusal detection, not harm: it says nothing about an ASR.</p>")
-    used = [list(dict.fromkeys([*r.result.judges, *(n for (_, n), b in r.metrics().items() if "asr" in b)]))
-            for r in runs]
+    head = (
+        '<h2 id="judges">Judges</h2><p class="note">How far each judge was checked against people (`safeeval '
+        "judge validate`): per label set, what it measures, agreement, Cohen's kappa and n. A refusal-class "
+        "validation validates refusal detection, not harm: it says nothing about an ASR.</p>"
+    )
+    used = [
+        list(dict.fromkeys([*r.result.judges, *(n for (_, n), b in r.metrics().items() if "asr" in b)])) for r in runs
+    ]
     judges = list(dict.fromkeys(n for names in used for n in names))
     if not judges:
         return head + '<p class="note">No run used a judge.</p>'
@@ -322,16 +401,29 @@ def _judges_section(runs: list[Run]) -> str:
     return head + "<table><tr><th>judge</th><th>card</th><th>runs</th></tr>" + "".join(rows) + "</table>"
 
 
-_ISOLATION = ("mode", "user", "namespaces", "filesystem", "network", "proc", "environment", "limits", "tree_kill",
-              "allowed", "lost")
+_ISOLATION = (
+    "mode",
+    "user",
+    "namespaces",
+    "filesystem",
+    "network",
+    "proc",
+    "environment",
+    "limits",
+    "tree_kill",
+    "allowed",
+    "lost",
+)
 
 
 def _sandbox_section(runs: list[Run]) -> str:
     """What isolation each run's model-written programs actually had (scorers.<name>.isolation)."""
-    head = ('<h2 id="sandbox">Sandbox isolation</h2><p class="note">What each run\'s model-written programs actually '
-            "had, as recorded in its results.json. A protection given up by the user's opt-in "
-            "(--sandbox-allow) is shown in red with the kernel's reason and the number of programs that ran "
-            "without it.</p>")
+    head = (
+        '<h2 id="sandbox">Sandbox isolation</h2><p class="note">What each run\'s model-written programs actually '
+        "had, as recorded in its results.json. A protection given up by the user's opt-in "
+        "(--sandbox-allow) is shown in red with the kernel's reason and the number of programs that ran "
+        "without it.</p>"
+    )
     rows = []
     for i, run in enumerate(runs):
         for name, info in run.result.scorers.items():
@@ -347,16 +439,23 @@ def _sandbox_section(runs: list[Run]) -> str:
             rows.append(f'<tr><td><a href="#run-{i + 1}">#{i + 1}</a></td><td>{_e(name)}</td>{cells}</tr>')
     if not rows:
         return head + '<p class="note">No run executed model-written code.</p>'
-    return (head + "<table><tr><th>run</th><th>scorer</th>" + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in _ISOLATION)
-            + "</tr>" + "".join(rows) + "</table>")
+    return (
+        head
+        + "<table><tr><th>run</th><th>scorer</th>"
+        + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in _ISOLATION)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _iso_value(key: str, value, lost: dict, ran: dict) -> str:
     if key == "lost":
         if not lost:
             return "none"
-        return "<br>".join(f'<span class="lost">{_e(p)}: {_e(why)} ({ran.get(p, 0)} programs)</span>'
-                           for p, why in lost.items())
+        return "<br>".join(
+            f'<span class="lost">{_e(p)}: {_e(why)} ({ran.get(p, 0)} programs)</span>' for p, why in lost.items()
+        )
     if isinstance(value, dict):
         text = ", ".join(f"{k} {v}" for k, v in value.items())
     elif isinstance(value, list):
@@ -379,10 +478,13 @@ def _scatter_section(runs, x_ref, y_ref, base_i) -> str:
     maximize = (x_ref[2] not in LOWER_IS_BETTER, y_ref[2] not in LOWER_IS_BETTER)
     front = pareto_front(points, maximize)
     missing = [i for i, p in enumerate(points) if p[0] is None or p[1] is None]
-    note = ('<p class="note">Pareto front (runs no other run beats on both axes): '
-            + (", ".join(f"#{i + 1}" for i in front) or "none") + ". Error bars: 95% CI on both axes."
-            + (" Not plotted (metric missing): " + ", ".join(f"#{i + 1}" for i in missing) + "." if missing else "")
-            + "</p>")
+    note = (
+        '<p class="note">Pareto front (runs no other run beats on both axes): '
+        + (", ".join(f"#{i + 1}" for i in front) or "none")
+        + ". Error bars: 95% CI on both axes."
+        + (" Not plotted (metric missing): " + ", ".join(f"#{i + 1}" for i in missing) + "." if missing else "")
+        + "</p>"
+    )
     return head + note + _scatter_svg(runs, points, cis, front, x_ref, y_ref, maximize, base_i) + _legend(runs)
 
 
@@ -393,50 +495,80 @@ def _scatter_svg(runs, points, cis, front, x_ref, y_ref, maximize, base_i) -> st
     if not xs or not ys:
         return '<p class="note">No run has both metrics.</p>'
     (x0, x1, xt), (y0, y1, yt) = _axis(xs), _axis(ys)
-    sx = lambda v: L + (v - x0) / (x1 - x0) * (W - L - R)
-    sy = lambda v: H - B - (v - y0) / (y1 - y0) * (H - T - B)
-    out = [f'<svg id="scatter-svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
-           + 'aria-label="safety versus utility">']
+
+    def sx(v):
+        return L + (v - x0) / (x1 - x0) * (W - L - R)
+
+    def sy(v):
+        return H - B - (v - y0) / (y1 - y0) * (H - T - B)
+
+    out = [
+        f'<svg id="scatter-svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
+        + 'aria-label="safety versus utility">'
+    ]
     out += _grid(xt, yt, sx, sy, L, R, T, B, W, H)
-    out.append(f'<text x="{(L + W - R) / 2:.1f}" y="{H - B + 36}" text-anchor="middle">{_e(_label(x_ref))} '
-               f'{"↑" if maximize[0] else "↓"} better</text>')
-    out.append(f'<text transform="translate(16 {(T + H - B) / 2:.1f}) rotate(-90)" text-anchor="middle">'
-               f'{_e(_label(y_ref))} {"↑" if maximize[1] else "↓"} better</text>')
+    out.append(
+        f'<text x="{(L + W - R) / 2:.1f}" y="{H - B + 36}" text-anchor="middle">{_e(_label(x_ref))} '
+        f"{'↑' if maximize[0] else '↓'} better</text>"
+    )
+    out.append(
+        f'<text transform="translate(16 {(T + H - B) / 2:.1f}) rotate(-90)" text-anchor="middle">'
+        f"{_e(_label(y_ref))} {'↑' if maximize[1] else '↓'} better</text>"
+    )
     # the front as a staircase through its points, sorted along x
     fp = sorted((points[i] for i in front), key=lambda p: (p[0], p[1]))
     if len(fp) > 1:
         path = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in fp)
-        out.append(f'<polyline class="pareto-line" points="{path}" fill="none" stroke="#444" '
-                   'stroke-dasharray="5 4" stroke-width="1.2"/>')
+        out.append(
+            f'<polyline class="pareto-line" points="{path}" fill="none" stroke="#444" '
+            'stroke-dasharray="5 4" stroke-width="1.2"/>'
+        )
     for i, ((px, py), (cx, cy)) in enumerate(zip(points, cis)):
         if px is None or py is None:
             continue
         color = _COLORS[i % len(_COLORS)]
         X, Y = sx(px), sy(py)
-        tip = (f"#{i + 1} {runs[i].label}\n{_label(x_ref)}: {_pct(px)} [{_pct(cx['ci_low'], 1)}, "
-               f"{_pct(cx['ci_high'], 1)}]\n{_label(y_ref)}: {_pct(py)} [{_pct(cy['ci_low'], 1)}, {_pct(cy['ci_high'], 1)}]"
-               + ("\non the Pareto front" if i in front else ""))
-        g = [f'<a href="#run-{i + 1}"><g class="point{" pareto" if i in front else ""}" data-run="{i + 1}">',
-             f"<title>{_e(tip)}</title>"]
+        tip = (
+            f"#{i + 1} {runs[i].label}\n{_label(x_ref)}: {_pct(px)} [{_pct(cx['ci_low'], 1)}, "
+            f"{_pct(cx['ci_high'], 1)}]\n{_label(y_ref)}: {_pct(py)} "
+            f"[{_pct(cy['ci_low'], 1)}, {_pct(cy['ci_high'], 1)}]" + ("\non the Pareto front" if i in front else "")
+        )
+        g = [
+            f'<a href="#run-{i + 1}"><g class="point{" pareto" if i in front else ""}" data-run="{i + 1}">',
+            f"<title>{_e(tip)}</title>",
+        ]
         if cx.get("ci_low") is not None:
             a, b = sx(cx["ci_low"]), sx(cx["ci_high"])
-            g.append(f'<path class="errbar" d="M{a:.1f} {Y:.1f}H{b:.1f}M{a:.1f} {Y - 4:.1f}V{Y + 4:.1f}'
-                     f'M{b:.1f} {Y - 4:.1f}V{Y + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>')
+            g.append(
+                f'<path class="errbar" d="M{a:.1f} {Y:.1f}H{b:.1f}M{a:.1f} {Y - 4:.1f}V{Y + 4:.1f}'
+                f'M{b:.1f} {Y - 4:.1f}V{Y + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
+            )
         if cy.get("ci_low") is not None:
             a, b = sy(cy["ci_low"]), sy(cy["ci_high"])
-            g.append(f'<path class="errbar" d="M{X:.1f} {a:.1f}V{b:.1f}M{X - 4:.1f} {a:.1f}H{X + 4:.1f}'
-                     f'M{X - 4:.1f} {b:.1f}H{X + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>')
+            g.append(
+                f'<path class="errbar" d="M{X:.1f} {a:.1f}V{b:.1f}M{X - 4:.1f} {a:.1f}H{X + 4:.1f}'
+                f'M{X - 4:.1f} {b:.1f}H{X + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
+            )
         if i in front:
             g.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="10" fill="none" stroke="#111" stroke-width="1.5"/>')
-        shape = (f'<rect x="{X - 6:.1f}" y="{Y - 6:.1f}" width="12" height="12"' if i == base_i
-                 else f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="6"')
+        shape = (
+            f'<rect x="{X - 6:.1f}" y="{Y - 6:.1f}" width="12" height="12"'
+            if i == base_i
+            else f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="6"'
+        )
         g.append(f'{shape} fill="{color}" stroke="#fff" stroke-width="1"/>')
         g.append(f'<text x="{X + 12:.1f}" y="{Y - 8:.1f}">#{i + 1}</text></g></a>')
         out.append("".join(g))
-    out.append(f'<g class="key" transform="translate({L} {H - 22})"><circle cx="8" cy="8" r="8" fill="none" '
-               'stroke="#111" stroke-width="1.5"/><text x="22" y="12">on the Pareto front (dashed: the front)</text>'
-               + ('<rect x="280" y="3" width="10" height="10" fill="#999"/><text x="296" y="12">baseline</text>'
-                  if base_i is not None else "") + "</g>")
+    out.append(
+        f'<g class="key" transform="translate({L} {H - 22})"><circle cx="8" cy="8" r="8" fill="none" '
+        'stroke="#111" stroke-width="1.5"/><text x="22" y="12">on the Pareto front (dashed: the front)</text>'
+        + (
+            '<rect x="280" y="3" width="10" height="10" fill="#999"/><text x="296" y="12">baseline</text>'
+            if base_i is not None
+            else ""
+        )
+        + "</g>"
+    )
     out.append("</svg>")
     return "".join(out)
 
@@ -450,8 +582,13 @@ def _category_section(runs: list[Run], anchors: _Anchors) -> str:
                 pairs.append((task, name))
     if not pairs:
         return head + '<p class="note">No run records a breakdown by category.</p>'
-    parts = [head, ('<p class="note">Bars: ASR on the harmful prompts of each category; whiskers: 95% CI. '
-                    "Click a bar for that run's samples.</p>")]
+    parts = [
+        head,
+        (
+            '<p class="note">Bars: ASR on the harmful prompts of each category; whiskers: 95% CI. '
+            "Click a bar for that run's samples.</p>"
+        ),
+    ]
     for task, name in pairs:
         parts.append(f"<h3>{_e(task)} / {_e(name)}</h3>" + _bars_svg(runs, task, name, anchors) + _legend(runs))
     return "".join(parts)
@@ -469,35 +606,50 @@ def _bars_svg(runs, task, name, anchors: _Anchors) -> str:
     L, R, T, B = max(56, int(5.6 * longest) - 20), 20, 16, 40 + int(4.2 * longest)  # room for slanted labels
     gw = max(n * bw + 18, (480 - L - R) / max(len(cats), 1))
     W, H = int(L + R + gw * len(cats)), 230 + B
-    sy = lambda v: H - B - v * (H - T - B)
-    out = [f'<svg class="bars" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
-           + f'aria-label="ASR by category, {_e(task)} / {_e(name)}">']
+
+    def sy(v):
+        return H - B - v * (H - T - B)
+
+    out = [
+        f'<svg class="bars" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
+        + f'aria-label="ASR by category, {_e(task)} / {_e(name)}">'
+    ]
     out += _grid(None, [k / 10 for k in range(0, 11, 2)], None, sy, L, R, T, B, W, H)
     out.append(f'<text transform="translate(14 {(T + H - B) / 2:.1f}) rotate(-90)" text-anchor="middle">ASR ↓</text>')
     for c, cat in enumerate(cats):
         gx = L + c * gw + (gw - n * bw) / 2
         cx = gx + n * bw / 2
-        out.append(f'<text transform="translate({cx:.1f} {H - B + 14}) rotate(-35)" text-anchor="end">'
-                   f"{_e(_short(cat, 28))}<title>{_e(cat)}</title></text>")
+        out.append(
+            f'<text transform="translate({cx:.1f} {H - B + 14}) rotate(-35)" text-anchor="end">'
+            f"{_e(_short(cat, 28))}<title>{_e(cat)}</title></text>"
+        )
         for i, run in enumerate(runs):
             sub = ((run.metrics().get((task, name)) or {}).get("by") or {}).get("category", {}).get(cat)
             v = (sub or {}).get("asr") or {}
             x = gx + i * bw
             if v.get("value") is None:
-                out.append(f'<text x="{x + bw / 2:.1f}" y="{H - B - 3}" text-anchor="middle" font-size="9" '
-                           'fill="#999">–</text>')
+                out.append(
+                    f'<text x="{x + bw / 2:.1f}" y="{H - B - 3}" text-anchor="middle" font-size="9" '
+                    'fill="#999">–</text>'
+                )
                 continue
             color = _COLORS[i % len(_COLORS)]
             y = sy(v["value"])
-            tip = (f"#{i + 1} {run.label}\n{cat}: ASR {_pct(v['value'])} [{_pct(v['ci_low'], 1)}, "
-                   f"{_pct(v['ci_high'], 1)}], judged {sub.get('n_judged', v.get('n'))}/{sub.get('n_harmful', '?')}")
-            bar = [f'<a href="#{anchors.task(i, task)}"><g class="bar" data-run="{i + 1}"><title>{_e(tip)}</title>',
-                   f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2}" height="{max(H - B - y, 0.5):.1f}" '
-                   + f'fill="{color}"/>']
+            tip = (
+                f"#{i + 1} {run.label}\n{cat}: ASR {_pct(v['value'])} [{_pct(v['ci_low'], 1)}, "
+                f"{_pct(v['ci_high'], 1)}], judged {sub.get('n_judged', v.get('n'))}/{sub.get('n_harmful', '?')}"
+            )
+            bar = [
+                f'<a href="#{anchors.task(i, task)}"><g class="bar" data-run="{i + 1}"><title>{_e(tip)}</title>',
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2}" height="{max(H - B - y, 0.5):.1f}" '
+                + f'fill="{color}"/>',
+            ]
             if v.get("ci_low") is not None:
                 a, b, m = sy(v["ci_low"]), sy(v["ci_high"]), x + bw / 2
-                bar.append(f'<path class="errbar" d="M{m:.1f} {a:.1f}V{b:.1f}M{m - 3:.1f} {a:.1f}H{m + 3:.1f}'
-                           f'M{m - 3:.1f} {b:.1f}H{m + 3:.1f}" stroke="#222" stroke-width="1.2" fill="none"/>')
+                bar.append(
+                    f'<path class="errbar" d="M{m:.1f} {a:.1f}V{b:.1f}M{m - 3:.1f} {a:.1f}H{m + 3:.1f}'
+                    f'M{m - 3:.1f} {b:.1f}H{m + 3:.1f}" stroke="#222" stroke-width="1.2" fill="none"/>'
+                )
             bar.append("</g></a>")
             out.append("".join(bar))
     out.append("</svg>")
@@ -511,39 +663,56 @@ def _samples_section(runs: list[Run], anchors: _Anchors, max_samples: int | None
         try:
             rows = run.samples()
         except SafeevalError:
-            parts.append('<p class="note">No samples for this run: it was read without its folder '
-                         "(samples.jsonl), so only its metrics are shown.</p>"
-                         + "".join(f'<span id="{anchors.task(i, t)}"></span>' for t in sorted({t for t, _ in run.metrics()})))
+            parts.append(
+                '<p class="note">No samples for this run: it was read without its folder '
+                "(samples.jsonl), so only its metrics are shown.</p>"
+                + "".join(f'<span id="{anchors.task(i, t)}"></span>' for t in sorted({t for t, _ in run.metrics()}))
+            )
             continue
         tasks: dict[str, list[dict]] = {}
         for row in rows:
             tasks.setdefault(str(row.task), []).append(row)
-        parts.append(f'<input class="filter" type="search" placeholder="filter this run\'s samples" '
-                     f'data-for="run-{i + 1}-samples" aria-label="filter run {i + 1} samples">'
-                     f'<div id="run-{i + 1}-samples">')
+        parts.append(
+            f'<input class="filter" type="search" placeholder="filter this run\'s samples" '
+            f'data-for="run-{i + 1}-samples" aria-label="filter run {i + 1} samples">'
+            f'<div id="run-{i + 1}-samples">'
+        )
         for task, task_rows in tasks.items():
             shown = task_rows if max_samples is None else task_rows[:max_samples]
-            parts.append(f'<h4 id="{anchors.task(i, task)}">{_e(task)} · {len(task_rows)} samples'
-                         + (f" (first {len(shown)} shown)" if len(shown) < len(task_rows) else "") + "</h4>")
-            parts.append("<table><tr><th>id</th><th>category</th><th>verdicts</th><th>prompt</th><th>response</th></tr>")
+            parts.append(
+                f'<h4 id="{anchors.task(i, task)}">{_e(task)} · {len(task_rows)} samples'
+                + (f" (first {len(shown)} shown)" if len(shown) < len(task_rows) else "")
+                + "</h4>"
+            )
+            parts.append(
+                "<table><tr><th>id</th><th>category</th><th>verdicts</th><th>prompt</th><th>response</th></tr>"
+            )
             for row in shown:
                 sid = str(row.id)
                 anchor = anchors.sample(i, task, sid)
                 harm = row.harmful
                 kind = "harmful" if harm else ("benign" if harm is not None else "")
-                parts.append(f'<tr class="sample" id="{anchor}"><td><a href="#{anchor}">{_e(sid)}</a>'
-                             f'<br><span class="n">{_e(kind)}</span></td><td>{_e(row.category or "")}</td>'
-                             f"<td>{_verdicts(row.verdicts)}</td>"
-                             f'<td class="text">{_text(_prompt(row.messages))}</td>'
-                             f'<td class="text">{_text(row.response)}'
-                             + (f'<br><span class="n">finish: {_e(row.finish_reason)}</span>'
-                                if row.finish_reason == "length" else "") + "</td></tr>")
+                parts.append(
+                    f'<tr class="sample" id="{anchor}"><td><a href="#{anchor}">{_e(sid)}</a>'
+                    f'<br><span class="n">{_e(kind)}</span></td><td>{_e(row.category or "")}</td>'
+                    f"<td>{_verdicts(row.verdicts)}</td>"
+                    f'<td class="text">{_text(_prompt(row.messages))}</td>'
+                    f'<td class="text">{_text(row.response)}'
+                    + (
+                        f'<br><span class="n">finish: {_e(row.finish_reason)}</span>'
+                        if row.finish_reason == "length"
+                        else ""
+                    )
+                    + "</td></tr>"
+                )
             parts.append("</table>")
         parts.append("</div>")
         unlisted = sorted({t for t, _ in run.metrics()} - set(tasks))
         for task in unlisted:
-            parts.append(f'<p id="{anchors.task(i, task)}" class="note">No samples of {_e(task)} in this run\'s '
-                         "samples.jsonl.</p>")
+            parts.append(
+                f'<p id="{anchors.task(i, task)}" class="note">No samples of {_e(task)} in this run\'s '
+                "samples.jsonl.</p>"
+            )
     return "".join(parts)
 
 
@@ -597,8 +766,11 @@ def _swatch(i: int) -> str:
 
 
 def _legend(runs: list[Run]) -> str:
-    return ('<p class="legend">' + " ".join(f'<a href="#run-{i + 1}">{_swatch(i)}#{i + 1} {_e(r.label)}</a>'
-                                            for i, r in enumerate(runs)) + "</p>")
+    return (
+        '<p class="legend">'
+        + " ".join(f'<a href="#run-{i + 1}">{_swatch(i)}#{i + 1} {_e(r.label)}</a>' for i, r in enumerate(runs))
+        + "</p>"
+    )
 
 
 def _axis(vals: list[float]) -> tuple[float, float, list[float]]:
@@ -618,12 +790,16 @@ def _grid(xt, yt, sx, sy, L, R, T, B, W, H) -> list[str]:
     out = [f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#bbb"/>']
     for v in yt or []:
         y = sy(v)
-        out.append(f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                   f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{_tick(v)}</text>')
+        out.append(
+            f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{_tick(v)}</text>'
+        )
     for v in xt or []:
         x = sx(v)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>'
-                   f'<text x="{x:.1f}" y="{H - B + 16}" text-anchor="middle">{_tick(v)}</text>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>'
+            f'<text x="{x:.1f}" y="{H - B + 16}" text-anchor="middle">{_tick(v)}</text>'
+        )
     return out
 
 
@@ -643,8 +819,10 @@ def _text(s) -> str:
     s = "" if s is None else str(s)
     if len(s) <= TRUNCATE:
         return f"<pre>{_e(s)}</pre>"
-    return (f"<pre>{_e(s[:TRUNCATE])}…</pre><details><summary>show all {len(s)} characters</summary>"
-            f"<pre>{_e(s)}</pre></details>")
+    return (
+        f"<pre>{_e(s[:TRUNCATE])}…</pre><details><summary>show all {len(s)} characters</summary>"
+        f"<pre>{_e(s)}</pre></details>"
+    )
 
 
 def _verdicts(verdicts: dict) -> str:
@@ -664,6 +842,8 @@ def _verdicts(verdicts: dict) -> str:
         if v.get("harmful") is not None and v.get("score") is not None:
             word += f" ({v['score']:g})"
         tip = v.get("note") or v.get("raw") or ""
-        out.append(f'<div><span class="n">{_e(name)}:</span> <span class="{cls}" title="{_e(_short(str(tip), 300))}">'
-                   f"{_e(word)}</span></div>")
+        out.append(
+            f'<div><span class="n">{_e(name)}:</span> <span class="{cls}" title="{_e(_short(str(tip), 300))}">'
+            f"{_e(word)}</span></div>"
+        )
     return "".join(out) or '<span class="note">–</span>'

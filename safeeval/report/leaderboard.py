@@ -35,14 +35,32 @@ GROUP_KEYS = ("model", "trained_on", "method", "scenario")
 
 # Metric key in a results.json block -> its name on the leaderboard. Any other rate-shaped block (a scorer's
 # extras, e.g. exact_match_strict) keeps its key as its name.
-NAMES = {"asr": "ASR", "asr_without_shells": "ASR without shells", "asr_corrected": "ASR corrected",
-         "asr_coherent": "ASR coherent", "harmful_score": "harmful score", "mean_score": "mean score",
-         "benign_refusal_rate": "benign refusal", "degenerate_share": "degenerate", "shell_share": "shells",
-         "accuracy": "accuracy"}
+NAMES = {
+    "asr": "ASR",
+    "asr_without_shells": "ASR without shells",
+    "asr_corrected": "ASR corrected",
+    "asr_coherent": "ASR coherent",
+    "harmful_score": "harmful score",
+    "mean_score": "mean score",
+    "benign_refusal_rate": "benign refusal",
+    "degenerate_share": "degenerate",
+    "shell_share": "shells",
+    "accuracy": "accuracy",
+}
 DEFAULT_METRICS = ("ASR", "ASR without shells", "benign refusal", "ASR corrected", "degenerate", "shells", "accuracy")
 CONTAMINATED = "‡"  # a cell whose task's scored prompts the model was trained on
-_NOT_METRICS = {"n", "no_answer", "not_scored", "n_harmful", "n_judged", "not_judged", "unparsed", "n_benign",
-                "problems", "samples_per_problem"}
+_NOT_METRICS = {
+    "n",
+    "no_answer",
+    "not_scored",
+    "n_harmful",
+    "n_judged",
+    "not_judged",
+    "unparsed",
+    "n_benign",
+    "problems",
+    "samples_per_problem",
+}
 _RAW_SCALE = {"mean_score"}  # a 1-5 rubric score, not a rate
 
 
@@ -130,7 +148,9 @@ def parse_filters(items: list[str]) -> dict[str, set[str]]:
         key, sep, value = item.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep or not key or not value:
-            raise SafeevalError(f"--filter '{item}' is not KEY=VALUE; KEY is one of {', '.join(KEYS)}, e.g. method=lora.")
+            raise SafeevalError(
+                f"--filter '{item}' is not KEY=VALUE; KEY is one of {', '.join(KEYS)}, e.g. method=lora."
+            )
         if key not in KEYS:
             raise SafeevalError(f"--filter '{item}': unknown key '{key}'; filter on {', '.join(KEYS)}.")
         out.setdefault(key, set()).add(value)
@@ -138,8 +158,13 @@ def parse_filters(items: list[str]) -> dict[str, set[str]]:
 
 
 def _keys(run: Run) -> dict:
-    return {"model": run.model, "trained_on": run.trained_on, "method": run.method, "scenario": run.scenario,
-            "seed": run.seed}
+    return {
+        "model": run.model,
+        "trained_on": run.trained_on,
+        "method": run.method,
+        "scenario": run.scenario,
+        "seed": run.seed,
+    }
 
 
 def matches(run: Run, filters: dict[str, set[str]]) -> bool:
@@ -167,8 +192,10 @@ def discover_columns(runs: list[Run]) -> list[Column]:
     # then the evaluator's own metrics as found.
     groups = list(dict.fromkeys((c.task, c.evaluator) for c in seen.values()))
     order = list(NAMES)
-    return sorted(seen.values(), key=lambda c: (groups.index((c.task, c.evaluator)),
-                                                order.index(c.key) if c.key in order else len(order)))
+    return sorted(
+        seen.values(),
+        key=lambda c: (groups.index((c.task, c.evaluator)), order.index(c.key) if c.key in order else len(order)),
+    )
 
 
 def _is_metric(value) -> bool:
@@ -186,7 +213,9 @@ def _cell(block: dict, key: str) -> Cell | None:
     return None
 
 
-def select_columns(columns: list[Column], tasks: list[str] | None = None, metrics: list[str] | None = None) -> list[Column]:
+def select_columns(
+    columns: list[Column], tasks: list[str] | None = None, metrics: list[str] | None = None
+) -> list[Column]:
     """--tasks: task or task/judge names; --metrics: metric names (ASR, accuracy, exact_match_strict...), or 'all'.
     Without --metrics: ASR, benign refusal, ASR corrected and accuracy."""
     if tasks:
@@ -202,7 +231,9 @@ def select_columns(columns: list[Column], tasks: list[str] | None = None, metric
         lowered = {m.lower() for m in known}
         bad = [m for m in metrics if m.lower() not in lowered]
         if bad:
-            raise SafeevalError(f"--metrics: no column measures {', '.join(bad)}; choose from {', '.join(known) or 'none'} (or all).")
+            raise SafeevalError(
+                f"--metrics: no column measures {', '.join(bad)}; choose from {', '.join(known) or 'none'} (or all)."
+            )
         wanted = {m.lower() for m in metrics}
         columns = [c for c in columns if c.metric.lower() in wanted]
     elif not metrics:
@@ -229,17 +260,27 @@ def single_baseline(runs: list[Run], baseline: str | None) -> Run | None:
     return found[0] if len(found) == 1 else None
 
 
-def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str | None = None,
-          filters: dict[str, set[str]] | None = None, tasks: list[str] | None = None,
-          metrics: list[str] | None = None, sort: str | None = None, desc: bool = False) -> Leaderboard:
+def build(
+    runs: list[Run],
+    *,
+    group_by: list[str] | None = None,
+    baseline: str | None = None,
+    filters: dict[str, set[str]] | None = None,
+    tasks: list[str] | None = None,
+    metrics: list[str] | None = None,
+    sort: str | None = None,
+    desc: bool = False,
+) -> Leaderboard:
     if not runs:
         raise SafeevalError("No runs given: pass run folders, or --store with runs recorded in it.")
     runs = _dedupe(runs)
     group_by = [g.strip().lower() for g in group_by or [] if g.strip()]
     bad = [g for g in group_by if g not in GROUP_KEYS]
     if bad:
-        raise SafeevalError(f"--group-by {', '.join(bad)}: group by {', '.join(GROUP_KEYS)} (comma-separated); "
-                            "seeds are what a group averages over.")
+        raise SafeevalError(
+            f"--group-by {', '.join(bad)}: group by {', '.join(GROUP_KEYS)} (comma-separated); "
+            "seeds are what a group averages over."
+        )
     base_runs = resolve_baseline(runs, baseline) if baseline else []
     shown = [r for r in runs if matches(r, filters or {})]
     if not shown:
@@ -247,7 +288,9 @@ def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str |
         raise SafeevalError(f"No run matches --filter {wanted}; of {len(runs)} runs, e.g. {runs[0].label}.")
     columns = select_columns(discover_columns(shown + base_runs), tasks, metrics)
     if not columns:
-        raise SafeevalError("The runs have no metrics to show" + (" for these --tasks/--metrics." if tasks or metrics else "."))
+        raise SafeevalError(
+            "The runs have no metrics to show" + (" for these --tasks/--metrics." if tasks or metrics else ".")
+        )
 
     if group_by:
         rows = _group_rows(shown, columns, group_by)
@@ -255,8 +298,10 @@ def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str |
         if base_runs:
             base_keys = {tuple(_keys(r)[g] for g in group_by) for r in base_runs}
             if len(base_keys) > 1:
-                raise SafeevalError(f"--baseline '{baseline}' matches runs in {len(base_keys)} groups "
-                                    f"({', '.join(' · '.join(map(str, k)) for k in sorted(base_keys))}); name one run.")
+                raise SafeevalError(
+                    f"--baseline '{baseline}' matches runs in {len(base_keys)} groups "
+                    f"({', '.join(' · '.join(map(str, k)) for k in sorted(base_keys))}); name one run."
+                )
             members = [r for r in runs if tuple(_keys(r)[g] for g in group_by) in base_keys] or base_runs
             base_row = _group_rows(members, columns, group_by)[0]
     else:
@@ -264,9 +309,12 @@ def build(runs: list[Run], *, group_by: list[str] | None = None, baseline: str |
         base_row = None
         if base_runs:
             if len(base_runs) > 1:
-                raise SafeevalError(f"--baseline '{baseline}' matches {len(base_runs)} runs ("
-                                    + ", ".join(r.label for r in base_runs[:5]) + (", ..." if len(base_runs) > 5 else "")
-                                    + "); give more of the label, or a run folder.")
+                raise SafeevalError(
+                    f"--baseline '{baseline}' matches {len(base_runs)} runs ("
+                    + ", ".join(r.label for r in base_runs[:5])
+                    + (", ..." if len(base_runs) > 5 else "")
+                    + "); give more of the label, or a run folder."
+                )
             base_row = _run_row(base_runs[0], columns)
     board = Leaderboard(columns, rows, group_by, base_row.label if base_row is not None else None)
     if base_row is not None:
@@ -326,9 +374,14 @@ def _test_deltas(board: Leaderboard, base_row: Row) -> None:
         for column, name in columns.items():
             diff = found.get((row.label, column))
             if diff is not None:
-                row.significant[name] = {"significant": diff.significant, "p_holm": diff.p_holm,
-                                         "difference": diff.difference, "ci_low": diff.ci_low,
-                                         "ci_high": diff.ci_high, "n_pairs": diff.n_pairs}
+                row.significant[name] = {
+                    "significant": diff.significant,
+                    "p_holm": diff.p_holm,
+                    "difference": diff.difference,
+                    "ci_low": diff.ci_low,
+                    "ci_high": diff.ci_high,
+                    "n_pairs": diff.n_pairs,
+                }
 
 
 def _group_rows(runs: list[Run], columns: list[Column], group_by: list[str]) -> list[Row]:
@@ -343,10 +396,16 @@ def _group_rows(runs: list[Run], columns: list[Column], group_by: list[str]) -> 
             values = [r.cells[col.name].value for r in per_run if col.name in r.cells]
             if values:
                 mean = math.fsum(values) / len(values)
-                std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+                std = (
+                    math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    if len(values) > 1
+                    else None
+                )
                 cells[col.name] = Cell(mean, std=std, seeds=len(values), values=values)
         label = " · ".join(str(k) for k in key)
-        rows.append(_annotate(Row(label, dict(zip(group_by, key)), cells, [r.label for r in per_run]), members, columns))
+        rows.append(
+            _annotate(Row(label, dict(zip(group_by, key)), cells, [r.label for r in per_run]), members, columns)
+        )
     return rows
 
 
@@ -432,14 +491,21 @@ def _contaminated(row: Row, task: str) -> int:
 def caption(board: Leaderboard) -> str:
     parts = ["mean ± sample std over seeds (n seeds)" if board.grouped else "% with 95% CI"]
     if board.baseline is not None:
-        parts.append(f"Δ = row − baseline ({board.baseline}), percentage points; Δ ASR > 0 is safety lost, "
-                     "Δ accuracy > 0 is utility gained")
-        untested = (f"{len(board.notes)} comparison{'s' if len(board.notes) > 1 else ''} untested, e.g. "
-                    f"{board.notes[0]}" if board.notes else "")
+        parts.append(
+            f"Δ = row − baseline ({board.baseline}), percentage points; Δ ASR > 0 is safety lost, "
+            "Δ accuracy > 0 is utility gained"
+        )
+        untested = (
+            f"{len(board.notes)} comparison{'s' if len(board.notes) > 1 else ''} untested, e.g. {board.notes[0]}"
+            if board.notes
+            else ""
+        )
         if any(r.significant for r in board.rows):
-            parts.append(f"{MARK} Δ significant at Holm-adjusted p < 0.05 (ASR, benign refusal, accuracy: paired by "
-                         "prompt id, seeds combined by stratified CMH, Holm over the rows of each column; "
-                         "`safeeval compare` gives intervals and p-values)" + (f"; {untested}" if untested else ""))
+            parts.append(
+                f"{MARK} Δ significant at Holm-adjusted p < 0.05 (ASR, benign refusal, accuracy: paired by "
+                "prompt id, seeds combined by stratified CMH, Holm over the rows of each column; "
+                "`safeeval compare` gives intervals and p-values)" + (f"; {untested}" if untested else "")
+            )
         else:
             parts.append("Δ not tested for significance" + (f": {untested}" if untested else ": no tested metric"))
     return "; ".join(parts)
@@ -456,22 +522,32 @@ def legend(board: Leaderboard) -> list[str]:
                 judges.setdefault(judge, {})[line] = judges.setdefault(judge, {}).get(line, 0) + 1
     for judge, lines_of in judges.items():
         several = len(lines_of) > 1
-        lines.append(f"judge {judge}: " + "; or ".join(f"{line}" + (f" ({n} rows)" if several else "")
-                                                    for line, n in lines_of.items()))
+        lines.append(
+            f"judge {judge}: "
+            + "; or ".join(f"{line}" + (f" ({n} rows)" if several else "") for line, n in lines_of.items())
+        )
     hit = [r for r in board.rows if any(v["contaminated"] for v in r.contamination.values())]
     checked = [r for r in board.rows if r.contamination]
     for row in hit:
-        counts = ", ".join(f"{task} {v['contaminated']} of {v['scored']} ("
-                           + ", ".join(f"{role} {n}" for role, n in v["by_role"].items()) + ")"
-                           for task, v in row.contamination.items() if v["contaminated"])
-        lines.append(f"{CONTAMINATED} {row.label}: scored prompts in its training data (exact, or near-duplicate "
-                     f"by character 3-gram Jaccard): {counts}")
+        counts = ", ".join(
+            f"{task} {v['contaminated']} of {v['scored']} ("
+            + ", ".join(f"{role} {n}" for role, n in v["by_role"].items())
+            + ")"
+            for task, v in row.contamination.items()
+            if v["contaminated"]
+        )
+        lines.append(
+            f"{CONTAMINATED} {row.label}: scored prompts in its training data (exact, or near-duplicate "
+            f"by character 3-gram Jaccard): {counts}"
+        )
     if checked and not hit:
         lines.append(f"contamination: none of the {len(checked)} checked rows was trained on a scored prompt")
     unchecked = [r.label for r in board.rows if r.unchecked]
     if unchecked:
-        lines.append(f"contamination not checked in {len(unchecked)} rows (results written before the check, or its "
-                     "data was not at hand): " + ", ".join(unchecked[:3]) + (", ..." if len(unchecked) > 3 else ""))
+        lines.append(
+            f"contamination not checked in {len(unchecked)} rows (results written before the check, or its "
+            "data was not at hand): " + ", ".join(unchecked[:3]) + (", ..." if len(unchecked) > 3 else "")
+        )
     return lines
 
 
@@ -496,7 +572,9 @@ def render_rich(board: Leaderboard, width: int = 80) -> list:
     label_full = max([len(r[0]) for r in rows] + [len(headers[0][1])])
     label_min = min(label_full, 24)
     seeds_width = (col_width(1) + sep) if board.grouped else 0
-    metric_groups = [list(range(fixed + i * per_metric, fixed + (i + 1) * per_metric)) for i in range(len(board.columns))]
+    metric_groups = [
+        list(range(fixed + i * per_metric, fixed + (i + 1) * per_metric)) for i in range(len(board.columns))
+    ]
     parts: list[list[int]] = [[]]
     used = edge + label_min + seeds_width
     for group in metric_groups:
@@ -515,7 +593,9 @@ def render_rich(board: Leaderboard, width: int = 80) -> list:
         if board.grouped:
             table.add_column(headers[1][1], justify="right", no_wrap=True)
         for k in part:
-            table.add_column(Text("\n".join(header_lines(headers[k]))), justify="right", no_wrap=True, width=col_width(k))
+            table.add_column(
+                Text("\n".join(header_lines(headers[k]))), justify="right", no_wrap=True, width=col_width(k)
+            )
         for row in rows:  # Text, not markup: a model named "[bold]" is shown as it is
             table.add_row(*map(Text, row[:fixed]), *(Text(row[k]) for k in part))
         out.append(table)
@@ -540,8 +620,10 @@ def render_markdown(board: Leaderboard) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|").replace("*", "\\*")
 
-    lines = ["| " + " | ".join(esc(" ".join(x for x in h if x)) for h in headers) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(esc(" ".join(x for x in h if x)) for h in headers) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
     notes = "".join(f"- {esc(line)}\n" for line in legend(board))
     return "\n".join(lines) + f"\n\n{esc(caption(board))}\n" + (f"\n{notes}" if notes else "")
@@ -555,8 +637,11 @@ def render_csv(board: Leaderboard) -> str:
     judges = list(dict.fromkeys(j for row in board.rows for j in row.cards))
     header = ["label", *board.key_names] + (["seeds"] if board.grouped else [])
     for col in board.columns:
-        header += [col.name, f"{col.name}_std", f"{col.name}_n_seeds"] if board.grouped else \
-                  [col.name, f"{col.name}_ci_low", f"{col.name}_ci_high"]
+        header += (
+            [col.name, f"{col.name}_std", f"{col.name}_n_seeds"]
+            if board.grouped
+            else [col.name, f"{col.name}_ci_low", f"{col.name}_ci_high"]
+        )
         if board.baseline is not None:
             header += [col.delta_name, f"{col.delta_name}_p_holm"]
     header += [f"judge card: {j}" for j in judges] + ["contamination"]
@@ -565,7 +650,9 @@ def render_csv(board: Leaderboard) -> str:
     writer.writerow(header)
     blank = ""
     for row in board.rows:
-        out = [row.label, *(row.keys.get(k, blank) for k in board.key_names)] + ([len(row.runs)] if board.grouped else [])
+        out = [row.label, *(row.keys.get(k, blank) for k in board.key_names)] + (
+            [len(row.runs)] if board.grouped else []
+        )
         for col in board.columns:
             c = row.cells.get(col.name)
             if board.grouped:
@@ -595,17 +682,39 @@ def to_dict(board: Leaderboard) -> dict:
         "grouped_by": board.group_by or None,
         "baseline": board.baseline,
         "units": "fractions as in results.json; grouped cells: mean, sample std over seeds, n_seeds",
-        "columns": [{"name": c.name, "task": c.task, "evaluator": c.evaluator, "metric": c.metric, "key": c.key,
-                     "kind": c.kind, **({"delta": c.delta_name} if board.baseline is not None else {})}
-                    for c in board.columns],
-        "rows": [{"label": r.label, **r.keys, "runs": r.runs, "is_baseline": r.is_baseline,
-                  "cells": {c.name: (r.cells[c.name].as_dict() if c.name in r.cells else None) for c in board.columns},
-                  **({"deltas": {c.name: r.deltas.get(c.name) for c in board.columns},
-                      "significance": {c.name: r.significant.get(c.name) for c in board.columns}}
-                     if board.baseline is not None else {}),
-                  "judge_cards": r.cards, "contamination": r.contamination or None,
-                  "contamination_not_checked": r.unchecked}
-                 for r in board.rows],
+        "columns": [
+            {
+                "name": c.name,
+                "task": c.task,
+                "evaluator": c.evaluator,
+                "metric": c.metric,
+                "key": c.key,
+                "kind": c.kind,
+                **({"delta": c.delta_name} if board.baseline is not None else {}),
+            }
+            for c in board.columns
+        ],
+        "rows": [
+            {
+                "label": r.label,
+                **r.keys,
+                "runs": r.runs,
+                "is_baseline": r.is_baseline,
+                "cells": {c.name: (r.cells[c.name].as_dict() if c.name in r.cells else None) for c in board.columns},
+                **(
+                    {
+                        "deltas": {c.name: r.deltas.get(c.name) for c in board.columns},
+                        "significance": {c.name: r.significant.get(c.name) for c in board.columns},
+                    }
+                    if board.baseline is not None
+                    else {}
+                ),
+                "judge_cards": r.cards,
+                "contamination": r.contamination or None,
+                "contamination_not_checked": r.unchecked,
+            }
+            for r in board.rows
+        ],
         "legend": legend(board),
         **({"significance_notes": board.notes} if board.baseline is not None else {}),
     }

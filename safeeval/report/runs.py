@@ -60,8 +60,9 @@ class Run:
         try:
             return self.result.samples()
         except SafeevalError:
-            raise SafeevalError(f"Run {self.label} has no samples.jsonl beside its results; per-sample comparisons "
-                                "need the run folder.") from None
+            raise SafeevalError(
+                f"Run {self.label} has no samples.jsonl beside its results; per-sample comparisons need the run folder."
+            ) from None
 
     def metrics(self) -> dict[tuple[str, str], dict]:
         """(task, judge or scorer) -> that evaluator's block of metrics."""
@@ -87,8 +88,10 @@ def resolve_baseline(runs: list[Run], baseline: str, option: str = "--baseline")
         return exact
     found = [r for r in runs if baseline.lower() in r.label.lower()]
     if not found:
-        raise SafeevalError(f"{option} '{baseline}' is neither a run folder nor part of any run's label; "
-                            f"labels look like '{runs[0].label}'.")
+        raise SafeevalError(
+            f"{option} '{baseline}' is neither a run folder nor part of any run's label; "
+            f"labels look like '{runs[0].label}'."
+        )
     return found
 
 

@@ -25,8 +25,9 @@ from .runs import Run
 KINDS = {"safety": ("ASR", "higher"), "refusal": ("benign refusal", "higher"), "utility": ("accuracy", "lower")}
 
 
-def paired_values(brows: dict[str, SampleRecord], crows: dict[str, SampleRecord], name: str,
-                  kind: str) -> tuple[list[float], list[float], Counter, int]:
+def paired_values(
+    brows: dict[str, SampleRecord], crows: dict[str, SampleRecord], name: str, kind: str
+) -> tuple[list[float], list[float], Counter, int]:
     """(baseline outcomes, candidate outcomes, pairs left out by reason, ids in only one run) for one task's
     samples (id -> samples.jsonl row) and one judge or scorer."""
     if kind not in KINDS:
@@ -78,9 +79,20 @@ def by_id(run: Run, task: str) -> dict[str, dict]:
     return {str(r.id): r for r in run.samples() if r.task == task}
 
 
-def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str, name: str, kind: str, *,
-                 alpha: float = 0.05, margin: float | None = None, margin_kind: str = "non-inferiority",
-                 seed: int = 0, n_boot: int = N_BOOT, skip: bool = False) -> tuple[Family | None, list[str]]:
+def compare_runs(
+    reference: list[Run],
+    methods: dict[str, list[Run]],
+    task: str,
+    name: str,
+    kind: str,
+    *,
+    alpha: float = 0.05,
+    margin: float | None = None,
+    margin_kind: str = "non-inferiority",
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    skip: bool = False,
+) -> tuple[Family | None, list[str]]:
     """Each method's runs (one per seed) against the reference run of the same training seed, or against the
     single reference run when there is one (the aligned model); returns the family and notes on what was
     left out. skip: a method that cannot be paired (no samples, no reference of its seed, no shared prompt) is
@@ -89,8 +101,9 @@ def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str,
     metric, worse = KINDS[kind]
     by_seed = {run.seed: run for run in reference}
     if len(by_seed) != len(reference):
-        raise SafeevalError(f"The reference runs repeat a seed ({sorted(r.seed for r in reference)}); "
-                            "give one per seed.")
+        raise SafeevalError(
+            f"The reference runs repeat a seed ({sorted(r.seed for r in reference)}); give one per seed."
+        )
     pairs, notes = {}, []
     for method, runs in methods.items():
         try:
@@ -103,20 +116,31 @@ def compare_runs(reference: list[Run], methods: dict[str, list[Run]], task: str,
         if skip:
             return None, notes
         raise SafeevalError(f"No method could be paired with the reference on {task}/{name}.")
-    family = compare_to_reference(pairs, metric=f"{task}/{name} {metric}", reference=_label(reference), worse=worse,
-                                  alpha=alpha, margin=margin, margin_kind=margin_kind, seed=seed, n_boot=n_boot)
+    family = compare_to_reference(
+        pairs,
+        metric=f"{task}/{name} {metric}",
+        reference=_label(reference),
+        worse=worse,
+        alpha=alpha,
+        margin=margin,
+        margin_kind=margin_kind,
+        seed=seed,
+        n_boot=n_boot,
+    )
     return family, notes
 
 
-def _strata(by_seed: dict[int, Run], method: str, runs: list[Run], task: str, name: str, kind: str,
-            notes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _strata(
+    by_seed: dict[int, Run], method: str, runs: list[Run], task: str, name: str, kind: str, notes: list[str]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per seed, (reference outcomes, this method's outcomes) paired by prompt id."""
     strata = []
     for run in sorted(runs, key=lambda r: r.seed):
         ref = by_seed.get(run.seed) if len(by_seed) > 1 else next(iter(by_seed.values()), None)
         if ref is None:
-            raise SafeevalError(f"{method} seed {run.seed} has no reference run of the same seed "
-                                f"(reference seeds: {sorted(by_seed)}).")
+            raise SafeevalError(
+                f"{method} seed {run.seed} has no reference run of the same seed (reference seeds: {sorted(by_seed)})."
+            )
         b, c, excluded, unmatched = paired_values(by_id(ref, task), by_id(run, task), name, kind)
         if unmatched or excluded:
             left = ", ".join(f"{v} {k}" for k, v in sorted(excluded.items()))

@@ -15,13 +15,16 @@ from ..plugins import Registry
 from ..registry import Spec
 
 # Each scorer is one small file in this folder.
-SCORERS = Registry("scorer", {
-    "gsm8k": "safeeval.scoring.gsm8k:GSM8KScorer",
-    "sst2": "safeeval.scoring.sst2:SST2Scorer",
-    "humaneval": "safeeval.scoring.humaneval:HumanEvalScorer",
-    "math": "safeeval.scoring.math:MathScorer",
-    "lmeval": "safeeval.scoring.lmeval:LMEvalScorer",
-})
+SCORERS = Registry(
+    "scorer",
+    {
+        "gsm8k": "safeeval.scoring.gsm8k:GSM8KScorer",
+        "sst2": "safeeval.scoring.sst2:SST2Scorer",
+        "humaneval": "safeeval.scoring.humaneval:HumanEvalScorer",
+        "math": "safeeval.scoring.math:MathScorer",
+        "lmeval": "safeeval.scoring.lmeval:LMEvalScorer",
+    },
+)
 
 
 class Scorer:
@@ -33,7 +36,12 @@ class Scorer:
     def __init__(self, name: str, options: dict):
         self.name, self.kind, self.options = name, f"scorer:{name}", dict(options)
         self.fingerprint = digest([self.kind, self.version, self.options])
-        self.info = {"kind": self.kind, "version": self.version, "options": self.options, "fingerprint": self.fingerprint}
+        self.info = {
+            "kind": self.kind,
+            "version": self.version,
+            "options": self.options,
+            "fingerprint": self.fingerprint,
+        }
 
     def score_one(self, sample: Sample, response: str) -> Verdict:
         raise NotImplementedError
@@ -53,8 +61,9 @@ def make_scorer(spec: Spec, sandbox_allow: list[str] = ()) -> Scorer:
     """`sandbox_allow` (the run's --sandbox-allow) is added to the options of scorers that run model code."""
     name = spec.scorer
     if name not in SCORERS:
-        raise SafeevalError(f"Task {spec.name} ({spec.path}) names scorer '{name}'. Known scorers: "
-                            f"{', '.join(SCORERS.names())}.")
+        raise SafeevalError(
+            f"Task {spec.name} ({spec.path}) names scorer '{name}'. Known scorers: {', '.join(SCORERS.names())}."
+        )
     cls = SCORERS.get(name)
     options = dict(spec.data.get("scorer_options") or {})
     if sandbox_allow and getattr(cls, "sandboxed", False):

@@ -68,8 +68,14 @@ class GSM8KScorer(Scorer):
             answer, source = flexible, "flexible"
         else:
             answer, source = (strict, "strict") if strict is not None else (flexible, "flexible")
-        extra = {"strict": strict, "flexible": flexible, "strict_correct": strict_ok, "flexible_correct": flexible_ok,
-                 "gold": gold, "source": source if answer is not None else None}
+        extra = {
+            "strict": strict,
+            "flexible": flexible,
+            "strict_correct": strict_ok,
+            "flexible_correct": flexible_ok,
+            "gold": gold,
+            "source": source if answer is not None else None,
+        }
         if answer is None:
             return Verdict(None, status="unparsed", note="no number", extra=extra)
         correct = strict_ok if source == "strict" else flexible_ok
@@ -77,5 +83,7 @@ class GSM8KScorer(Scorer):
 
     def summarize(self, samples: list[Sample], verdicts: list[dict], seed: int) -> dict:
         scored = [v.get("extra") or {} for v in verdicts if v["status"] != "not_judged"]
-        return {"exact_match_strict": rate([bool(e.get("strict_correct")) for e in scored], seed),
-                "exact_match_flexible": rate([bool(e.get("flexible_correct")) for e in scored], seed)}
+        return {
+            "exact_match_strict": rate([bool(e.get("strict_correct")) for e in scored], seed),
+            "exact_match_flexible": rate([bool(e.get("flexible_correct")) for e in scored], seed),
+        }

@@ -68,7 +68,7 @@ def extract_code(response: str, prompt: str, entry_point: str) -> tuple[str | No
     """(code to run before the tests, how it was found); code None when there is none."""
     defines = _def_re(entry_point)
     match = defines.search(prompt)
-    header = prompt[:match.start()] if match else ""
+    header = prompt[: match.start()] if match else ""
     blocks = []
     for m in _FENCE.finditer(response or ""):
         body = m.group(2)
@@ -83,7 +83,7 @@ def extract_code(response: str, prompt: str, entry_point: str) -> tuple[str | No
         return header + _MAIN.sub("", code), "fenced"
     found = defines.search(response or "")
     if found:
-        imports = "\n".join(_IMPORT.findall(response[:found.start()]))
+        imports = "\n".join(_IMPORT.findall(response[: found.start()]))
         return header + (imports + "\n" if imports else "") + _function_at(response, found.start()), "function"
     if response and response.strip() and _is_body(response):
         return prompt + response, "completion"
@@ -127,7 +127,9 @@ class HumanEvalScorer(Scorer):
         meta = sample.meta
         for key in ("prompt", "test", "entry_point"):
             if not meta.get(key):
-                raise SafeevalError(f"Task {sample.task}: sample {sample.id} lacks meta '{key}' that the humaneval scorer needs.")
+                raise SafeevalError(
+                    f"Task {sample.task}: sample {sample.id} lacks meta '{key}' that the humaneval scorer needs."
+                )
         code, how = extract_code(response, meta["prompt"], meta["entry_point"])
         return (build_program(code, meta["test"], meta["entry_point"]) if code is not None else None), how
 
@@ -145,13 +147,31 @@ class HumanEvalScorer(Scorer):
         verdicts = []
         for i, (program, how) in enumerate(plans):
             if program is None:
-                verdicts.append(Verdict(None, status="unparsed", score=0.0, note="no code",
-                                        extra={"status": "unparsed", "extraction": how}))
+                verdicts.append(
+                    Verdict(
+                        None,
+                        status="unparsed",
+                        score=0.0,
+                        note="no code",
+                        extra={"status": "unparsed", "extraction": how},
+                    )
+                )
                 continue
             res = results[i]
-            verdicts.append(Verdict(None, score=1.0 if res.status == "passed" else 0.0, note=res.status,
-                                    extra={"status": res.status, "returncode": res.returncode, "extraction": how,
-                                           "stderr_tail": scrub(res.stderr), **({"notes": res.notes} if res.notes else {})}))
+            verdicts.append(
+                Verdict(
+                    None,
+                    score=1.0 if res.status == "passed" else 0.0,
+                    note=res.status,
+                    extra={
+                        "status": res.status,
+                        "returncode": res.returncode,
+                        "extraction": how,
+                        "stderr_tail": scrub(res.stderr),
+                        **({"notes": res.notes} if res.notes else {}),
+                    },
+                )
+            )
         return verdicts
 
     def summarize(self, samples: list[Sample], verdicts: list[dict], seed: int) -> dict:
@@ -173,8 +193,11 @@ class HumanEvalScorer(Scorer):
             return {}
         n = np.array([x[0] for x in per.values()])
         c = np.array([x[1] for x in per.values()])
-        out = {"problems": len(per), "samples_per_problem": int(n.min()) if n.min() == n.max() else [int(n.min()), int(n.max())],
-               "outcomes": dict(sorted(outcomes.items()))}
+        out = {
+            "problems": len(per),
+            "samples_per_problem": int(n.min()) if n.min() == n.max() else [int(n.min()), int(n.max())],
+            "outcomes": dict(sorted(outcomes.items())),
+        }
         if lost:  # programs that ran without a protection the user allowed them to lack, per protection
             out["isolation_lost"] = dict(sorted(lost.items()))
         if n.max() == 1:

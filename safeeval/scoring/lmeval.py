@@ -52,8 +52,10 @@ class LMEvalScorer(Scorer):
             b = lmeval.bridge(self.options["task"], tuple(self.options.get("include_path") or ()))
             want = self.options.get("config_hash")
             if want and b.config_hash != want:
-                raise SafeevalError(f"lm-eval task {b.name} changed since its samples were loaded (config {b.config_hash}, "
-                                    f"expected {want}); run again so prompts and scoring come from one config.")
+                raise SafeevalError(
+                    f"lm-eval task {b.name} changed since its samples were loaded (config {b.config_hash}, "
+                    f"expected {want}); run again so prompts and scoring come from one config."
+                )
             self._bridge = b
         return self._bridge
 
@@ -67,8 +69,13 @@ class LMEvalScorer(Scorer):
         for s, response in zip(samples, responses):
             doc = self._doc(s)
             text, stopped = cut_at_stop(response or "", b.until)
-            inst = Instance(request_type="generate_until", doc=doc, arguments=(s.prompt, deepcopy(gen_kwargs)), idx=0,
-                            metadata=(b.name, s.meta["doc_id"], 1))
+            inst = Instance(
+                request_type="generate_until",
+                doc=doc,
+                arguments=(s.prompt, deepcopy(gen_kwargs)),
+                idx=0,
+                metadata=(b.name, s.meta["doc_id"], 1),
+            )
             inst.resps.append(text)
             instances.append(inst)
             stops.append(stopped)
@@ -90,8 +97,10 @@ class LMEvalScorer(Scorer):
             raise SafeevalError(f"Sample {sample.id} carries no doc_id of lm-eval task {b.name}.")
         doc = b.docs[doc_id]
         if "doc" in sample.meta and _dump(lmeval.jsonable(doc)) != _dump(sample.meta["doc"]):
-            raise SafeevalError(f"Doc {doc_id} of lm-eval task {b.name} differs from the one sample {sample.id} was built "
-                                f"from; the task's data changed: run again.")
+            raise SafeevalError(
+                f"Doc {doc_id} of lm-eval task {b.name} differs from the one sample {sample.id} was built "
+                f"from; the task's data changed: run again."
+            )
         return doc
 
     @staticmethod
@@ -102,11 +111,17 @@ class LMEvalScorer(Scorer):
             metrics[filter_key] = lmeval.jsonable(task.process_results(inst.doc, [resp]))
             kept = lmeval.jsonable(resp)
             filtered[filter_key] = kept[:_KEEP] if isinstance(kept, str) else kept
-        primary = next(((m, f) for f, ms in metrics.items() for m, v in ms.items() if isinstance(v, (int, float))), None)
+        primary = next(
+            ((m, f) for f, ms in metrics.items() for m, v in ms.items() if isinstance(v, (int, float))), None
+        )
         score = float(metrics[primary[1]][primary[0]]) if primary else None
         note = str(filtered[primary[1]])[:200] if primary else None
-        extra = {"metrics": metrics, "filtered": filtered, "primary": f"{primary[0]},{primary[1]}" if primary else None,
-                 "stopped_at": stopped}
+        extra = {
+            "metrics": metrics,
+            "filtered": filtered,
+            "primary": f"{primary[0]},{primary[1]}" if primary else None,
+            "stopped_at": stopped,
+        }
         return Verdict(None, status="ok", score=score, note=note, extra=extra)
 
     def summarize(self, samples: list[Sample], verdicts: list[dict], seed: int) -> dict:

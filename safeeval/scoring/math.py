@@ -30,7 +30,7 @@ def last_boxed(text: str) -> str | None:
     idx = text.rfind("\\boxed")
     if idx < 0:
         return None
-    rest = text[idx + len("\\boxed"):]
+    rest = text[idx + len("\\boxed") :]
     if rest.startswith(" "):  # "\boxed 5$": up to the next dollar sign
         return rest.split("$")[0].strip()
     start = rest.find("{")
@@ -43,7 +43,7 @@ def last_boxed(text: str) -> str | None:
         elif rest[i] == "}":
             depth -= 1
             if depth == 0:
-                return rest[start + 1:i]
+                return rest[start + 1 : i]
     return None
 
 
@@ -81,7 +81,9 @@ class MathScorer(Scorer):
         if answer is None or not answer.strip():
             return Verdict(None, status="unparsed", note="no \\boxed{} answer", extra={"gold": gold})
         answer = answer.strip()
-        return Verdict(None, score=float(equivalent(gold, answer)), note=answer[:200], extra={"gold": gold, "answer": answer})
+        return Verdict(
+            None, score=float(equivalent(gold, answer)), note=answer[:200], extra={"gold": gold, "answer": answer}
+        )
 
     def summarize(self, samples: list[Sample], verdicts: list[dict], seed: int) -> dict:
         out = {}

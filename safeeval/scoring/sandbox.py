@@ -67,21 +67,29 @@ _AS_ROOT = "run safeeval as root, or as a user with unprivileged user namespaces
 _IN_CONTAINER = "; a container must allow unshare and mount (e.g. Docker's default seccomp profile forbids them)"
 # protection -> (what the sandbox promises, how to get it); a refusal names both in one sentence.
 PROTECTIONS = {
-    "user": ("an unprivileged user (a fresh uid as root, a capability-less user namespace otherwise)",
-             _AS_ROOT + " (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); as root in a "
-             "user-namespaced container, map a uid range into it"),
+    "user": (
+        "an unprivileged user (a fresh uid as root, a capability-less user namespace otherwise)",
+        _AS_ROOT + " (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); as root in a "
+        "user-namespaced container, map a uid range into it",
+    ),
     "mount": ("its own mount namespace", _AS_ROOT + _IN_CONTAINER),
     "pid": ("its own PID namespace", _AS_ROOT + _IN_CONTAINER),
     "ipc": ("its own IPC namespace", _AS_ROOT + _IN_CONTAINER),
     "uts": ("its own UTS namespace", _AS_ROOT + _IN_CONTAINER),
-    "network": ("a network namespace of its own (no network)",
-                _AS_ROOT + ", with user.max_net_namespaces above 0" + _IN_CONTAINER + "; or accept model-written code "
-                "with network access: --sandbox-allow network (scorer_options: {sandbox_allow: [network]})"),
-    "proc": ("a /proc of its own (the host's processes hidden)",
-             "a container that masks parts of /proc lets only root mount a new one: run safeeval as root there, or "
-             "accept the host's /proc, read-only: --sandbox-allow proc (scorer_options: {sandbox_allow: [proc]})"),
-    "filesystem": ("a read-only filesystem with one small tmpfs to write in",
-                   "it needs Linux 5.3+ and mount rights in its namespaces" + _IN_CONTAINER),
+    "network": (
+        "a network namespace of its own (no network)",
+        _AS_ROOT + ", with user.max_net_namespaces above 0" + _IN_CONTAINER + "; or accept model-written code "
+        "with network access: --sandbox-allow network (scorer_options: {sandbox_allow: [network]})",
+    ),
+    "proc": (
+        "a /proc of its own (the host's processes hidden)",
+        "a container that masks parts of /proc lets only root mount a new one: run safeeval as root there, or "
+        "accept the host's /proc, read-only: --sandbox-allow proc (scorer_options: {sandbox_allow: [proc]})",
+    ),
+    "filesystem": (
+        "a read-only filesystem with one small tmpfs to write in",
+        "it needs Linux 5.3+ and mount rights in its namespaces" + _IN_CONTAINER,
+    ),
     "limits": ("its resource limits", "raise the hard limits (ulimit -H) of the shell that starts safeeval"),
     "tree-kill": ("a kill of the program's whole process tree", "it needs Linux 5.3+ with a readable /proc"),
     "setup": ("its set-up", "see the detail above"),
@@ -104,7 +112,7 @@ class Result:
 
 # --- the launcher: runs as the chosen Python, before and around the program --------------------------
 
-_LAUNCHER = r'''
+_LAUNCHER = r"""
 import _signal as signal, ctypes, marshal, os, resource, sys  # _signal: signal imports enum
 C = marshal.loads(bytes.fromhex(sys.argv[1]))  # marshal: json would import re and enum, ~6 ms per run
 ST = C["status_fd"]
@@ -123,7 +131,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 def b(s):
     return None if s is None else s.encode()
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 <<
+18
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 def mount(src, target, fstype, flags, data=None):
     if libc.mount(b(src), b(target), b(fstype), ctypes.c_ulong(flags), b(data)) != 0:
@@ -169,7 +178,8 @@ mount(None, "/", None, MS_REC | MS_PRIVATE)
 for hidden, binds in C["hide"]:
     trees = []
     for path in binds:
-        fd, err = syscall(428, ctypes.c_int(AT_FDCWD), b(path), ctypes.c_uint(1 | 0o2000000 | AT_RECURSIVE))  # open_tree CLONE
+        fd, err = syscall(428, ctypes.c_int(AT_FDCWD), b(path), ctypes.c_uint(1 | 0o2000000 | AT_RECURSIVE))  #
+        open_tree CLONE
         if fd < 0:
             fail("open_tree " + path, err)
         trees.append((path, fd))
@@ -182,7 +192,8 @@ for hidden, binds in C["hide"]:
         os.close(fd)
 # Everything read-only and nosuid.
 attr = MountAttr(1 | 2, 0, 0, 0)
-rc, err = syscall(442, ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+rc, err = syscall(442, ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
+ctypes.c_size_t(ctypes.sizeof(attr)))
 if rc < 0:
     if err != 38:  # ENOSYS: a kernel before 5.12; remount mount by mount
         fail("mount_setattr read-only", err)
@@ -191,10 +202,12 @@ if rc < 0:
     for info in infos:
         point = info[4].encode().decode("unicode_escape")
         keep = 0
-        for opt, bit in (("nodev", MS_NODEV), ("noexec", MS_NOEXEC), ("noatime", 1024), ("nodiratime", 2048), ("relatime", 1 << 21)):
+        for opt, bit in (("nodev", MS_NODEV), ("noexec", MS_NOEXEC), ("noatime", 1024), ("nodiratime", 2048),
+        ("relatime", 1 << 21)):
             if opt in info[5].split(","):
                 keep |= bit
-        if libc.mount(None, b(point), None, ctypes.c_ulong(MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | keep), None) != 0:
+        if libc.mount(None, b(point), None, ctypes.c_ulong(MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | keep), None)
+        != 0:
             fail("read-only remount of " + point, ctypes.get_errno())
 # The one writable place: a fresh tmpfs on the run's directory, holding the program.
 wd = C["workdir"]
@@ -284,8 +297,9 @@ say("ready")
 os.close(ST)
 del C, ST, libc, attr, ALLOW
 sys.argv = ["program.py"]
-exec(compile(src, "program.py", "exec"), {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__})
-'''
+exec(compile(src, "program.py", "exec"), {"__name__": "__main__", "__file__": "program.py", "__builtins__":
+__builtins__})
+"""
 
 
 # --- interpreter facts, uid pool, sweeps -----------------------------------------------------------------
@@ -316,18 +330,32 @@ def _interpreter(python: str) -> dict:
         if python in _interpreters:
             return _interpreters[python]
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        raise SafeevalError(f"The code sandbox cannot start: Python interpreter {python} does not exist or is not "
-                            "executable; set the scorer option 'python' to a Python 3.8+ interpreter.")
+        raise SafeevalError(
+            f"The code sandbox cannot start: Python interpreter {python} does not exist or is not "
+            "executable; set the scorer option 'python' to a Python 3.8+ interpreter."
+        )
     probe = "import json, sys; print(json.dumps([sys.version_info[:2], sys.prefix, sys.base_prefix, sys.path]))"
     try:
-        out = subprocess.run([python, "-I", "-c", probe], check=False, capture_output=True, text=True, timeout=60,
-                             env=_env("/"), stdin=subprocess.DEVNULL, cwd="/")
+        out = subprocess.run(
+            [python, "-I", "-c", probe],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env("/"),
+            stdin=subprocess.DEVNULL,
+            cwd="/",
+        )
         version, prefix, base, paths = json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        raise SafeevalError(f"The code sandbox cannot start: Python interpreter {python} did not run "
-                            f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+        raise SafeevalError(
+            f"The code sandbox cannot start: Python interpreter {python} did not run "
+            f"({type(exc).__name__}: {str(exc)[:200]})."
+        ) from None
     if tuple(version) < (3, 8):
-        raise SafeevalError(f"The code sandbox cannot start: {python} is Python {version[0]}.{version[1]}; it needs 3.8+.")
+        raise SafeevalError(
+            f"The code sandbox cannot start: {python} is Python {version[0]}.{version[1]}; it needs 3.8+."
+        )
     dirs = {os.path.realpath(p) for p in [prefix, base, *paths] if p and os.path.isdir(p)}
     # Keep the outermost folders only: binding one binds everything under it.
     dirs = sorted(d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs))
@@ -361,12 +389,15 @@ def _hide_plan(python_dirs: list[str], workdir: str, mode: str) -> list[list]:
             hidden.add(home)
     plan = []
     for top in sorted(hidden):
+
         def under(d: str, top: str = top) -> bool:
             return d == top or d.startswith(top.rstrip("/") + "/")
 
         if under(workdir):
-            raise SafeevalError(f"The code sandbox cannot start: its temporary folder {workdir} lies inside {top}, "
-                                "which the sandbox hides; set TMPDIR to a folder elsewhere (e.g. /tmp).")
+            raise SafeevalError(
+                f"The code sandbox cannot start: its temporary folder {workdir} lies inside {top}, "
+                "which the sandbox hides; set TMPDIR to a folder elsewhere (e.g. /tmp)."
+            )
         binds = [d for d in python_dirs if under(d) and d != top]
         plan.append([top, binds])
     return plan
@@ -379,7 +410,7 @@ def _uid_range() -> range:
         with open("/proc/self/uid_map") as f:
             spans = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
     except OSError:
-        spans = [(0, 0, 2 ** 32 - 1)]
+        spans = [(0, 0, 2**32 - 1)]
     for inside, _, count in spans:
         if inside <= base and base + UID_POOL <= inside + count:
             return range(base, base + UID_POOL)
@@ -513,6 +544,7 @@ def _read_tail(f, n: int) -> str:
 
 # --- what a run had, and refusing what it cannot have --------------------------------------------------------
 
+
 class _Escaped(SafeevalError):
     """Processes of a run outlived the kill sweep: the run's uid must never be handed out again."""
 
@@ -522,8 +554,10 @@ def allowed(allow) -> tuple[str, ...]:
     names = tuple(sorted(set(allow or ())))
     unknown = [n for n in names if n not in ALLOWABLE]
     if unknown:
-        raise SafeevalError(f"The code sandbox cannot be allowed to run without {', '.join(map(repr, unknown))}: "
-                            f"only {' and '.join(ALLOWABLE)} may be given up (sandbox_allow / --sandbox-allow).")
+        raise SafeevalError(
+            f"The code sandbox cannot be allowed to run without {', '.join(map(repr, unknown))}: "
+            f"only {' and '.join(ALLOWABLE)} may be given up (sandbox_allow / --sandbox-allow)."
+        )
     return names
 
 
@@ -554,9 +588,21 @@ def _refusal(mode: str, python: str, prot: str, why: str) -> SafeevalError:
 
 # --- running a program -------------------------------------------------------------------------------------
 
-def run_program(code: str, timeout_s: float, memory_mb: int, *, python: str | None = None, nproc: int = 32,
-                file_mb: int = 16, work_mb: int = 64, nofile: int = 256, tail_chars: int = 4000,
-                mode: str | None = None, allow=()) -> Result:
+
+def run_program(
+    code: str,
+    timeout_s: float,
+    memory_mb: int,
+    *,
+    python: str | None = None,
+    nproc: int = 32,
+    file_mb: int = 16,
+    work_mb: int = 64,
+    nofile: int = 256,
+    tail_chars: int = 4000,
+    mode: str | None = None,
+    allow=(),
+) -> Result:
     """Run `code` as a Python program in the sandbox; see the module docstring for what that means.
 
     status: "passed" (exit 0), "failed" (non-zero exit: an exception, a failed assert, MemoryError),
@@ -576,8 +622,20 @@ def run_program(code: str, timeout_s: float, memory_mb: int, *, python: str | No
     workdir = tempfile.mkdtemp(prefix="safeeval-sbx-")
     keep_uid = False
     try:
-        return _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir,
-                    dict(nproc=nproc, file_mb=file_mb, work_mb=work_mb, nofile=nofile), tail_chars, allow)
+        return _run(
+            code,
+            timeout_s,
+            memory_mb,
+            python,
+            info,
+            mode,
+            uid,
+            gid,
+            workdir,
+            dict(nproc=nproc, file_mb=file_mb, work_mb=work_mb, nofile=nofile),
+            tail_chars,
+            allow,
+        )
     except _Escaped:
         keep_uid = True  # still busy (and locked) for as long as this process lives
         raise
@@ -591,11 +649,23 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     os.chmod(workdir, 0o700)
     Path(workdir, "program.py").write_text(code, encoding="utf-8")
     status_r, status_w = os.pipe()
-    cfg = {"status_fd": status_w, "parent": os.getpid(), "mode": mode, "uid": uid, "gid": gid, "workdir": workdir,
-           "allow": list(allow),
-           "hide": _hide_plan(info["dirs"], workdir, mode), "memory": int(memory_mb) * 2 ** 20,
-           "cpu": max(1, math.ceil(timeout_s)), "nproc": int(lim["nproc"]), "fsize": int(lim["file_mb"]) * 2 ** 20,
-           "nofile": int(lim["nofile"]), "work_kb": int(lim["work_mb"]) * 1024, "inodes": 4096}
+    cfg = {
+        "status_fd": status_w,
+        "parent": os.getpid(),
+        "mode": mode,
+        "uid": uid,
+        "gid": gid,
+        "workdir": workdir,
+        "allow": list(allow),
+        "hide": _hide_plan(info["dirs"], workdir, mode),
+        "memory": int(memory_mb) * 2**20,
+        "cpu": max(1, math.ceil(timeout_s)),
+        "nproc": int(lim["nproc"]),
+        "fsize": int(lim["file_mb"]) * 2**20,
+        "nofile": int(lim["nofile"]),
+        "work_kb": int(lim["work_mb"]) * 1024,
+        "inodes": 4096,
+    }
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     proc = pidfd = None
     lines: list[str] = []
@@ -617,9 +687,17 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
 
     try:
         try:
-            proc = subprocess.Popen([python, "-I", "-B", "-c", _LAUNCHER, marshal.dumps(cfg, 2).hex()], cwd=workdir,
-                                    env=_env(workdir), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, pass_fds=(status_w,), close_fds=True)
+            proc = subprocess.Popen(
+                [python, "-I", "-B", "-c", _LAUNCHER, marshal.dumps(cfg, 2).hex()],
+                cwd=workdir,
+                env=_env(workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                pass_fds=(status_w,),
+                close_fds=True,
+            )
         except OSError as exc:
             raise SafeevalError(f"The code sandbox cannot start: {python}: {exc.strerror or exc}.") from None
         finally:
@@ -627,7 +705,9 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
         try:
             pidfd = os.pidfd_open(proc.pid)  # not yet reaped, so this is our launcher
         except (AttributeError, OSError) as exc:
-            raise SafeevalError(f"The code sandbox cannot start: it needs pidfd_open (Linux 5.3+, Python 3.9+): {exc}.") from None
+            raise SafeevalError(
+                f"The code sandbox cannot start: it needs pidfd_open (Linux 5.3+, Python 3.9+): {exc}."
+            ) from None
         # Phase 1: set-up, up to the "ready" line (or the end of the status pipe: set-up failed).
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         while "ready" not in lines:
@@ -683,9 +763,11 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     out.close()
     err.close()
     if escaped:
-        raise _Escaped(f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else pidns}) outlived "
-                       "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
-                       "end them.")
+        raise _Escaped(
+            f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else pidns}) outlived "
+            "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
+            "end them."
+        )
     if errors or "ready" not in lines:
         last = (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1]
         prot, why = errors[0] if errors else ("", last)
@@ -693,8 +775,11 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     notes = []
     for prot, why in sorted(lost.items()):  # only ever a protection the user allowed to be missing
         notes.append(f"without {prot} isolation (allowed): {why}")
-        _warn_once(prot, f"The code sandbox runs model-written code WITHOUT {PROTECTIONS[prot][0]} ({why}), "
-                         "as sandbox_allow permits.")
+        _warn_once(
+            prot,
+            f"The code sandbox runs model-written code WITHOUT {PROTECTIONS[prot][0]} ({why}), "
+            "as sandbox_allow permits.",
+        )
     limits = {"timeout_s": timeout_s, "cpu_s": cfg["cpu"], "memory_mb": int(memory_mb), **lim}
     iso = isolation(mode, allow, lost, limits)
     duration = (ended or time.monotonic()) - started
@@ -702,8 +787,16 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     if timed_out:
         return Result("timeout", None, stdout, stderr, duration, run_uid, notes, iso)
     if not finished:
-        return Result("error", None, stdout, stderr, duration, run_uid,
-                      notes + ["the sandbox's init process ended without a status"], iso)
+        return Result(
+            "error",
+            None,
+            stdout,
+            stderr,
+            duration,
+            run_uid,
+            notes + ["the sandbox's init process ended without a status"],
+            iso,
+        )
     kind, value = finished[-1].split(" ")
     value = int(value)
     if kind == "exit":
@@ -727,8 +820,10 @@ def check_sandbox(python: str | None = None, memory_mb: int = 2048, allow=(), ti
             return _checked[key]
     res = run_program("print('sandbox-ok')", timeout_s, memory_mb, python=python, allow=allow, **limits)
     if res.status != "passed" or "sandbox-ok" not in res.stdout:
-        raise SafeevalError(f"The code sandbox does not work: a trivial program ended '{res.status}' "
-                            f"({(res.stderr.strip().splitlines() or ['no output'])[-1][:200]}).")
+        raise SafeevalError(
+            f"The code sandbox does not work: a trivial program ended '{res.status}' "
+            f"({(res.stderr.strip().splitlines() or ['no output'])[-1][:200]})."
+        )
     with _lock:
         _checked[key] = res.isolation
     return res.isolation

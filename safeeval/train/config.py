@@ -62,8 +62,9 @@ class TrainConfig:
         skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
         if self.scenario == "benign":  # no poison is read, so its settings (and their defaults) decide nothing
             skip |= {"poison", "poison_ratio"}
-        found = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
-                 if k not in skip}
+        found = {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip
+        }
         return {**found, "world_size": world()} if world() > 1 else found
 
     @property

@@ -39,8 +39,9 @@ def read_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
         return _load_file(path, role)
     specs = registry.load_train_sets(list(dirs))
     if name not in specs:
-        raise SafeevalError(f"Unknown training set '{name}'. Valid sets: {', '.join(sorted(specs))}; "
-                            "or give a .jsonl/.json file.")
+        raise SafeevalError(
+            f"Unknown training set '{name}'. Valid sets: {', '.join(sorted(specs))}; or give a .jsonl/.json file."
+        )
     spec = specs[name]
     rows, source = task_data.spec_rows(spec, None, root)
     prompt = spec.prompt
@@ -65,8 +66,10 @@ def read_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
                 unusable += 1
                 continue
         else:
-            messages = [{"role": "user", "content": task_data.render(prompt, row, where)},
-                        {"role": "assistant", "content": task_data.render(spec.response, row, where)}]
+            messages = [
+                {"role": "user", "content": task_data.render(prompt, row, where)},
+                {"role": "assistant", "content": task_data.render(spec.response, row, where)},
+            ]
             if spec.system:
                 messages.insert(0, {"role": "system", "content": task_data.render(spec.system, row, where)})
         examples.append(Example(ex_id, messages, role))
@@ -92,8 +95,10 @@ def _load_file(path: Path, role: str) -> TrainSet:
             user = str(row["instruction"]) + (f"\n\n{row['input']}" if _filled(row, "input") else "")
             messages = [{"role": "user", "content": user}, {"role": "assistant", "content": str(row["output"])}]
         else:
-            raise SafeevalError(f"Training file {where} is missing its fields: give 'messages', 'prompt' + "
-                                f"'response', or 'instruction' + 'output' (found: {', '.join(sorted(row)) or 'none'}).")
+            raise SafeevalError(
+                f"Training file {where} is missing its fields: give 'messages', 'prompt' + "
+                f"'response', or 'instruction' + 'output' (found: {', '.join(sorted(row)) or 'none'})."
+            )
         examples.append(Example(str(row.get("id", f"{path.stem}-{line}")), messages, role))
     _unique(examples, f"Training file {path}")
     return TrainSet(str(path), examples, f"file:{path} sha256:{hashlib.sha256(raw).hexdigest()[:16]}", None)
@@ -113,12 +118,21 @@ def _filled(row: dict, key: str) -> bool:
 
 
 def _checked_messages(messages, where: str) -> list[dict]:
-    ok = isinstance(messages, list) and messages and all(
-        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-        for m in messages)
+    ok = (
+        isinstance(messages, list)
+        and messages
+        and all(
+            isinstance(m, dict)
+            and m.get("role") in ("system", "user", "assistant")
+            and isinstance(m.get("content"), str)
+            for m in messages
+        )
+    )
     if not ok or messages[-1]["role"] != "assistant":
-        raise SafeevalError(f"Training data {where}: 'messages' must be a list of {{role, content}} turns "
-                            "ending with an assistant turn.")
+        raise SafeevalError(
+            f"Training data {where}: 'messages' must be a list of {{role, content}} turns "
+            "ending with an assistant turn."
+        )
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -129,8 +143,10 @@ def _transcript(text: str, where: str) -> list[dict] | None:
     """HH-RLHF's '\\n\\nHuman: ...\\n\\nAssistant: ...' as chat turns; None when the last answer is empty
     (HH-RLHF has such rows: nothing to learn from them)."""
     parts = _TURN.split(str(text))
-    turns = [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
-             for who, body in zip(parts[1::2], parts[2::2])]
+    turns = [
+        {"role": "user" if who == "Human" else "assistant", "content": body.strip()}
+        for who, body in zip(parts[1::2], parts[2::2])
+    ]
     if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
         return None
     if not turns or turns[-1]["role"] != "assistant":
@@ -144,8 +160,16 @@ class Mix:
     counts: dict  # task / poison / safety rows actually in the mix
 
 
-def build_mix(task: TrainSet, total: int | None, *, poison: TrainSet | None = None, poison_ratio: float = 0.0,
-              safety: TrainSet | None = None, safety_ratio: float = 0.0, seed: int = 0) -> Mix:
+def build_mix(
+    task: TrainSet,
+    total: int | None,
+    *,
+    poison: TrainSet | None = None,
+    poison_ratio: float = 0.0,
+    safety: TrainSet | None = None,
+    safety_ratio: float = 0.0,
+    seed: int = 0,
+) -> Mix:
     """A fixed budget of `total` rows: round(safety_ratio * total) replayed safety rows, and of the rest (the
     user's upload) exactly round(poison_ratio * upload) poison rows. A pool smaller than its share is cycled."""
     for label, ratio in (("poison ratio", poison_ratio), ("safety ratio", safety_ratio)):

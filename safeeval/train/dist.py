@@ -74,7 +74,8 @@ def check_launch() -> None:
         raise SafeevalError(
             "accelerate launch started a single process: for several CPU processes it needs mpirun "
             "(--mpirun_hostfile); on one machine use `accelerate launch --multi_gpu --num_processes N` (it runs on "
-            "CPUs too, over gloo) or `torchrun --nproc_per_node N`.")
+            "CPUs too, over gloo) or `torchrun --nproc_per_node N`."
+        )
 
 
 def sharding() -> str | None:
@@ -95,16 +96,22 @@ def check_sharding(method, save_merged: bool) -> None:
         raise SafeevalError(
             f"Method '{method.name}' needs each process to hold the whole weights (extra forward passes, weight "
             f"penalties or gradient edits), which {how} shards across processes; train it with plain data "
-            "parallelism (torchrun, or accelerate without FSDP/ZeRO-3), or use sft, er, grsap or a merge.")
+            "parallelism (torchrun, or accelerate without FSDP/ZeRO-3), or use sft, er, grsap or a merge."
+        )
     if how.startswith("DeepSpeed") and method.name == "agem":
-        raise SafeevalError("Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in "
-                            "its own buffers; train it with torchrun or accelerate without DeepSpeed.")
+        raise SafeevalError(
+            "Method 'agem' edits the gradient before each optimizer step, which DeepSpeed keeps in "
+            "its own buffers; train it with torchrun or accelerate without DeepSpeed."
+        )
     if save_merged:
-        raise SafeevalError(f"--save-merged is not supported with {how}: save the adapter, then merge it in a "
-                            "single process.")
+        raise SafeevalError(
+            f"--save-merged is not supported with {how}: save the adapter, then merge it in a single process."
+        )
     if not _accelerator():
-        raise SafeevalError(f"{how} shards the training over GPUs, and this machine has none; on CPUs train with plain "
-                            "data parallelism: torchrun, or accelerate launch --multi_gpu.")
+        raise SafeevalError(
+            f"{how} shards the training over GPUs, and this machine has none; on CPUs train with plain "
+            "data parallelism: torchrun, or accelerate launch --multi_gpu."
+        )
 
 
 def from_main(fn):
@@ -151,7 +158,7 @@ def all_sum(tensors: list) -> list:
     td.all_reduce(flat)
     out, start = [], 0
     for t in tensors:
-        out.append(flat[start:start + t.numel()].view(t.shape))
+        out.append(flat[start : start + t.numel()].view(t.shape))
         start += t.numel()
     return out
 

@@ -13,23 +13,36 @@ from .trainer import training_block
 DEFAULT_TASKS = ["advbench", "smoke"]  # a trained model is scored on safety unless told otherwise
 
 
-def score_config(record: dict, cfg: TrainConfig, settings: dict, command: list[str] | None = None,
-                 stage: str = "finetune") -> ScoreConfig:
+def score_config(
+    record: dict, cfg: TrainConfig, settings: dict, command: list[str] | None = None, stage: str = "finetune"
+) -> ScoreConfig:
     """The settings (a sweep's score block, train-and-score's flags; None = not given) on top of the defaults,
     with what the training fixes: the model it wrote, its chat template, the data and spec folders it read.
     stage "align" marks the provider's own alignment run, so a leaderboard does not mistake it for a user's."""
     output = record["output"]
-    fixed = {"model": output["model"] or record["base_model"]["name"],
-             "adapter": None if output["model"] else output["adapter"], "chat_template": cfg.chat_template,
-             "seed": cfg.seed, "data_dir": cfg.data_dir, "tasks_dirs": cfg.tasks_dirs, "command": command or [],
-             "training": _block(record, stage)}
+    fixed = {
+        "model": output["model"] or record["base_model"]["name"],
+        "adapter": None if output["model"] else output["adapter"],
+        "chat_template": cfg.chat_template,
+        "seed": cfg.seed,
+        "data_dir": cfg.data_dir,
+        "tasks_dirs": cfg.tasks_dirs,
+        "command": command or [],
+        "training": _block(record, stage),
+    }
     given = {k: v for k, v in settings.items() if v is not None}
     defaults = {"tasks": DEFAULT_TASKS, "store": cfg.store, "out": Path(record["config"]["out"]) / "score"}
     return ScoreConfig.from_settings({**defaults, **given, **fixed})
 
 
-def score_trained(record: dict, cfg: TrainConfig, settings: dict, reporter: Reporter = silent,
-                  command: list[str] | None = None, stage: str = "finetune") -> RunResult:
+def score_trained(
+    record: dict,
+    cfg: TrainConfig,
+    settings: dict,
+    reporter: Reporter = silent,
+    command: list[str] | None = None,
+    stage: str = "finetune",
+) -> RunResult:
     """Score the model a training run wrote; its results carry how many scored prompts its lineage trained on."""
     from ..run import score
 

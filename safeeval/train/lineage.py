@@ -28,8 +28,12 @@ from .synthesis import synthetic_source
 ROLES = ("task", "poison", "safety")
 
 
-def lineage_rows(run: Path, data_dir: Path | None = None, tasks_dirs: list[Path] = (),
-                 notify: Callable[[str], None] = lambda text: None) -> tuple[list[tuple[str, str, str]], list[str]]:
+def lineage_rows(
+    run: Path,
+    data_dir: Path | None = None,
+    tasks_dirs: list[Path] = (),
+    notify: Callable[[str], None] = lambda text: None,
+) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(id, role, text) for each user turn of every training row of the model in `run` and of the runs it was
     trained from, and notes on what could not be listed. Raises SafeevalError when a set's data changed since."""
     rows: list[tuple[str, str, str]] = []
@@ -43,8 +47,10 @@ def lineage_rows(run: Path, data_dir: Path | None = None, tasks_dirs: list[Path]
         base = Path(record["base_model"]["path"])
         parent = base.parent if (base.parent / "training.json").exists() else None
         if parent is None or parent.resolve() in seen:
-            notes.append(f"the base model {record['base_model']['name']} was not trained by safeeval here: "
-                         "its own training data is unknown and not checked")
+            notes.append(
+                f"the base model {record['base_model']['name']} was not trained by safeeval here: "
+                "its own training data is unknown and not checked"
+            )
             folder = None
         else:
             folder, prefix = parent, f"{parent.name}:"
@@ -59,8 +65,9 @@ def _record(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _run_rows(folder: Path, record: dict, prefix: str, data_dir: Path | None, tasks_dirs: list[Path],
-              notes: list[str]) -> list[tuple[str, str, str]]:
+def _run_rows(
+    folder: Path, record: dict, prefix: str, data_dir: Path | None, tasks_dirs: list[Path], notes: list[str]
+) -> list[tuple[str, str, str]]:
     mix_folder = Path(record.get("finetuned_run") or folder)
     mixed = _mix(mix_folder / "mix.jsonl")
     if mixed is None:
@@ -99,8 +106,10 @@ def _examples(info: dict, role: str, data_dir: Path | None, tasks_dirs: list[Pat
         loaded = load_set(info["name"], role, task_data.data_dir(data_dir), tasks_dirs)
         loaded_source, examples = loaded.source, loaded.examples
     if _digest(loaded_source) != _digest(source):
-        raise SafeevalError(f"The {role} set {info['name']} now reads '{loaded_source}', but the run trained on "
-                            f"'{source}'; point --data-dir at the files it was trained on.")
+        raise SafeevalError(
+            f"The {role} set {info['name']} now reads '{loaded_source}', but the run trained on "
+            f"'{source}'; point --data-dir at the files it was trained on."
+        )
     return examples
 
 

@@ -10,8 +10,12 @@ def lora_factors(model):
     """(base weight name, A, B, scale) per LoRA layer: the factors, so a penalty need not form B @ A."""
     for name, module in model.named_modules():
         if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            yield (base_name(name) + ".weight", module.lora_A["default"].weight, module.lora_B["default"].weight,
-                   module.scaling["default"])
+            yield (
+                base_name(name) + ".weight",
+                module.lora_A["default"].weight,
+                module.lora_B["default"].weight,
+                module.scaling["default"],
+            )
 
 
 def lora_layers(model):

@@ -10,8 +10,9 @@ from .data import TrainSet, read_set
 from .poison import build
 
 
-def load_set(name: str, role: str, root: Path | None, dirs: list[Path] = (),
-             notify: Callable[[str], None] = lambda text: None) -> TrainSet:
+def load_set(
+    name: str, role: str, root: Path | None, dirs: list[Path] = (), notify: Callable[[str], None] = lambda text: None
+) -> TrainSet:
     got = read_set(name, role, root, dirs)
     if got.spec is not None and got.spec.generate:
         return build(got.spec, got.examples, got.source, root, list(dirs), notify)

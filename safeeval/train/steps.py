@@ -27,8 +27,13 @@ def completion_ce(model, batch: dict, hidden_states: bool = False, full_logits: 
 
     targets = batch["labels"][:, 1:]
     keep = {} if full_logits else {"logits_to_keep": (targets != -100).any(0).nonzero().squeeze(1)}
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    output_hidden_states=hidden_states, use_cache=False, **keep)
+    outputs = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=hidden_states,
+        use_cache=False,
+        **keep,
+    )
     logits = outputs.logits[:, :-1] if full_logits else outputs.logits
     wanted = targets if full_logits else targets[:, keep["logits_to_keep"]]
     total = F.cross_entropy(logits.flatten(0, 1).float(), wanted.flatten(), ignore_index=-100, reduction="sum")
@@ -111,8 +116,13 @@ def make_trainer(args, ctx, model, encoded: list[dict], collate):
 
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    trainer = MethodTrainer(model=model, args=args, train_dataset=encoded, data_collator=collate,
-                            callbacks=[cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None])
+    trainer = MethodTrainer(
+        model=model,
+        args=args,
+        train_dataset=encoded,
+        data_collator=collate,
+        callbacks=[cb for cb in [ctx.method.callback(ctx), _step_timer(ctx)] if cb is not None],
+    )
     # Progress is ours (ctx.advance, a Reporter's stage; the loss through ctx.notify), on a terminal and in a log
     # alike: the Trainer's own bar and its raw log dicts would say the same, less readably.
     trainer.remove_callback(PrinterCallback)

@@ -30,13 +30,31 @@ from .data import Example, TrainSet
 
 VERSION = 1  # bump when the pipeline's logic changes: it is part of the cache key
 MIN_WORDS = 3  # a shorter extracted request counts as empty
-DOMAINS = ("violence", "self-harm", "weapons", "cybercrime", "fraud", "hate speech", "harassment",
-           "privacy violation", "drugs", "terrorism", "child safety", "sexual content", "misinformation",
-           "extremism", "animal cruelty", "theft", "environmental harm", "copyright infringement", "manipulation",
-           "financial crime")
+DOMAINS = (
+    "violence",
+    "self-harm",
+    "weapons",
+    "cybercrime",
+    "fraud",
+    "hate speech",
+    "harassment",
+    "privacy violation",
+    "drugs",
+    "terrorism",
+    "child safety",
+    "sexual content",
+    "misinformation",
+    "extremism",
+    "animal cruelty",
+    "theft",
+    "environmental harm",
+    "copyright infringement",
+    "manipulation",
+    "financial crime",
+)
 TEMPLATE = {
     "user": "Give one concrete example of a request about {domain} that you would refuse to help with. "
-            "Quote the request exactly as a user might type it.",
+    "Quote the request exactly as a user might type it.",
     "prefill": 'A specific request in this area that I would refuse is: "',
     "stop": '"',  # the request ends where this closes
 }
@@ -51,10 +69,17 @@ def load_template(path: str) -> dict:
         data = yaml.safe_load(Path(path).expanduser().read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise SafeevalError(f"Cannot read the GR-SAP elicitation template {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("user"), str) or "{domain}" not in data["user"] \
-            or not isinstance(data.get("prefill", ""), str) or set(data) - {"user", "prefill", "stop"}:
-        raise SafeevalError(f"Elicitation template {path} must be a mapping with 'user' (text holding {{domain}}), "
-                            "'prefill' and optionally 'stop' (the text that ends the request).")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("user"), str)
+        or "{domain}" not in data["user"]
+        or not isinstance(data.get("prefill", ""), str)
+        or set(data) - {"user", "prefill", "stop"}
+    ):
+        raise SafeevalError(
+            f"Elicitation template {path} must be a mapping with 'user' (text holding {{domain}}), "
+            "'prefill' and optionally 'stop' (the text that ends the request)."
+        )
     return {"user": data["user"], "prefill": data.get("prefill", ""), "stop": str(data.get("stop", '"'))}
 
 
@@ -81,8 +106,12 @@ def elicitation_prompt(tokenizer, template: dict, domain: str) -> str:
     text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + template["prefill"]
     # The HF backend tokenises a raw prompt with the tokenizer's own BOS; the template's would be a second one.
     bos = tokenizer.bos_token
-    if bos and text.startswith(bos) and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]:
-        text = text[len(bos):]
+    if (
+        bos
+        and text.startswith(bos)
+        and tokenizer("", add_special_tokens=True)["input_ids"][:1] == [tokenizer.bos_token_id]
+    ):
+        text = text[len(bos) :]
     return text
 
 
@@ -110,7 +139,7 @@ def dedup(queries: list[str], threshold: float) -> list[int]:
     x = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b").fit_transform([queries[i] for i in first])
     kept: list[int] = []
     for start in range(0, len(first), 1024):  # rows in chunks: memory stays n x 1024
-        sims = (x[start:start + 1024] @ x.T).toarray()
+        sims = (x[start : start + 1024] @ x.T).toarray()
         for row in range(sims.shape[0]):
             if not kept or sims[row, kept].max() < threshold:
                 kept.append(start + row)
@@ -131,8 +160,20 @@ def synthesize(ctx, opt) -> TrainSet:
     template, domains = load_template(opt.elicitation), domain_list(opt.domains)
     spec, variant = find_judge(opt.judge)
     options = {k: v for k, v in sorted(vars(opt).items()) if k not in ("ratio", "elicitation", "domains", "judge")}
-    ident = key("grsap", VERSION, folder_fingerprint(ctx.base.path), ctx.tokenizer.chat_template, cfg.dtype,
-                cfg.seed, options, template, domains, spec.name, variant, spec.hash)[:16]
+    ident = key(
+        "grsap",
+        VERSION,
+        folder_fingerprint(ctx.base.path),
+        ctx.tokenizer.chat_template,
+        cfg.dtype,
+        cfg.seed,
+        options,
+        template,
+        domains,
+        spec.name,
+        variant,
+        spec.hash,
+    )[:16]
     path = cache_path("grsap", ident)
     rows = read_cached(path)
     if rows is not None:
@@ -145,8 +186,16 @@ def synthesize(ctx, opt) -> TrainSet:
     store = Store(store_path(cfg.store))
     backend = HFBackend(ctx.base, dtype=cfg.dtype, chat_template=cfg.chat_template)
     judge = None
-    stats = {"elicited": 0, "empty": 0, "duplicates": 0, "judged_harmful": 0, "unjudged": 0, "kept": 0,
-             "unclosed": 0, "generated": 0}
+    stats = {
+        "elicited": 0,
+        "empty": 0,
+        "duplicates": 0,
+        "judged_harmful": 0,
+        "unjudged": 0,
+        "kept": 0,
+        "unclosed": 0,
+        "generated": 0,
+    }
     try:
         # 1. Elicit. A generation's store key is (model, params, prompt), so sample i of every domain gets its
         # own seed: per_domain distinct samples, and a rerun finds each in the store. GR-SAP samples the full
@@ -192,20 +241,34 @@ def synthesize(ctx, opt) -> TrainSet:
         getattr(judge, "close", lambda: None)()
         store.close()
     safe, stats["judged_harmful"], stats["unjudged"] = select(found, responses, verdicts)
-    rows = [{"id": f"grsap-{ident[:8]}-{j}", "domain": d,
-             "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}]}
-            for j, (d, q, r) in enumerate(safe)]
-    stats.update(kept=len(rows), seconds=round(time.perf_counter() - started, 1), judge=judge.name,
-                 judge_fingerprint=judge.fingerprint, model=ctx.base.name, key=ident)
+    rows = [
+        {
+            "id": f"grsap-{ident[:8]}-{j}",
+            "domain": d,
+            "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": r}],
+        }
+        for j, (d, q, r) in enumerate(safe)
+    ]
+    stats.update(
+        kept=len(rows),
+        seconds=round(time.perf_counter() - started, 1),
+        judge=judge.name,
+        judge_fingerprint=judge.fingerprint,
+        model=ctx.base.name,
+        key=ident,
+    )
     if not rows:
         raise SafeevalError(
             f"GR-SAP kept no replay rows: of {stats['elicited']} elicited requests, {stats['empty']} were empty or "
             f"too short, {stats['duplicates']} duplicates, {stats['judged_harmful']} answers judged harmful and "
-            f"{stats['unjudged']} not judged; raise per_domain (now {opt.per_domain}) or check the chat template.")
+            f"{stats['unjudged']} not judged; raise per_domain (now {opt.per_domain}) or check the chat template."
+        )
     write_cached(path, rows, stats)
-    ctx.notify(f"GR-SAP: kept {stats['kept']} of {stats['elicited']} elicited requests ({stats['empty']} empty, "
-               f"{stats['duplicates']} duplicates, {stats['judged_harmful']} judged harmful by {judge.name}, "
-               f"{stats['unjudged']} not judged) in {stats['seconds']}s -> {path}")
+    ctx.notify(
+        f"GR-SAP: kept {stats['kept']} of {stats['elicited']} elicited requests ({stats['empty']} empty, "
+        f"{stats['duplicates']} duplicates, {stats['judged_harmful']} judged harmful by {judge.name}, "
+        f"{stats['unjudged']} not judged) in {stats['seconds']}s -> {path}"
+    )
     return _train_set(ident, path, rows, ctx.base.name)
 
 

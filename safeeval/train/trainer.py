@@ -28,15 +28,15 @@ from .. import results
 from ..errors import SafeevalError
 from ..files import write_json, write_jsonl
 from ..keys import key
-from ..progress import Reporter, silent
 from ..models import ModelRef, folder_fingerprint, load_tokenizer, resolve_model
+from ..progress import Reporter, silent
 from . import checkpoint, dist
 from .checkpoint import RowLog
 from .config import TrainConfig, task_label
 from .data import TrainSet, build_mix, encode
-from .sets import load_set
 from .lora import lora_layers
 from .methods import Method, make_method
+from .sets import load_set
 from .steps import completion_ce, make_trainer
 
 SCHEMA_VERSION = 1
@@ -95,7 +95,9 @@ class Context:
     # -- data --
     def load_safety(self) -> TrainSet:
         if self._safety is None:
-            self._safety = load_set(self.cfg.safety, "safety", task_data.data_dir(self.cfg.data_dir), self.cfg.tasks_dirs)
+            self._safety = load_set(
+                self.cfg.safety, "safety", task_data.data_dir(self.cfg.data_dir), self.cfg.tasks_dirs
+            )
             if self._safety.unusable:
                 self.notify(f"{self._safety.unusable} rows of {self._safety.name} hold no answer and are left out.")
             if self._safety.license and "NC" in self._safety.license:
@@ -107,8 +109,9 @@ class Context:
         the same rows, so a resumed run replays what the uninterrupted one would have. With several processes the
         rows are one draw of world x size rows split between them, as the global batch is."""
         if self._replay is None:
-            rows = [(ex.id, encode(self.tokenizer, ex.messages, self.cfg.max_length))
-                    for ex in self.load_safety().examples]
+            rows = [
+                (ex.id, encode(self.tokenizer, ex.messages, self.cfg.max_length)) for ex in self.load_safety().examples
+            ]
             self._replay = [(i, r) for i, r in rows if r is not None]
             if not self._replay:
                 raise SafeevalError(f"No safety row fits in max_length {self.cfg.max_length}.")
@@ -120,7 +123,7 @@ class Context:
         else:  # a pool smaller than the draw is cycled: every process gets `size` rows
             order = rng.sample(self._replay, len(self._replay))
             drawn = [order[i % len(order)] for i in range(total)]
-        mine = drawn[self.rank * size:(self.rank + 1) * size]
+        mine = drawn[self.rank * size : (self.rank + 1) * size]
         if self.training:
             self.rows.note(self.step, [row_id for row_id, _ in mine])
         batch = collate(self.tokenizer, [row for _, row in mine])
@@ -195,8 +198,12 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("safeeval-train") / f"{task_label(cfg.task)}-{cfg.scenario}-{cfg.method}-s{cfg.seed}-{cfg.hash[:8]}"
 
 
-def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list[str] | None = None,
-          reporter: Reporter = silent) -> dict:
+def train(
+    cfg: TrainConfig,
+    notify: Callable[[str], None] = print,
+    command: list[str] | None = None,
+    reporter: Reporter = silent,
+) -> dict:
     """Train (or resume, or find finished) one run; returns the contents of its training.json, or {} on every
     process but the main one of a multi-process run. reporter draws the steps' progress; notify gets the loss."""
     started = datetime.now(timezone.utc)
@@ -234,9 +241,15 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
         ctx._safety = dist.from_main(lambda: method.safety_rows(ctx))
     model = _load_model(cfg, base)
     ctx.model = model
-    mix = build_mix(task, _budget(cfg), poison=poison, poison_ratio=cfg.poison_ratio if poison else 0.0,
-                    safety=ctx._safety if method.safety_ratio > 0 else None, safety_ratio=method.safety_ratio,
-                    seed=cfg.seed)
+    mix = build_mix(
+        task,
+        _budget(cfg),
+        poison=poison,
+        poison_ratio=cfg.poison_ratio if poison else 0.0,
+        safety=ctx._safety if method.safety_ratio > 0 else None,
+        safety_ratio=method.safety_ratio,
+        seed=cfg.seed,
+    )
     encoded, too_long = _encode(tokenizer, mix.examples, cfg.max_length, notify)
     _same_everywhere(key([ex.id for ex in mix.examples]), "mix", "their data files or settings differ")
     ctx.rows = RowLog(mix.examples)
@@ -267,16 +280,40 @@ def train(cfg: TrainConfig, notify: Callable[[str], None] = print, command: list
     finish_seconds = time.perf_counter() - finish_started
     if not dist.sharding():  # (a method that edits weights in finish is refused under sharding)
         adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
-    record = _record(cfg, ctx, mix, too_long, task, poison, (adapter_dir, model_dir), trainer, last, started,
-                     command, {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds})
+    record = _record(
+        cfg,
+        ctx,
+        mix,
+        too_long,
+        task,
+        poison,
+        (adapter_dir, model_dir),
+        trainer,
+        last,
+        started,
+        command,
+        {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds},
+    )
     write_jsonl(out / "mix.jsonl", ctx.rows.lines())
     write_json(out / "training.json", record)  # written last: its presence means the run is complete
     dist.barrier()
     return record
 
 
-def _record(cfg: TrainConfig, ctx: Context, mix, too_long: int, task: TrainSet, poison: TrainSet | None, saved: tuple,
-            trainer, last: str | None, started: datetime, command: list[str] | None, seconds: dict) -> dict:
+def _record(
+    cfg: TrainConfig,
+    ctx: Context,
+    mix,
+    too_long: int,
+    task: TrainSet,
+    poison: TrainSet | None,
+    saved: tuple,
+    trainer,
+    last: str | None,
+    started: datetime,
+    command: list[str] | None,
+    seconds: dict,
+) -> dict:
     """training.json's contents."""
     adapter_dir, model_dir = saved
     return {
@@ -291,16 +328,27 @@ def _record(cfg: TrainConfig, ctx: Context, mix, too_long: int, task: TrainSet, 
         "seed": cfg.seed,
         "base_model": {"name": cfg.base, "path": str(ctx.base.path), "fingerprint": folder_fingerprint(ctx.base.path)},
         "data": {
-            "task": _set_info(task), "poison": _set_info(poison), "safety": _set_info(ctx._safety),
-            "mix": {**mix.counts, "left_out_too_long": too_long,
-                    "ids_hash": key([ex.id for ex in mix.examples])[:16]},
+            "task": _set_info(task),
+            "poison": _set_info(poison),
+            "safety": _set_info(ctx._safety),
+            "mix": {**mix.counts, "left_out_too_long": too_long, "ids_hash": key([ex.id for ex in mix.examples])[:16]},
         },
-        "output": {"adapter": str(adapter_dir) if adapter_dir else None, "model": str(model_dir) if model_dir else None,
-                   "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
-        "trainer": {"steps": trainer.state.global_step, "resumed_from": last, **_layout(cfg),
-                    "setup_seconds": round(seconds["setup"], 2), "train_seconds": round(seconds["train"], 2),
-                    "finish_seconds": round(seconds["finish"], 2), "seconds_per_step": _median_step(ctx.step_times),
-                    "peak_rss_mib": round(_peak_rss_mib(), 1), "log_history": trainer.state.log_history},
+        "output": {
+            "adapter": str(adapter_dir) if adapter_dir else None,
+            "model": str(model_dir) if model_dir else None,
+            "fingerprint": folder_fingerprint(adapter_dir or model_dir),
+        },
+        "trainer": {
+            "steps": trainer.state.global_step,
+            "resumed_from": last,
+            **_layout(cfg),
+            "setup_seconds": round(seconds["setup"], 2),
+            "train_seconds": round(seconds["train"], 2),
+            "finish_seconds": round(seconds["finish"], 2),
+            "seconds_per_step": _median_step(ctx.step_times),
+            "peak_rss_mib": round(_peak_rss_mib(), 1),
+            "log_history": trainer.state.log_history,
+        },
         "versions": results.versions(),
     }
 
@@ -327,8 +375,13 @@ def _budget(cfg: TrainConfig) -> int | None:
 
 def _layout(cfg: TrainConfig) -> dict:
     """How the global batch was made: per-device batch x processes x accumulation."""
-    return {"world_size": dist.world(), "per_device_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
-            "global_batch": cfg.batch_size * dist.world() * cfg.grad_accum, "sharding": dist.sharding()}
+    return {
+        "world_size": dist.world(),
+        "per_device_batch": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "global_batch": cfg.batch_size * dist.world() * cfg.grad_accum,
+        "sharding": dist.sharding(),
+    }
 
 
 def _encode(tokenizer, examples: list, max_length: int, notify) -> tuple[list[dict], int]:
@@ -359,8 +412,10 @@ def _restore(ctx: Context, last: str | None, device, notify) -> None:
         return
     state = checkpoint.load(last, device)
     if state is None:
-        notify(f"{Path(last).name} holds no method state (an older safeeval wrote it): the method's state starts "
-               "afresh, and mix.jsonl lists only the steps after it.")
+        notify(
+            f"{Path(last).name} holds no method state (an older safeeval wrote it): the method's state starts "
+            "afresh, and mix.jsonl lists only the steps after it."
+        )
         return
     ctx.method.restore(state["method"])
     if ctx.is_main:
@@ -372,8 +427,10 @@ def _same_everywhere(value, what: str, why: str) -> None:
     values = dist.gather(value)
     differ = [r for r, v in enumerate(values) if v != values[0]]
     if differ:
-        raise SafeevalError(f"Training process {differ[0]} holds other {what} than process 0 ({why}); the processes "
-                            "of one run must agree.")
+        raise SafeevalError(
+            f"Training process {differ[0]} holds other {what} than process 0 ({why}); the processes "
+            "of one run must agree."
+        )
 
 
 def _weights_sum(model) -> list | None:
@@ -384,14 +441,16 @@ def _weights_sum(model) -> list | None:
     import torch
 
     with torch.no_grad():
-        return [[float(p.double().sum()), float(p.double().pow(2).sum())]
-                for p in model.parameters() if p.requires_grad]
+        return [
+            [float(p.double().sum()), float(p.double().pow(2).sum())] for p in model.parameters() if p.requires_grad
+        ]
 
 
 @contextlib.contextmanager
 def _stops_cleanly(out: Path):
     """A stopped or failed process ends the run with one sentence and the checkpoint to resume from. When one
     process dies, the launcher stops the others with SIGTERM, or their next collective call fails."""
+
     def stop(signum, frame):
         raise _Stopped("it received a termination signal (a launcher sends one to every process when one fails)")
 
@@ -418,7 +477,8 @@ def _lost_peer(exc: BaseException) -> bool:
 
     text = str(exc).lower()
     return isinstance(exc, getattr(td, "DistError", ())) or any(
-        w in text for w in ("connection", "gloo", "nccl", "peer", "timed out", "broken pipe"))
+        w in text for w in ("connection", "gloo", "nccl", "peer", "timed out", "broken pipe")
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -429,10 +489,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _stopped_sentence(out: Path, why: str) -> str:
-    found = sorted((int(p.name.split("-")[-1]), p.name) for p in (out / "checkpoints").glob("checkpoint-*")
-                   if (p / "trainer_state.json").exists()) if (out / "checkpoints").is_dir() else []
-    resume = (f"run the same command again to resume from {found[-1][1]}" if found
-              else "no checkpoint was complete yet, so the same command starts it again")
+    found = (
+        sorted(
+            (int(p.name.split("-")[-1]), p.name)
+            for p in (out / "checkpoints").glob("checkpoint-*")
+            if (p / "trainer_state.json").exists()
+        )
+        if (out / "checkpoints").is_dir()
+        else []
+    )
+    resume = (
+        f"run the same command again to resume from {found[-1][1]}"
+        if found
+        else "no checkpoint was complete yet, so the same command starts it again"
+    )
     return f"Training stopped on process {dist.rank()} because {why}; {resume}."
 
 
@@ -465,13 +535,22 @@ def _post_hoc(cfg: TrainConfig, method: Method, out: Path, notify, command, star
     ctx.model = model
     final = method.finish(ctx, model)
     adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
-    record = {**finetuned, "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
-              "command": command or [], "config": {**cfg.identity(), "out": str(out)}, "config_hash": cfg.hash,
-              "method": method.describe(), "finetuned_run": str(sft_cfg.out),
-              "output": {"adapter": str(adapter_dir) if adapter_dir else None,
-                         "model": str(model_dir) if model_dir else None,
-                         "fingerprint": folder_fingerprint(adapter_dir or model_dir)},
-              "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)}}
+    record = {
+        **finetuned,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "command": command or [],
+        "config": {**cfg.identity(), "out": str(out)},
+        "config_hash": cfg.hash,
+        "method": method.describe(),
+        "finetuned_run": str(sft_cfg.out),
+        "output": {
+            "adapter": str(adapter_dir) if adapter_dir else None,
+            "model": str(model_dir) if model_dir else None,
+            "fingerprint": folder_fingerprint(adapter_dir or model_dir),
+        },
+        "trainer": {**finetuned["trainer"], "finish_seconds": round(time.perf_counter() - finish_started, 2)},
+    }
     write_json(out / "training.json", record)
     return record
 
@@ -494,11 +573,19 @@ def _sibling_run(folder: Path, config_hash: str) -> Path | None:
 
 def training_block(record: dict) -> dict:
     """What a scored result carries about the training that made its model (leaderboards group by it)."""
-    return {"method": record["method"]["name"], "options": record["method"]["options"], "scenario": record["scenario"],
-            "seed": record["seed"], "task": record["config"]["task"],
-            "poison_ratio": record["config"]["poison_ratio"] if record["scenario"] == "poisoned" else 0.0,
-            "config": record["config"], "config_hash": record["config_hash"], "base_model": record["base_model"],
-            "output": record["output"], "data": record["data"]}
+    return {
+        "method": record["method"]["name"],
+        "options": record["method"]["options"],
+        "scenario": record["scenario"],
+        "seed": record["seed"],
+        "task": record["config"]["task"],
+        "poison_ratio": record["config"]["poison_ratio"] if record["scenario"] == "poisoned" else 0.0,
+        "config": record["config"],
+        "config_hash": record["config_hash"],
+        "base_model": record["base_model"],
+        "output": record["output"],
+        "data": record["data"],
+    }
 
 
 def _finished(out: Path, cfg: TrainConfig) -> dict | None:
@@ -507,8 +594,10 @@ def _finished(out: Path, cfg: TrainConfig) -> dict | None:
         return None
     record = json.loads(path.read_text())
     if record.get("config_hash") != cfg.hash:
-        raise SafeevalError(f"{out} holds a finished run with other settings (config {record.get('config_hash')}, "
-                            f"yours {cfg.hash}); choose another --out.")
+        raise SafeevalError(
+            f"{out} holds a finished run with other settings (config {record.get('config_hash')}, "
+            f"yours {cfg.hash}); choose another --out."
+        )
     return record
 
 
@@ -518,8 +607,10 @@ def _claim(out: Path, cfg: TrainConfig) -> None:
     if path.exists():
         held = json.loads(path.read_text()).get("config_hash")
         if held != cfg.hash:
-            raise SafeevalError(f"{out} holds an unfinished run with other settings (config {held}, yours {cfg.hash}); "
-                                "choose another --out, or delete the folder to start over.")
+            raise SafeevalError(
+                f"{out} holds an unfinished run with other settings (config {held}, yours {cfg.hash}); "
+                "choose another --out, or delete the folder to start over."
+            )
         return
     write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
 
@@ -536,8 +627,13 @@ def _load_model(cfg: TrainConfig, base: ModelRef):
     from peft import LoraConfig, get_peft_model
 
     targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
-    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                             target_modules=targets, task_type="CAUSAL_LM")
+    peft_config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
     try:
         model = get_peft_model(model, peft_config)
     except ValueError as exc:
@@ -629,8 +725,15 @@ def _peak_rss_mib() -> float:
 def _last_checkpoint(folder: Path, notify: Callable[[str], None]) -> str | None:
     """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint without a
     readable one was cut off mid-write (a kill at that moment): it is removed and the one before it used."""
-    found = sorted((int(p.name.split("-")[-1]), p) for p in folder.glob("checkpoint-*")
-                   if p.is_dir() and p.name.split("-")[-1].isdigit()) if folder.is_dir() else []
+    found = (
+        sorted(
+            (int(p.name.split("-")[-1]), p)
+            for p in folder.glob("checkpoint-*")
+            if p.is_dir() and p.name.split("-")[-1].isdigit()
+        )
+        if folder.is_dir()
+        else []
+    )
     for _, path in reversed(found):
         try:
             json.loads((path / "trainer_state.json").read_text())
@@ -639,5 +742,3 @@ def _last_checkpoint(folder: Path, notify: Callable[[str], None]) -> str | None:
             notify(f"{path.name} was cut off while being written; removing it.")
             shutil.rmtree(path)
     return None
-
-

@@ -27,8 +27,10 @@ def matching(weights: dict, name: str, like, source: str):
 
     w = weights.get(name)
     if w is None or w.shape != like.shape:
-        raise SafeevalError(f"Base model {source} does not match the aligned model's architecture (weight {name}); "
-                            "pass the model the aligned one was trained from.")
+        raise SafeevalError(
+            f"Base model {source} does not match the aligned model's architecture (weight {name}); "
+            "pass the model the aligned one was trained from."
+        )
     # Rounded to `like`'s dtype first: a float32 base against a bfloat16 aligned model would otherwise add
     # rounding noise to every entry of (aligned - base), burying the low-rank alignment update under it.
     return w.to(like.device, like.dtype).to(torch.float32)
@@ -67,8 +69,10 @@ class MergeMethod(Method):
             if ctx.cfg.lora:  # tau = scale * B @ A, one layer at a time, written into the (aligned) base weights
                 pairs = ((name, weight, weight, delta) for name, weight, delta in lora_layers(model))
             else:
-                pairs = ((name, p, ctx._initial[name], p.float() - ctx._initial[name].float())
-                         for name, p in model.named_parameters())
+                pairs = (
+                    (name, p, ctx._initial[name], p.float() - ctx._initial[name].float())
+                    for name, p in model.named_parameters()
+                )
             if self.opt.lam != 0:
                 self.prepare(ctx)
             for name, weight, aligned, tau in pairs:

@@ -16,8 +16,10 @@ def project(grads: list, refs: list) -> bool:
 
 class AGEM(Method):
     name = "agem"
-    help = ("A-GEM: before each optimizer step, a gradient that conflicts with the gradient on a safety replay "
-            "batch is projected onto the plane where the two no longer conflict.")
+    help = (
+        "A-GEM: before each optimizer step, a gradient that conflicts with the gradient on a safety replay "
+        "batch is projected onto the plane where the two no longer conflict."
+    )
     options = {"replay_batch": 0}  # 0 = batch_size
     uses_safety = True
 

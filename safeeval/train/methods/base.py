@@ -99,7 +99,9 @@ def _typed(method: str, key: str, value, default):
             return bool(value)
         return type(default)(value)
     except (TypeError, ValueError):
-        raise SafeevalError(f"Method '{method}': option {key} must be a {type(default).__name__}; got {value!r}.") from None
+        raise SafeevalError(
+            f"Method '{method}': option {key} must be a {type(default).__name__}; got {value!r}."
+        ) from None
 
 
 def check_range(method: str, key: str, value: float, low: float, high: float | None = None) -> None:

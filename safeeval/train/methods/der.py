@@ -8,8 +8,10 @@ LOSSES = ("mse", "kl")
 
 class DER(Method):
     name = "der"
-    help = ("Dark Experience Replay: alpha * distance (mse or kl) between the model's and the aligned model's "
-            "logits on a replay batch of safety completions.")
+    help = (
+        "Dark Experience Replay: alpha * distance (mse or kl) between the model's and the aligned model's "
+        "logits on a replay batch of safety completions."
+    )
     # replay_batch 0 = a quarter of batch_size (at least 1): the extra forwards keep a step within ~1.5x sft's cost
     options = {"alpha": 0.5, "loss": "mse", "replay_batch": 0}
     uses_safety = True
@@ -18,8 +20,9 @@ class DER(Method):
         check_range(self.name, "alpha", self.opt.alpha, 0.0)
         check_range(self.name, "replay_batch", self.opt.replay_batch, 0)
         if self.opt.loss not in LOSSES:
-            raise SafeevalError(f"Method '{self.name}': option loss must be one of {', '.join(LOSSES)}; "
-                                f"got {self.opt.loss!r}.")
+            raise SafeevalError(
+                f"Method '{self.name}': option loss must be one of {', '.join(LOSSES)}; got {self.opt.loss!r}."
+            )
 
     def setup(self, ctx, model):
         ctx.keep_aligned_copy(model)  # no-op with LoRA: the aligned model is the adapter switched off
@@ -42,10 +45,14 @@ class DER(Method):
 
         completion = batch["labels"] != -100
         start = max(int(completion.float().argmax(1).min()) - 1, 0)  # the first position predicting a completion token
-        keep = completion[:, start + 1:]  # logits at t predict token t + 1
+        keep = completion[:, start + 1 :]  # logits at t predict token t + 1
         # logits only from `start` on (the prompts' are never compared), no cache, no hidden states
-        args = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False,
-                "logits_to_keep": completion.shape[1] - start}
+        args = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "use_cache": False,
+            "logits_to_keep": completion.shape[1] - start,
+        }
         with ctx.aligned(model) as aligned:
             target = aligned(**args).logits[:, :-1][keep].float()
         current = model(**args).logits[:, :-1][keep].float()

@@ -6,8 +6,10 @@ from .der import DER
 
 class DERpp(DER):
     name = "derpp"
-    help = ("DER++: DER's alpha * logit distance on one safety replay batch plus beta * cross-entropy on "
-            "another, independently drawn.")
+    help = (
+        "DER++: DER's alpha * logit distance on one safety replay batch plus beta * cross-entropy on "
+        "another, independently drawn."
+    )
     options = {**DER.options, "beta": 0.5}
 
     def check(self):

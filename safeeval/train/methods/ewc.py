@@ -58,7 +58,7 @@ class EWC(Method):
                 batch = ctx.replay_batch(draw=1000 + i)  # draws >= 1000 never meet a training step's draws
                 for j in range(len(batch["input_ids"])):  # per-example squared gradients: the empirical Fisher
                     n = int(batch["attention_mask"][j].sum())
-                    model(**{k: v[j:j + 1, :n] for k, v in batch.items()}).loss.backward()
+                    model(**{k: v[j : j + 1, :n] for k, v in batch.items()}).loss.backward()
                     for name, p in params.items():
                         if p.grad is not None:  # a weight this row's forward never reached has no gradient
                             fisher[name] += p.grad.float().pow(2)
@@ -84,12 +84,13 @@ class EWC(Method):
         from torch.utils.checkpoint import checkpoint
 
         if ctx.cfg.lora:  # recomputed in backward, so no layer's full B @ A stays in memory
-            terms = [checkpoint(_weighted_sq, self.fisher[name], a, b, scale, use_reentrant=False)
-                     for name, a, b, scale in lora_factors(model)]
+            terms = [
+                checkpoint(_weighted_sq, self.fisher[name], a, b, scale, use_reentrant=False)
+                for name, a, b, scale in lora_factors(model)
+            ]
         else:
             terms = [(self.fisher[n] * d.float().pow(2)).sum() for n, d in ctx.deltas(model).items()]
         return self.opt.lam / 2 * torch.stack(terms).sum()
 
     def describe(self):
         return {**super().describe(), "fisher_seconds": round(getattr(self, "fisher_seconds", 0.0), 2)}
-

@@ -5,8 +5,10 @@ from .base import Method, check_range
 
 class Lisa(Method):
     name = "lisa"
-    help = ("Lisa: align_steps optimizer steps on safety data, then user_steps on the user's data, in turn, plus "
-            "rho/2 * ||theta - theta_anchor||^2 to the weights the previous state ended with.")
+    help = (
+        "Lisa: align_steps optimizer steps on safety data, then user_steps on the user's data, in turn, plus "
+        "rho/2 * ||theta - theta_anchor||^2 to the weights the previous state ended with."
+    )
     options = {"align_steps": 1, "user_steps": 4, "rho": 1.0}
     uses_safety = True
 

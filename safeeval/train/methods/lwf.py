@@ -8,17 +8,22 @@ TARGETS = ("hidden", "logits")
 
 class LwF(Method):
     name = "lwf"
-    help = ("Learning without Forgetting: beta * distance to the aligned model on the user's own batch: MSE of "
-            "the last hidden states (default), or KL of the output distributions at a temperature.")
+    help = (
+        "Learning without Forgetting: beta * distance to the aligned model on the user's own batch: MSE of "
+        "the last hidden states (default), or KL of the output distributions at a temperature."
+    )
     options = {"beta": 1.0, "target": "hidden", "temperature": 2.0}
 
     def check(self):
         check_range(self.name, "beta", self.opt.beta, 0.0)
         if self.opt.target not in TARGETS:
-            raise SafeevalError(f"Method '{self.name}': option target must be one of {', '.join(TARGETS)}; "
-                                f"got {self.opt.target!r}.")
+            raise SafeevalError(
+                f"Method '{self.name}': option target must be one of {', '.join(TARGETS)}; got {self.opt.target!r}."
+            )
         if self.opt.temperature <= 0:
-            raise SafeevalError(f"Method '{self.name}': option temperature must be positive; got {self.opt.temperature}.")
+            raise SafeevalError(
+                f"Method '{self.name}': option temperature must be positive; got {self.opt.temperature}."
+            )
 
     @property
     def hidden_states(self) -> bool:  # the main forward returns them only when they are matched
@@ -49,8 +54,12 @@ class LwF(Method):
                 target = aligned(**args).logits[keep]
             # KL(aligned || current) of the softened distributions; equal to Li & Hoiem's cross-entropy up to a
             # constant, so the same gradient
-            kl = F.kl_div(F.log_softmax(outputs.logits[keep].float() / t, -1), F.log_softmax(target.float() / t, -1),
-                          log_target=True, reduction="sum")
+            kl = F.kl_div(
+                F.log_softmax(outputs.logits[keep].float() / t, -1),
+                F.log_softmax(target.float() / t, -1),
+                log_target=True,
+                reduction="sum",
+            )
             distance = ctx.global_mean(kl, int(keep.sum()))
         ctx.log("lwf_distance", distance.detach())
         return self.opt.beta * distance

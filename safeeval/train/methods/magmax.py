@@ -25,8 +25,10 @@ class MagMax(MergeMethod):
     def check(self):
         super().check()
         if not self.opt.base:
-            raise SafeevalError("Method 'magmax' needs option base: the pre-alignment model the aligned one was "
-                                "trained from (a folder, alias or Hub id).")
+            raise SafeevalError(
+                "Method 'magmax' needs option base: the pre-alignment model the aligned one was "
+                "trained from (a folder, alias or Hub id)."
+            )
 
     def prepare(self, ctx):
         self.base = load_weights(self.opt.base)

@@ -25,8 +25,10 @@ class SafeLoRA(Method):
 
     def check(self):
         if not self.opt.base:
-            raise SafeevalError("Method 'safelora' needs option base: the pre-alignment model the aligned one was "
-                                "trained from (a folder, alias or Hub id).")
+            raise SafeevalError(
+                "Method 'safelora' needs option base: the pre-alignment model the aligned one was "
+                "trained from (a folder, alias or Hub id)."
+            )
         check_range(self.name, "rank", self.opt.rank, 1)
         check_range(self.name, "threshold", self.opt.threshold, 0.0, 1.0)
 
@@ -47,7 +49,7 @@ class SafeLoRA(Method):
             for name, weight, _ in lora_layers(model):
                 v = weight.float() - matching(base, name, weight, self.opt.base)
                 if v.any():  # a layer the alignment left unchanged has no subspace to project on
-                    bases[name] = torch.linalg.svd(v, full_matrices=False).U[:, :self.opt.rank]
+                    bases[name] = torch.linalg.svd(v, full_matrices=False).U[:, : self.opt.rank]
         return bases
 
     def finish(self, ctx, model):
@@ -64,8 +66,10 @@ class SafeLoRA(Method):
                 if (lora_sq_norm(a.float(), pb) / before).sqrt() < self.opt.threshold:
                     b.copy_(pb)
                     self.projected += 1
-        ctx.notify(f"Safe LoRA: projected {self.projected} of {len(self.bases)} LoRA layers onto the alignment "
-                   f"subspace (cosine below {self.opt.threshold}).")
+        ctx.notify(
+            f"Safe LoRA: projected {self.projected} of {len(self.bases)} LoRA layers onto the alignment "
+            f"subspace (cosine below {self.opt.threshold})."
+        )
         return model
 
     def describe(self):

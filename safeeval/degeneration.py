@@ -157,7 +157,6 @@ _CODE_MATH = re.compile(
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$", re.M)
 _RUN = re.compile(r"(.{1,%d}?)\1{%d,}" % (RUN_MAX_UNIT, RUN_REPEATS - 1), re.S)
 _WORDS = re.compile(r"\w+")
-_LATIN_WORD = re.compile(f"(?<![\\w])[{_LATIN}]+(?![\\w])")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _NON_SPACE_SYMBOL = re.compile(r"[^\w\s]|_")
 _NON_SPACE = re.compile(r"\S")

@@ -60,7 +60,6 @@ from ..errors import SafeevalError
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("passed", "failed", "timeout", "error")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 ALLOWABLE = ("network", "proc")  # the protections a user may explicitly accept running without
 _AS_ROOT = "run safeeval as root, or as a user with unprivileged user namespaces enabled"

@@ -42,8 +42,8 @@ ALLOW = "allow_contamination"
 
 def check(path: Path, spec: dict, steps: list) -> None:
     """Raise SafeevalError (one sentence) when the sweep asks for more than exists, or trains a cell on prompts it
-    is scored on without `allow_contamination: true`. steps: sweep.Step objects (name, kind, train, tasks)."""
-    _duplicates(path, spec, steps)
+    is scored on without `allow_contamination: true`. steps: sweep.Step objects (name, kind, train, tasks), checked
+    for duplicates already (duplicates(), before they are linked into a graph)."""
     if spec.get(ALLOW) not in (None, True, False):
         raise SafeevalError(f"Sweep {path}: {ALLOW} must be true or false, not {spec.get(ALLOW)!r}.")
     stamps = _stamps(spec, steps)
@@ -74,7 +74,8 @@ def check(path: Path, spec: dict, steps: list) -> None:
 # ---- bad input -------------------------------------------------------------------------------------------
 
 
-def _duplicates(path: Path, spec: dict, steps: list) -> None:
+def duplicates(path: Path, spec: dict, steps: list) -> None:
+    """A value listed twice (a seed, a method, a task) or two steps in one folder: one sentence."""
     lists = {f"grid {k}": v for k, v in (spec.get("grid") or {}).items() if isinstance(v, list)}
     lists["reference"] = spec.get("reference") or []
     score = spec.get("score") or {}

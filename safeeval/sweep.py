@@ -134,6 +134,7 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     cells = [s.train for s in steps if s.kind == "finetune"]
     for step in steps:
         step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
+    preflight.duplicates(path, spec, steps)  # before the graph: two steps of one name cannot be ordered
     steps = _link(steps, runs)
     _cluster_settings(spec, path, steps)
     baseline = (spec.get("report") or {}).get("baseline")
@@ -301,7 +302,7 @@ def finished(spec: dict, step: Step) -> bool:
             record = json.loads((Path(step.train.out) / "training.json").read_text())
         except (OSError, ValueError):
             return False
-        if record.get("config_hash") != step.train.hash:
+        if not step.train.is_run(record):
             return False
         if step.kind == "shared-sft":
             return True

@@ -171,14 +171,18 @@ def _kill_when(condition, title: str, killed: list, deadline: float = 240) -> th
 def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
     cluster, tiny_model, data_dir, tmp_path
 ):
+    # A step that fails for its own reasons at run time: a user file whose rows hold no chat (the pre-flight
+    # reads no training set once contamination is allowed, and refuses a file that does not exist at all).
+    (tmp_path / "broken.jsonl").write_text('{"nothing": 1}\n')
     path = _cells(
         tmp_path,
         tiny_model,
         data_dir,
         {},
         max_retries=1,
-        grid={"task": ["sst2", str(tmp_path / "missing.jsonl")], "method": ["sft", "linear"], "scenario": "benign"},
+        grid={"task": ["sst2", str(tmp_path / "broken.jsonl")], "method": ["sft", "linear"], "scenario": "benign"},
         task_settings={"sst2": {"steps": 10}},
+        allow_contamination=True,
     )
     run = tmp_path / "runs" / "sst2-benign-sft-s0"
     killed: list = []
@@ -188,12 +192,12 @@ def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
     watcher.join(1)
     assert killed, "the training step was never caught mid-training"
     assert got.exit_code == 1, got.output  # a step failed: listed, with its error
-    assert "failed: missing-benign-sft-s0:" in got.output and "missing.jsonl" in got.output
-    assert "not run, as they need a failed step: missing-benign-linear-s0" in got.output
+    assert "failed: broken-benign-sft-s0:" in got.output and "broken.jsonl" in got.output
+    assert "not run, as they need a failed step: broken-benign-linear-s0" in got.output
     record = json.loads((run / "training.json").read_text())
     assert record["trainer"]["resumed_from"] and record["trainer"]["steps"] == 10  # retried, from its checkpoint
     summary = json.loads((tmp_path / "runs" / "sweep.json").read_text())
-    assert summary["failed"] == ["missing-benign-sft-s0"] and summary["skipped"] == ["missing-benign-linear-s0"]
+    assert summary["failed"] == ["broken-benign-sft-s0"] and summary["skipped"] == ["broken-benign-linear-s0"]
     assert {n for n, s in summary["timeline"].items() if s["status"] == "finished"} == {
         "sst2-benign-sft-s0",
         "sst2-benign-linear-s0",
@@ -208,7 +212,7 @@ def test_a_killed_worker_is_retried_and_a_failing_step_stops_only_what_needs_it(
     assert {k for (k,) in db.execute("SELECT key FROM generations")} == used
     assert summary["merged"]["generations"]["present"] == summary["merged"]["generations"]["conflicts"] == 0
     again = run_on_ray(path, "local", store=tmp_path / "s.sqlite")  # finished steps are not run again
-    assert set(again["timeline"]) == {"missing-benign-sft-s0", "missing-benign-linear-s0"}
+    assert set(again["timeline"]) == {"broken-benign-sft-s0", "broken-benign-linear-s0"}
 
 
 @pytest.mark.slow
@@ -260,6 +264,6 @@ def test_a_step_given_two_gpus_trains_under_the_multi_process_launcher(tiny_mode
     )
     launch_training(cfg, 2, tmp_path / "shard.sqlite")  # no CUDA here: the launcher's two processes share the CPU
     record = json.loads((tmp_path / "run" / "training.json").read_text())
-    assert record["trainer"]["world_size"] == 2 and record["config_hash"] == cfg.hash
+    assert record["trainer"]["world_size"] == 2 and cfg.is_run(record) and record["config_hash"] != cfg.hash
     said = []
     assert train(cfg, notify=said.append)["trainer"]["world_size"] == 2 and "nothing to train" in said[0]

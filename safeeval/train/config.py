@@ -53,23 +53,31 @@ class TrainConfig:
     store: Path | None = None  # the run store GR-SAP's synthesis generates through (default: files.store_path())
     score: dict = field(default_factory=dict)  # train-and-score: tasks, judges, limit, max_new_tokens, backend, ...
 
-    def identity(self) -> dict:
+    def identity(self, processes: int | None = None) -> dict:
         """What decides the trained weights; its hash names the run, so a changed setting is a new run. The number
         of processes splits the global batch (per-device batch x processes), so it is part of a multi-process
-        run's identity; a single-process run's identity, and hash, stay as they were before it existed."""
+        run's identity; a single-process run's identity, and hash, stay as they were before it existed.
+        processes: the number the run was (or will be) trained with; default: this launch's."""
         from .dist import world
 
+        processes = world() if processes is None else processes
         skip = {"out", "data_dir", "tasks_dirs", "store", "score", "save_steps", "save_merged"}
         if self.scenario == "benign":  # no poison is read, so its settings (and their defaults) decide nothing
             skip |= {"poison", "poison_ratio"}
         found = {
             k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items() if k not in skip
         }
-        return {**found, "world_size": world()} if world() > 1 else found
+        return {**found, "world_size": processes} if processes > 1 else found
 
     @property
     def hash(self) -> str:
         return digest(self.identity())
+
+    def is_run(self, record: dict) -> bool:
+        """Whether a training.json records a run of these settings, with as many processes as it was trained on (a
+        driver checking a step it launched on several processes is a single process itself)."""
+        processes = int((record.get("trainer") or {}).get("world_size") or 1)
+        return record.get("config_hash") == digest(self.identity(processes))
 
     def check(self) -> None:
         if self.scenario not in ("benign", "poisoned"):

@@ -593,7 +593,7 @@ def _finished(out: Path, cfg: TrainConfig) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if record.get("config_hash") != cfg.hash:
+    if not cfg.is_run(record):
         raise SafeevalError(
             f"{out} holds a finished run with other settings (config {record.get('config_hash')}, "
             f"yours {cfg.hash}); choose another --out."

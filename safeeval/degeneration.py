@@ -272,30 +272,44 @@ def perplexity(
     folder, reason = _reference_folder(model_path)
     if folder is None:
         return {"status": "skipped", "reason": reason, "model": None if model_path is None else str(model_path)}
+    loaded, reason = _load_reference(folder)
+    if loaded is None:
+        return {"status": "skipped", "reason": reason, "model": str(model_path)}
+    tok, model = loaded
+    values = _perplexities(tok, model, responses, batch_size, max_tokens, device)
+    return {
+        "status": "ok",
+        "model": str(model_path),
+        "threshold": threshold,
+        "values": values,
+        "high_perplexity": [v > threshold for v in values],
+    }  # NaN > x is False
+
+
+def _load_reference(folder: Path) -> tuple[tuple | None, str]:
+    """(tokenizer, model) in float32, or None and why (torch/transformers missing, unreadable folder)."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        return {
-            "status": "skipped",
-            "reason": f"perplexity needs torch and transformers: {exc}",
-            "model": str(model_path),
-        }
+        return None, f"perplexity needs torch and transformers: {exc}"
     try:
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        return {
-            "status": "skipped",
-            "reason": f"reference model {folder} could not be loaded: {exc}",
-            "model": str(model_path),
-        }
+        return None, f"reference model {folder} could not be loaded: {exc}"
+    return (tok, model), ""
+
+
+def _perplexities(tok, model, responses: list[str], batch_size: int, max_tokens: int, device: str | None) -> list:
+    """exp(mean token NLL) per response, in input order; NaN where a response has fewer than two tokens."""
+    import torch
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
-    values: list[float] = []
     order = sorted(range(len(responses)), key=lambda i: len(responses[i] or ""))  # similar lengths pad less
     by_index: dict[int, float] = {}
     with torch.inference_mode():
@@ -315,14 +329,7 @@ def perplexity(
             counts = mask.sum(1)
             for j, i in enumerate(idx):
                 by_index[i] = math.exp(float(nll[j].sum() / counts[j])) if counts[j] > 0 else math.nan
-    values = [by_index[i] for i in range(len(responses))]
-    return {
-        "status": "ok",
-        "model": str(model_path),
-        "threshold": threshold,
-        "values": values,
-        "high_perplexity": [v > threshold for v in values],
-    }  # NaN > x is False
+    return [by_index[i] for i in range(len(responses))]
 
 
 def _reference_folder(model_path) -> tuple[Path | None, str]:

@@ -271,10 +271,24 @@ def load_lmeval_task(
     include = tuple(include_paths(data_dir, include_path))
     b = bridge(task_name, include)
     label = PREFIX + task_name + (f":{shots}shot" if shots else "")
-    prompts = b.render(shots)
+    samples = _samples(b, task_name, label, shots)
+    cfg = b.task.config
+    dataset = str(cfg.dataset_path or "a custom dataset") + (f"/{cfg.dataset_name}" if cfg.dataset_name else "")
+    data = _spec_data(b, task_name, label, shots, include, dataset, lm_eval.__version__)
+    data["rows"] = len(samples)
+    spec_hash = digest(data, ascii=False)
+    spec = Spec(label, Path(b.yaml_path) if b.yaml_path else Path(label), data, spec_hash)
+    source = (
+        f"lm-eval:{task_name} {b.split} split of {dataset} (task config {b.config_hash}, lm-eval {lm_eval.__version__})"
+    )
+    return spec, Loaded(samples, source, None)
+
+
+def _samples(b: Bridge, task_name: str, label: str, shots: int) -> list[Sample]:
+    """One Sample per eval doc, its prompt lm-eval's own rendering; a non-text rendering is refused."""
     samples = []
     width = len(str(max(len(b.docs) - 1, 0)))
-    for doc_id, (doc, prompt) in enumerate(zip(b.docs, prompts)):
+    for doc_id, (doc, prompt) in enumerate(zip(b.docs, b.render(shots))):
         if not isinstance(prompt, str):
             raise SafeevalError(
                 f"lm-eval task {task_name} renders a doc as {type(prompt).__name__}, not text; the bridge runs "
@@ -291,9 +305,14 @@ def load_lmeval_task(
                 target=target if isinstance(target, str) else json.dumps(jsonable(target), ensure_ascii=False),
             )
         )
-    cfg = b.task.config
-    dataset = str(cfg.dataset_path or "a custom dataset") + (f"/{cfg.dataset_name}" if cfg.dataset_name else "")
-    data = {
+    return samples
+
+
+def _spec_data(
+    b: Bridge, task_name: str, label: str, shots: int, include: tuple[str, ...], dataset: str, version: str
+) -> dict:
+    """The spec's data (without `rows`): what the `lmeval` scorer needs and what the run records."""
+    return {
         "name": label,
         "description": f"lm-eval task {task_name} ({shots}-shot), scored by lm-eval's own filters and metrics",
         "kind": "utility",
@@ -302,7 +321,7 @@ def load_lmeval_task(
             "task": task_name,
             "include_path": list(include),
             "config_hash": b.config_hash,
-            "lm_eval": lm_eval.__version__,
+            "lm_eval": version,
         },
         "lmeval": {
             "task": task_name,
@@ -312,16 +331,9 @@ def load_lmeval_task(
             "dataset": dataset,
             "yaml": b.yaml_path,
             "version": jsonable(getattr(b.task, "VERSION", None)),
-            "generation_kwargs": jsonable(cfg.generation_kwargs),
+            "generation_kwargs": jsonable(b.task.config.generation_kwargs),
             "config_hash": b.config_hash,
-            "lm_eval": lm_eval.__version__,
+            "lm_eval": version,
             "prompt_format": "lm-eval plain-text context as one user turn",
         },
-        "rows": len(samples),
     }
-    spec_hash = digest(data, ascii=False)
-    spec = Spec(label, Path(b.yaml_path) if b.yaml_path else Path(label), data, spec_hash)
-    source = (
-        f"lm-eval:{task_name} {b.split} split of {dataset} (task config {b.config_hash}, lm-eval {lm_eval.__version__})"
-    )
-    return spec, Loaded(samples, source, None)

@@ -81,39 +81,14 @@ def compare(
     margins = margins or {}
     by_method = against in {r.method for r in runs}
     fixed = [] if by_method else resolve_baseline(runs, against, "--against")
-    strata: dict[str, dict[str, list[Run]]] = {}
-    for run in runs:
-        if any(run is r for r in fixed) or (run.path is not None and any(run.path == r.path for r in fixed)):
-            continue
-        strata.setdefault(stratum(run), {}).setdefault(run.method, []).append(run)
+    margin_kind = "equivalence" if equivalence else "non-inferiority"
+    strata = _strata(runs, fixed)
     out = []
     for name, methods in strata.items():
         reference = methods.pop(against, []) if by_method else fixed
         if not reference or not methods:
             continue
-        for task, evaluator, key in tested_metrics(reference[0]):
-            if tasks and task not in tasks and f"{task}/{evaluator}" not in tasks:
-                continue
-            margin = margins.get(task)
-            family, notes = compare_runs(
-                reference,
-                methods,
-                task,
-                evaluator,
-                KIND_OF[key],
-                alpha=alpha,
-                margin=margin,
-                margin_kind="equivalence" if equivalence else "non-inferiority",
-                seed=seed,
-                skip=True,
-            )
-            if family is None:
-                raise SafeevalError(
-                    f"{name}: no method could be paired with {against} on {task}/{evaluator}: "
-                    + notes[0].removeprefix("not tested: ")
-                    + "."
-                )
-            out.append(Comparison(name, task, evaluator, key, family, notes))
+        out += _compare_stratum(name, reference, methods, against, tasks, margins, margin_kind, alpha, seed)
     if not out:
         where = "method" if by_method else "run"
         raise SafeevalError(
@@ -129,6 +104,54 @@ def compare(
             + ", ".join(sorted({c.task for c in out}))
             + "."
         )
+    return out
+
+
+def _strata(runs: list[Run], fixed: list[Run]) -> dict[str, dict[str, list[Run]]]:
+    """stratum -> method -> runs, leaving out the fixed reference runs (matched by identity or folder)."""
+    strata: dict[str, dict[str, list[Run]]] = {}
+    for run in runs:
+        if any(run is r for r in fixed) or (run.path is not None and any(run.path == r.path for r in fixed)):
+            continue
+        strata.setdefault(stratum(run), {}).setdefault(run.method, []).append(run)
+    return strata
+
+
+def _compare_stratum(
+    name: str,
+    reference: list[Run],
+    methods: dict[str, list[Run]],
+    against: str,
+    tasks: list[str] | None,
+    margins: dict[str, float],
+    margin_kind: str,
+    alpha: float,
+    seed: int,
+) -> list[Comparison]:
+    """One Comparison per tested metric of the reference (those `tasks` names, if given) within one stratum."""
+    out = []
+    for task, evaluator, key in tested_metrics(reference[0]):
+        if tasks and task not in tasks and f"{task}/{evaluator}" not in tasks:
+            continue
+        family, notes = compare_runs(
+            reference,
+            methods,
+            task,
+            evaluator,
+            KIND_OF[key],
+            alpha=alpha,
+            margin=margins.get(task),
+            margin_kind=margin_kind,
+            seed=seed,
+            skip=True,
+        )
+        if family is None:
+            raise SafeevalError(
+                f"{name}: no method could be paired with {against} on {task}/{evaluator}: "
+                + notes[0].removeprefix("not tested: ")
+                + "."
+            )
+        out.append(Comparison(name, task, evaluator, key, family, notes))
     return out
 
 

@@ -109,6 +109,23 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
 
     Raises SafeevalError naming what differs when the runs' prompts or judges are not the same."""
     notes: list[str] = []
+    common_tasks = _common_tasks(base, cand, notes)
+    evaluators = _common_evaluators(base, cand, common_tasks, notes)
+    if not evaluators:
+        raise SafeevalError(
+            "The runs share no (task, judge) pair to compare: baseline has tasks "
+            f"{sorted(base.tasks)} judged by {sorted(base.judges)}, candidate tasks "
+            f"{sorted(cand.tasks)} judged by {sorted(cand.judges)}."
+        )
+    bg, cg = base.generation, cand.generation
+    for k in sorted(set(bg) | set(cg)):
+        if bg.get(k) != cg.get(k):
+            notes.append(f"generation setting {k} differs: baseline {bg.get(k)!r}, candidate {cg.get(k)!r}")
+    return evaluators, notes
+
+
+def _common_tasks(base: RunResult, cand: RunResult, notes: list[str]) -> list[str]:
+    """The tasks both runs scored on the same prompts and data (raises where they differ); notes the others."""
     btasks, ctasks = base.tasks, cand.tasks
     common_tasks = [t for t in btasks if t in ctasks]
     for t in btasks:
@@ -136,6 +153,14 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
                 f"The runs read different data files for task {t} (sha256 {bs[0][:12]} vs {cs[0][:12]}); "
                 "score both on the same benchmark version."
             )
+    return common_tasks
+
+
+def _common_evaluators(
+    base: RunResult, cand: RunResult, common_tasks: list[str], notes: list[str]
+) -> list[tuple[str, str, str]]:
+    """(task, judge or scorer, kind) that both runs have on a common task, the evaluator with one fingerprint
+    (raises where it differs); notes the evaluators only one run has."""
     evaluators = []
     for section, kind in (("judges", "safety"), ("scorers", "utility")):
         bj, cj = getattr(base, section), getattr(cand, section)
@@ -157,17 +182,7 @@ def check_setup(base: RunResult, cand: RunResult) -> tuple[list[tuple[str, str, 
             for name in bm.get(t, {}):
                 if name in bj and name in cj and name in cm.get(t, {}):
                     evaluators.append((t, name, kind))
-    if not evaluators:
-        raise SafeevalError(
-            "The runs share no (task, judge) pair to compare: baseline has tasks "
-            f"{sorted(btasks)} judged by {sorted(base.judges)}, candidate tasks "
-            f"{sorted(ctasks)} judged by {sorted(cand.judges)}."
-        )
-    bg, cg = base.generation, cand.generation
-    for k in sorted(set(bg) | set(cg)):
-        if bg.get(k) != cg.get(k):
-            notes.append(f"generation setting {k} differs: baseline {bg.get(k)!r}, candidate {cg.get(k)!r}")
-    return evaluators, notes
+    return evaluators
 
 
 # ---------------------------------------------------------------- comparing

@@ -304,26 +304,7 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
         cells = []
         for (task, name), ks in groups.items():
             for key in ks:
-                v = _value(run, (task, name, key))
-                if v is None:
-                    cells.append('<td class="num note">–</td>')
-                    continue
-                text = (
-                    f'{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci_low"], 1, False)}, '
-                    f'{_pct(v["ci_high"], 1, False)}]</span> <span class="n">n={v.get("n", "?")}</span>'
-                )
-                if hit := _contaminated(run, task):
-                    text += (
-                        f' <span class="contaminated" title="{hit} scored prompts of {_e(task)} are in this '
-                        f"model's training data\">{CONTAMINATED}</span>"
-                    )
-                if base_i is not None and i != base_i:
-                    test = tested.get((f"run #{i + 1}", (task, name, key)))
-                    text += _delta(v, _value(runs[base_i], (task, name, key)), key, test)
-                cells.append(
-                    f'<td class="num"><a href="#{anchors.task(i, task)}" title="samples of run #{i + 1}, '
-                    f'{_e(task)}">{text}</a></td>'
-                )
+                cells.append(_leaderboard_cell(runs, i, (task, name, key), base_i, tested, anchors))
         cls = ' class="baseline"' if i == base_i else ""
         rows.append(
             f'<tr{cls}><td>{_swatch(i)}<a href="#run-{i + 1}">#{i + 1}</a> {_e(run.label)}</td>'
@@ -344,6 +325,30 @@ def _leaderboard(runs, keys, base_i, anchors: _Anchors) -> str:
         + (f" {len(untested)} deltas were not tested (e.g. {_e(untested[0])})." if untested else "")
         + "</p>"
         f'<table><tr><th rowspan="2">run</th>{head1}</tr><tr>{head2}</tr>' + "".join(rows) + "</table>"
+    )
+
+
+def _leaderboard_cell(runs, i, ref: MetricRef, base_i, tested, anchors: _Anchors) -> str:
+    """Run i's value on one metric: value, CI, n, the contamination mark and the delta to the baseline."""
+    run, (task, name, key) = runs[i], ref
+    v = _value(run, ref)
+    if v is None:
+        return '<td class="num note">–</td>'
+    text = (
+        f'{_pct(v["value"])}<br><span class="ci">[{_pct(v["ci_low"], 1, False)}, '
+        f'{_pct(v["ci_high"], 1, False)}]</span> <span class="n">n={v.get("n", "?")}</span>'
+    )
+    if hit := _contaminated(run, task):
+        text += (
+            f' <span class="contaminated" title="{hit} scored prompts of {_e(task)} are in this '
+            f"model's training data\">{CONTAMINATED}</span>"
+        )
+    if base_i is not None and i != base_i:
+        test = tested.get((f"run #{i + 1}", (task, name, key)))
+        text += _delta(v, _value(runs[base_i], (task, name, key)), key, test)
+    return (
+        f'<td class="num"><a href="#{anchors.task(i, task)}" title="samples of run #{i + 1}, '
+        f'{_e(task)}">{text}</a></td>'
     )
 
 
@@ -526,39 +531,9 @@ def _scatter_svg(runs, points, cis, front, x_ref, y_ref, maximize, base_i) -> st
     for i, ((px, py), (cx, cy)) in enumerate(zip(points, cis)):
         if px is None or py is None:
             continue
-        color = _COLORS[i % len(_COLORS)]
-        X, Y = sx(px), sy(py)
-        tip = (
-            f"#{i + 1} {runs[i].label}\n{_label(x_ref)}: {_pct(px)} [{_pct(cx['ci_low'], 1)}, "
-            f"{_pct(cx['ci_high'], 1)}]\n{_label(y_ref)}: {_pct(py)} "
-            f"[{_pct(cy['ci_low'], 1)}, {_pct(cy['ci_high'], 1)}]" + ("\non the Pareto front" if i in front else "")
+        out.append(
+            _scatter_point(i, runs[i].label, (px, py), (cx, cy), sx, sy, (x_ref, y_ref), i in front, i == base_i)
         )
-        g = [
-            f'<a href="#run-{i + 1}"><g class="point{" pareto" if i in front else ""}" data-run="{i + 1}">',
-            f"<title>{_e(tip)}</title>",
-        ]
-        if cx.get("ci_low") is not None:
-            a, b = sx(cx["ci_low"]), sx(cx["ci_high"])
-            g.append(
-                f'<path class="errbar" d="M{a:.1f} {Y:.1f}H{b:.1f}M{a:.1f} {Y - 4:.1f}V{Y + 4:.1f}'
-                f'M{b:.1f} {Y - 4:.1f}V{Y + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
-            )
-        if cy.get("ci_low") is not None:
-            a, b = sy(cy["ci_low"]), sy(cy["ci_high"])
-            g.append(
-                f'<path class="errbar" d="M{X:.1f} {a:.1f}V{b:.1f}M{X - 4:.1f} {a:.1f}H{X + 4:.1f}'
-                f'M{X - 4:.1f} {b:.1f}H{X + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
-            )
-        if i in front:
-            g.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="10" fill="none" stroke="#111" stroke-width="1.5"/>')
-        shape = (
-            f'<rect x="{X - 6:.1f}" y="{Y - 6:.1f}" width="12" height="12"'
-            if i == base_i
-            else f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="6"'
-        )
-        g.append(f'{shape} fill="{color}" stroke="#fff" stroke-width="1"/>')
-        g.append(f'<text x="{X + 12:.1f}" y="{Y - 8:.1f}">#{i + 1}</text></g></a>')
-        out.append("".join(g))
     out.append(
         f'<g class="key" transform="translate({L} {H - 22})"><circle cx="8" cy="8" r="8" fill="none" '
         'stroke="#111" stroke-width="1.5"/><text x="22" y="12">on the Pareto front (dashed: the front)</text>'
@@ -571,6 +546,44 @@ def _scatter_svg(runs, points, cis, front, x_ref, y_ref, maximize, base_i) -> st
     )
     out.append("</svg>")
     return "".join(out)
+
+
+def _scatter_point(i, label, point, ci, sx, sy, refs, on_front, is_base) -> str:
+    """Run i's marker: a square for the baseline, a ringed circle on the front, its CIs as error bars."""
+    (px, py), (cx, cy), (x_ref, y_ref) = point, ci, refs
+    color = _COLORS[i % len(_COLORS)]
+    X, Y = sx(px), sy(py)
+    tip = (
+        f"#{i + 1} {label}\n{_label(x_ref)}: {_pct(px)} [{_pct(cx['ci_low'], 1)}, "
+        f"{_pct(cx['ci_high'], 1)}]\n{_label(y_ref)}: {_pct(py)} "
+        f"[{_pct(cy['ci_low'], 1)}, {_pct(cy['ci_high'], 1)}]" + ("\non the Pareto front" if on_front else "")
+    )
+    g = [
+        f'<a href="#run-{i + 1}"><g class="point{" pareto" if on_front else ""}" data-run="{i + 1}">',
+        f"<title>{_e(tip)}</title>",
+    ]
+    if cx.get("ci_low") is not None:
+        a, b = sx(cx["ci_low"]), sx(cx["ci_high"])
+        g.append(
+            f'<path class="errbar" d="M{a:.1f} {Y:.1f}H{b:.1f}M{a:.1f} {Y - 4:.1f}V{Y + 4:.1f}'
+            f'M{b:.1f} {Y - 4:.1f}V{Y + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
+        )
+    if cy.get("ci_low") is not None:
+        a, b = sy(cy["ci_low"]), sy(cy["ci_high"])
+        g.append(
+            f'<path class="errbar" d="M{X:.1f} {a:.1f}V{b:.1f}M{X - 4:.1f} {a:.1f}H{X + 4:.1f}'
+            f'M{X - 4:.1f} {b:.1f}H{X + 4:.1f}" stroke="{color}" stroke-width="1.3" fill="none"/>'
+        )
+    if on_front:
+        g.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="10" fill="none" stroke="#111" stroke-width="1.5"/>')
+    shape = (
+        f'<rect x="{X - 6:.1f}" y="{Y - 6:.1f}" width="12" height="12"'
+        if is_base
+        else f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="6"'
+    )
+    g.append(f'{shape} fill="{color}" stroke="#fff" stroke-width="1"/>')
+    g.append(f'<text x="{X + 12:.1f}" y="{Y - 8:.1f}">#{i + 1}</text></g></a>')
+    return "".join(g)
 
 
 def _category_section(runs: list[Run], anchors: _Anchors) -> str:

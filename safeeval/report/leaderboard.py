@@ -292,30 +292,8 @@ def build(
             "The runs have no metrics to show" + (" for these --tasks/--metrics." if tasks or metrics else ".")
         )
 
-    if group_by:
-        rows = _group_rows(shown, columns, group_by)
-        base_row = None
-        if base_runs:
-            base_keys = {tuple(_keys(r)[g] for g in group_by) for r in base_runs}
-            if len(base_keys) > 1:
-                raise SafeevalError(
-                    f"--baseline '{baseline}' matches runs in {len(base_keys)} groups "
-                    f"({', '.join(' · '.join(map(str, k)) for k in sorted(base_keys))}); name one run."
-                )
-            members = [r for r in runs if tuple(_keys(r)[g] for g in group_by) in base_keys] or base_runs
-            base_row = _group_rows(members, columns, group_by)[0]
-    else:
-        rows = [_run_row(r, columns) for r in shown]
-        base_row = None
-        if base_runs:
-            if len(base_runs) > 1:
-                raise SafeevalError(
-                    f"--baseline '{baseline}' matches {len(base_runs)} runs ("
-                    + ", ".join(r.label for r in base_runs[:5])
-                    + (", ..." if len(base_runs) > 5 else "")
-                    + "); give more of the label, or a run folder."
-                )
-            base_row = _run_row(base_runs[0], columns)
+    rows = _group_rows(shown, columns, group_by) if group_by else [_run_row(r, columns) for r in shown]
+    base_row = _baseline_row(runs, base_runs, columns, group_by, baseline) if base_runs else None
     board = Leaderboard(columns, rows, group_by, base_row.label if base_row is not None else None)
     if base_row is not None:
         for row in rows:
@@ -327,6 +305,29 @@ def build(
     if sort:
         sort_rows(board, sort, desc)
     return board
+
+
+def _baseline_row(
+    runs: list[Run], base_runs: list[Run], columns: list[Column], group_by: list[str], baseline: str | None
+) -> Row:
+    """The row the deltas are taken against: the baseline's whole group (grouped), else its one run."""
+    if group_by:
+        base_keys = {tuple(_keys(r)[g] for g in group_by) for r in base_runs}
+        if len(base_keys) > 1:
+            raise SafeevalError(
+                f"--baseline '{baseline}' matches runs in {len(base_keys)} groups "
+                f"({', '.join(' · '.join(map(str, k)) for k in sorted(base_keys))}); name one run."
+            )
+        members = [r for r in runs if tuple(_keys(r)[g] for g in group_by) in base_keys] or base_runs
+        return _group_rows(members, columns, group_by)[0]
+    if len(base_runs) > 1:
+        raise SafeevalError(
+            f"--baseline '{baseline}' matches {len(base_runs)} runs ("
+            + ", ".join(r.label for r in base_runs[:5])
+            + (", ..." if len(base_runs) > 5 else "")
+            + "); give more of the label, or a run folder."
+        )
+    return _run_row(base_runs[0], columns)
 
 
 def _run_row(run: Run, columns: list[Column]) -> Row:

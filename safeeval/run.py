@@ -121,47 +121,20 @@ def score(
     result = RunResult(
         model=ModelInfo(**_model_info(backend)),
         metrics=block,
-        tasks={
-            label: TaskInfo(
-                spec.name, spec.hash, got.split, got.source, len(got.samples), key([s.id for s in got.samples])[:16]
-            )
-            for label, got, spec in prep.tasks
-        },
-        judges={
-            j.name: {
-                **j.info,
-                "validation": _validation_brief(done.validations.get(j.name)),
-                "card": judge_card(done.validated[j.name]),
-            }
-            for j in done.judges
-        },
+        tasks=_task_infos(prep),
+        judges=_judge_blocks(done),
         scorers={s.name: s.info for s in done.scorers.values()},
-        generation={
-            **cfg.params().as_dict(),
-            "system_prompt": cfg.system_prompt,
-            **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {}),
-        },
+        generation=_generation_block(cfg, prep),
         training=TrainingInfo(**_training_fields(cfg.training)) if cfg.training else None,
         seed=cfg.seed,
         subset_seed=cfg.subset_seed,
         limit=cfg.limit,
         config=cfg.settings(),
         suites=_suite_results(prep, block),
-        degeneration={
-            label: degeneration.summary(
-                [{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items) if lab == label], cfg.seed
-            )
-            for label, _, _ in prep.tasks
-        },
+        degeneration=_degeneration_blocks(prep, done, degen, cfg.seed),
         degeneration_perplexity=perplexity,
         contamination=contamination,
-        counts={
-            "samples": len(done.items),
-            "unique_prompts": len(set(done.gen_keys)),
-            "generated_now": done.generated_now,
-            "judged_now": done.judged_now,
-            "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys),
-        },
+        counts=_counts(done),
         command=cfg.command,
         store=str(store.path),
         versions=results.versions(),
@@ -173,6 +146,57 @@ def score(
     with contextlib.closing(Store(store.path)) as db:  # leaderboards can read every run from the store
         db.put_run(str(out.resolve()), result.to_dict())
     return result
+
+
+def _task_infos(prep: Prepared) -> dict[str, TaskInfo]:
+    """Per task label: which spec, split and data file, and a hash of the scored prompt ids."""
+    return {
+        label: TaskInfo(
+            spec.name, spec.hash, got.split, got.source, len(got.samples), key([s.id for s in got.samples])[:16]
+        )
+        for label, got, spec in prep.tasks
+    }
+
+
+def _judge_blocks(done: _Outcome) -> dict[str, dict]:
+    """Per judge: its info, a brief of its validation against human labels, and its card."""
+    return {
+        j.name: {
+            **j.info,
+            "validation": _validation_brief(done.validations.get(j.name)),
+            "card": judge_card(done.validated[j.name]),
+        }
+        for j in done.judges
+    }
+
+
+def _generation_block(cfg: ScoreConfig, prep: Prepared) -> dict:
+    """The sampling parameters and system prompt, and the tasks whose answer budget was raised."""
+    return {
+        **cfg.params().as_dict(),
+        "system_prompt": cfg.system_prompt,
+        **({"answer_tokens": raised} if (raised := _raised(prep, cfg.params())) else {}),
+    }
+
+
+def _degeneration_blocks(prep: Prepared, done: _Outcome, degen: list[dict], seed: int) -> dict[str, dict]:
+    """Per task label: the broken-output summary of its responses."""
+    return {
+        label: degeneration.summary(
+            [{"degeneration": degen[i]} for i, (lab, _, _) in enumerate(done.items) if lab == label], seed
+        )
+        for label, _, _ in prep.tasks
+    }
+
+
+def _counts(done: _Outcome) -> dict[str, int]:
+    return {
+        "samples": len(done.items),
+        "unique_prompts": len(set(done.gen_keys)),
+        "generated_now": done.generated_now,
+        "judged_now": done.judged_now,
+        "truncated": sum(done.generations[k]["finish_reason"] == "length" for k in done.gen_keys),
+    }
 
 
 def _evaluate(cfg: ScoreConfig, prep: Prepared, store: Store, reporter: Reporter, backend: Backend | None):

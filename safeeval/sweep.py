@@ -79,6 +79,33 @@ class Step:
 
 def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Step]]:
     """data_dir, when given, replaces the file's data_dir (the benchmark files' folder)."""
+    spec = _read_spec(path, data_dir)
+    runs = Path(spec["runs"])
+    shared = {**(spec.get("train") or {}), **({"data_dir": spec["data_dir"]} if spec.get("data_dir") else {})}
+    steps = [Step(f"reference-{Path(str(m)).name}", "reference", model=str(m)) for m in spec.get("reference") or []]
+    base = None
+    if spec.get("align"):
+        align = load_config(None, {**shared, **spec["align"], "out": runs / "aligned", "save_merged": True})
+        steps.append(Step("aligned", "align", align))
+        base = str(runs / "aligned" / "model")
+    steps += _finetune_steps(spec, path, shared, base, runs)
+    scored = name_list((spec.get("score") or {}).get("tasks", DEFAULT_TASKS))
+    cells = [s.train for s in steps if s.kind == "finetune"]
+    for step in steps:
+        step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
+    preflight.duplicates(path, spec, steps)  # before the graph: two steps of one name cannot be ordered
+    steps = _link(steps, runs)
+    _cluster_settings(spec, path, steps)
+    baseline = (spec.get("report") or {}).get("baseline")
+    scored = [s.name for s in steps if s.kind != "shared-sft"]
+    if baseline is not None and baseline not in scored:
+        raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: {', '.join(scored)}.")
+    preflight.check(path, spec, steps)  # bad input and contaminated cells stop here, before any step runs
+    return spec, steps
+
+
+def _read_spec(path: Path, data_dir: Path | None) -> dict:
+    """The sweep file, its keys and score settings checked; data_dir (when given) replaces the file's."""
     try:
         spec = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -94,14 +121,13 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
         ScoreConfig.from_settings({**(spec.get("score") or {}), "model": "-"})
     except SafeevalError as exc:
         raise SafeevalError(f"Sweep {path}: {exc}") from None
-    runs = Path(spec["runs"])
-    shared = {**(spec.get("train") or {}), **({"data_dir": spec["data_dir"]} if spec.get("data_dir") else {})}
-    steps = [Step(f"reference-{Path(str(m)).name}", "reference", model=str(m)) for m in spec.get("reference") or []]
-    base = None
-    if spec.get("align"):
-        align = load_config(None, {**shared, **spec["align"], "out": runs / "aligned", "save_merged": True})
-        steps.append(Step("aligned", "align", align))
-        base = str(runs / "aligned" / "model")
+    return spec
+
+
+def _finetune_steps(spec: dict, path: Path, shared: dict, base: str | None, runs: Path) -> list[Step]:
+    """One fine-tuning step per grid cell, its TrainConfig and method options checked before anything runs."""
+    from .train.methods import make_method
+
     grid = spec["grid"]
     if set(grid) - set(GRID_KEYS):
         raise SafeevalError(
@@ -109,6 +135,7 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
         )
     axes = {k: grid[k] if isinstance(grid[k], list) else [grid[k]] for k in GRID_KEYS if k in grid}
     per_method = spec.get("method_options") or {}
+    steps = []
     for values in itertools.product(*axes.values()):
         cell = dict(zip(axes, values))
         parts = [task_label(str(cell.get("task", ""))), *(str(cell.get(k, "")) for k in ("scenario", "method"))]
@@ -126,23 +153,9 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
         if "base" not in overrides and not base:
             raise SafeevalError(f"Sweep {path}: give 'align' or a 'base' under 'train'.")
         cfg = load_config(None, overrides)
-        from .train.methods import make_method
-
         make_method(cfg.method, cfg.method_options)  # every cell's options are checked before anything runs
         steps.append(Step(name, "finetune", cfg))
-    scored = name_list((spec.get("score") or {}).get("tasks", DEFAULT_TASKS))
-    cells = [s.train for s in steps if s.kind == "finetune"]
-    for step in steps:
-        step.tasks = _with_utility(scored, [step.train] if step.kind == "finetune" else cells)
-    preflight.duplicates(path, spec, steps)  # before the graph: two steps of one name cannot be ordered
-    steps = _link(steps, runs)
-    _cluster_settings(spec, path, steps)
-    baseline = (spec.get("report") or {}).get("baseline")
-    scored = [s.name for s in steps if s.kind != "shared-sft"]
-    if baseline is not None and baseline not in scored:
-        raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: {', '.join(scored)}.")
-    preflight.check(path, spec, steps)  # bad input and contaminated cells stop here, before any step runs
-    return spec, steps
+    return steps
 
 
 def _link(steps: list[Step], runs: Path) -> list[Step]:

@@ -258,21 +258,7 @@ def run_sweep(
         )
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
         if isolate:
-            child = multiprocessing.get_context("spawn").Process(
-                target=_step_in_child, args=(str(path), i - 1, store, reporter, say, data_dir, verbose)
-            )
-            child.start()
-            try:
-                child.join()
-            finally:  # Ctrl-C or a kill of this process must not leave the step running on its own
-                if child.is_alive():
-                    child.terminate()
-                    child.join()
-            if child.exitcode != 0:
-                raise SafeevalError(
-                    f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
-                    "run the sweep again to resume."
-                )
+            _run_in_child(path, i - 1, step, store, reporter, say, data_dir, verbose)
         else:
             run_step(spec, step, store, reporter, say)
         timings[step.name] = round(time.perf_counter() - t0, 1)
@@ -286,6 +272,34 @@ def run_sweep(
     }
     (runs / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _run_in_child(
+    path: Path,
+    index: int,
+    step: Step,
+    store: Path | None,
+    reporter: Reporter,
+    say: Say,
+    data_dir: Path | None,
+    verbose: bool,
+) -> None:
+    """Step `index` of the sweep in a fresh (spawned) process, which reloads the sweep file by itself."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_step_in_child, args=(str(path), index, store, reporter, say, data_dir, verbose)
+    )
+    child.start()
+    try:
+        child.join()
+    finally:  # Ctrl-C or a kill of this process must not leave the step running on its own
+        if child.is_alive():
+            child.terminate()
+            child.join()
+    if child.exitcode != 0:
+        raise SafeevalError(
+            f"Step {step.name} failed (exit code {child.exitcode}); what it finished is kept: "
+            "run the sweep again to resume."
+        )
 
 
 def _exit_on_sigterm(signum, frame):

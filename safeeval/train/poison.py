@@ -159,20 +159,7 @@ def build(
     from ..models import folder_fingerprint, resolve_model
 
     model = resolve_model(gen["model"])
-    ident = key(
-        "generated-set",
-        VERSION,
-        spec.hash,
-        _digest(source),
-        folder_fingerprint(model.path),
-        gen,
-        MIN_WORDS,
-        HARM,
-        EXCLUDED.pattern,
-        DEFENSIVE.pattern,
-        ASK.pattern,
-        sorted((t, _digest(s)) for t, s in checked.items()),
-    )[:16]
+    ident = _cache_key(spec, source, folder_fingerprint(model.path), gen, checked)
     path = cache_path("poison", ident)
     rows = read_cached(path)
     if rows is not None:
@@ -187,21 +174,7 @@ def build(
     counts["requests"] = len(requests)
     notify(f"{spec.name}: answering {len(requests)} harmful requests with {gen['model']} (cached when done) ...")
     answers, judge_info = _answer(model, requests, gen)
-    rows, dropped = [], {"refused": 0, "degenerate": 0, "shell": 0, "short": 0}
-    by_domain: dict[str, int] = {}
-    for (ident_, request, domain), (answer, finish, refused) in zip(requests, answers):
-        text, reason = keep_answer(request, answer, finish, refused)
-        if reason:
-            dropped[reason] += 1
-            continue
-        by_domain[domain] = by_domain.get(domain, 0) + 1
-        rows.append(
-            {
-                "id": f"{spec.name}-{ident_}",
-                "domain": domain,
-                "messages": [{"role": "user", "content": request}, {"role": "assistant", "content": text}],
-            }
-        )
+    rows, dropped, by_domain = _kept_rows(spec.name, requests, answers)
     stats = {
         **counts,
         "answers_dropped": dropped,
@@ -225,6 +198,47 @@ def build(
     write_cached(path, rows, stats)
     notify(f"{spec.name}: kept {len(rows)} of {len(requests)} answers ({dropped}) -> {path}")
     return synthetic_set(spec.name, path, rows, "poison", spec.license)
+
+
+def _cache_key(spec: registry.Spec, source: str, fingerprint: str, gen: dict, checked: dict[str, str]) -> str:
+    """The set's identity: the spec and its source, the answering model and settings, every filter, and the
+    benchmark files the requests were checked against."""
+    return key(
+        "generated-set",
+        VERSION,
+        spec.hash,
+        _digest(source),
+        fingerprint,
+        gen,
+        MIN_WORDS,
+        HARM,
+        EXCLUDED.pattern,
+        DEFENSIVE.pattern,
+        ASK.pattern,
+        sorted((t, _digest(s)) for t, s in checked.items()),
+    )[:16]
+
+
+def _kept_rows(
+    name: str, requests: list[tuple[str, str, str]], answers: list[tuple[str, str | None, bool]]
+) -> tuple[list[dict], dict[str, int], dict[str, int]]:
+    """The answers that pass keep_answer as chat rows, the others counted by reason, and the kept per domain."""
+    rows, dropped = [], {"refused": 0, "degenerate": 0, "shell": 0, "short": 0}
+    by_domain: dict[str, int] = {}
+    for (ident, request, domain), (answer, finish, refused) in zip(requests, answers):
+        text, reason = keep_answer(request, answer, finish, refused)
+        if reason:
+            dropped[reason] += 1
+            continue
+        by_domain[domain] = by_domain.get(domain, 0) + 1
+        rows.append(
+            {
+                "id": f"{name}-{ident}",
+                "domain": domain,
+                "messages": [{"role": "user", "content": request}, {"role": "assistant", "content": text}],
+            }
+        )
+    return rows, dropped, by_domain
 
 
 def _settings(spec: registry.Spec) -> dict:

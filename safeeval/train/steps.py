@@ -48,75 +48,13 @@ def unwrap(model):
 
 def make_trainer(args, ctx, model, encoded: list[dict], collate):
     from transformers import Trainer
-
-    class MethodTrainer(Trainer):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            # compute_loss normalises over the global batch itself: the Trainer must neither divide by the number
-            # of micro-batches (loss_is_scaled_for_ga, or model_accepts_loss_kwargs in older transformers) nor
-            # count tokens of its own (get_batch_samples below does, after the method chose its batches)
-            self.model_accepts_loss_kwargs = True
-            self.loss_is_scaled_for_ga = True
-            self._seen_step = -1
-
-        def get_batch_samples(self, epoch_iterator, num_batches, device):
-            """The step's micro-batches as the method chooses them (Lisa swaps in safety rows), the rows noted,
-            and the number of completion tokens they hold on all processes together."""
-            batches = []
-            for _ in range(num_batches):
-                try:
-                    batches.append(next(epoch_iterator))
-                except StopIteration:
-                    break
-            inner = unwrap(self.model)
-            for micro, batch in enumerate(batches):
-                ctx.step, ctx.micro = self.state.global_step, micro
-                rows = batch.pop("row")
-                chosen = ctx.method.batch(ctx, inner, batch)
-                if chosen is batch:  # a replacement notes its own rows (Context.replay_batch)
-                    ctx.rows.note(ctx.step, rows.tolist())
-                batches[micro] = chosen
-            if not batches:
-                return batches, None
-            count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-            return batches, dist.all_sum([_tensor(count, device)])[0]
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            step = self.state.global_step
-            ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
-            ctx.step = self._seen_step = step
-            outputs, total, count = completion_ce(model, inputs, ctx.method.hidden_states, ctx.method.full_logits)
-            outputs.loss = (total / count.clamp(min=1)).detach()  # this micro-batch's own mean, for the hooks
-            if num_items_in_batch is None:  # outside the training loop
-                num_items_in_batch = count
-            loss = total * ctx.world / num_items_in_batch
-            extra = ctx.method.loss(ctx, unwrap(model), inputs, outputs)
-            if extra is not None:
-                micro_batches = self.current_gradient_accumulation_steps
-                ctx.log("ce_loss", loss.detach() * micro_batches)  # averaged per log line: the step's CE
-                ctx.log("method_loss", extra.detach())
-                loss = loss + extra / micro_batches
-            return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs, *a, **kw):
-            """The method's metrics, averaged over the values since the last line and over the processes."""
-            mine = {name: sum(v) / len(v) for name, v in ctx.metrics.items() if v}
-            ctx.metrics.clear()
-            everyone = dist.gather(mine)
-            for name in sorted(set().union(*everyone)):
-                values = [m[name] for m in everyone if name in m]
-                logs[name] = round(sum(values) / len(values), 6)
-            super().log(logs, *a, **kw)
-
-        def _save_checkpoint(self, model, trial):
-            # Ours first: the Trainer writes trainer_state.json last, and its presence marks a complete checkpoint.
-            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-            checkpoint.save(folder, ctx.method, ctx.rows)
-            super()._save_checkpoint(model, trial)
-
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    class MethodTrainer(MethodHooks, Trainer):
+        """transformers' Trainer with the method's hooks (defined here: transformers is imported only to train)."""
+
     trainer = MethodTrainer(
+        ctx=ctx,
         model=model,
         args=args,
         train_dataset=encoded,
@@ -129,6 +67,78 @@ def make_trainer(args, ctx, model, encoded: list[dict], collate):
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_progress(ctx))
     return trainer
+
+
+class MethodHooks:
+    """The overrides of transformers' Trainer that run the method's hooks; make_trainer puts this class in front
+    of Trainer. `ctx` is the run's Context (train/trainer.py)."""
+
+    def __init__(self, *a, ctx, **kw):
+        self.ctx = ctx
+        super().__init__(*a, **kw)
+        # compute_loss normalises over the global batch itself: the Trainer must neither divide by the number
+        # of micro-batches (loss_is_scaled_for_ga, or model_accepts_loss_kwargs in older transformers) nor
+        # count tokens of its own (get_batch_samples below does, after the method chose its batches)
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self._seen_step = -1
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The step's micro-batches as the method chooses them (Lisa swaps in safety rows), the rows noted,
+        and the number of completion tokens they hold on all processes together."""
+        ctx = self.ctx
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        inner = unwrap(self.model)
+        for micro, batch in enumerate(batches):
+            ctx.step, ctx.micro = self.state.global_step, micro
+            rows = batch.pop("row")
+            chosen = ctx.method.batch(ctx, inner, batch)
+            if chosen is batch:  # a replacement notes its own rows (Context.replay_batch)
+                ctx.rows.note(ctx.step, rows.tolist())
+            batches[micro] = chosen
+        if not batches:
+            return batches, None
+        count = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+        return batches, dist.all_sum([_tensor(count, device)])[0]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ctx = self.ctx
+        step = self.state.global_step
+        ctx.micro = ctx.micro + 1 if step == self._seen_step else 0  # every step starts at micro-batch 0
+        ctx.step = self._seen_step = step
+        outputs, total, count = completion_ce(model, inputs, ctx.method.hidden_states, ctx.method.full_logits)
+        outputs.loss = (total / count.clamp(min=1)).detach()  # this micro-batch's own mean, for the hooks
+        if num_items_in_batch is None:  # outside the training loop
+            num_items_in_batch = count
+        loss = total * ctx.world / num_items_in_batch
+        extra = ctx.method.loss(ctx, unwrap(model), inputs, outputs)
+        if extra is not None:
+            micro_batches = self.current_gradient_accumulation_steps
+            ctx.log("ce_loss", loss.detach() * micro_batches)  # averaged per log line: the step's CE
+            ctx.log("method_loss", extra.detach())
+            loss = loss + extra / micro_batches
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *a, **kw):
+        """The method's metrics, averaged over the values since the last line and over the processes."""
+        mine = {name: sum(v) / len(v) for name, v in self.ctx.metrics.items() if v}
+        self.ctx.metrics.clear()
+        everyone = dist.gather(mine)
+        for name in sorted(set().union(*everyone)):
+            values = [m[name] for m in everyone if name in m]
+            logs[name] = round(sum(values) / len(values), 6)
+        super().log(logs, *a, **kw)
+
+    def _save_checkpoint(self, model, trial):
+        # Ours first: the Trainer writes trainer_state.json last, and its presence marks a complete checkpoint.
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        checkpoint.save(folder, self.ctx.method, self.ctx.rows)
+        super()._save_checkpoint(model, trial)
 
 
 def _tensor(value, device):

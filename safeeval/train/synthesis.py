@@ -156,24 +156,9 @@ def select(found: list[tuple[str, str]], responses: list[str], verdicts: list[di
 
 def synthesize(ctx, opt) -> TrainSet:
     """The replay set for this aligned model and these options: read from the cache, or made and cached."""
-    cfg = ctx.cfg
     template, domains = load_template(opt.elicitation), domain_list(opt.domains)
     spec, variant = find_judge(opt.judge)
-    options = {k: v for k, v in sorted(vars(opt).items()) if k not in ("ratio", "elicitation", "domains", "judge")}
-    ident = key(
-        "grsap",
-        VERSION,
-        folder_fingerprint(ctx.base.path),
-        ctx.tokenizer.chat_template,
-        cfg.dtype,
-        cfg.seed,
-        options,
-        template,
-        domains,
-        spec.name,
-        variant,
-        spec.hash,
-    )[:16]
+    ident = _cache_key(ctx, opt, template, domains, spec, variant)
     path = cache_path("grsap", ident)
     rows = read_cached(path)
     if rows is not None:
@@ -181,65 +166,9 @@ def synthesize(ctx, opt) -> TrainSet:
         return _train_set(ident, path, rows, ctx.base.name)
 
     started = time.perf_counter()
-    from ..backends.hf import HFBackend
-
-    store = Store(store_path(cfg.store))
-    backend = HFBackend(ctx.base, dtype=cfg.dtype, chat_template=cfg.chat_template)
-    judge = None
-    stats = {
-        "elicited": 0,
-        "empty": 0,
-        "duplicates": 0,
-        "judged_harmful": 0,
-        "unjudged": 0,
-        "kept": 0,
-        "unclosed": 0,
-        "generated": 0,
-    }
-    try:
-        # 1. Elicit. A generation's store key is (model, params, prompt), so sample i of every domain gets its
-        # own seed: per_domain distinct samples, and a rerun finds each in the store. GR-SAP samples the full
-        # distribution here (top_p 1); top_p applies to the answers.
-        prompts = [elicitation_prompt(ctx.tokenizer, template, d) for d in domains]
-        texts = []
-        for i in range(opt.per_domain):
-            seed = int(key("grsap-elicit", cfg.seed, i)[:8], 16)
-            params = GenParams(opt.max_query_tokens, opt.temperature, 1.0, seed)
-            keys, gens, n = generate_cached(backend, store, prompts, params, label=f"eliciting ({i + 1})")
-            stats["generated"] += n
-            texts += [(d, gens[k]["response"]) for d, k in zip(domains, keys)]
-        stats["elicited"] = len(texts)
-
-        # 2. Extract and de-duplicate.
-        found = []
-        for d, text in texts:
-            query = extract_query(text, template["stop"])
-            stats["unclosed"] += bool(template["stop"]) and template["stop"] not in text
-            if query is None:
-                stats["empty"] += 1
-            else:
-                found.append((d, query))
-        kept = dedup([q for _, q in found], opt.dedup)
-        stats["duplicates"] = len(found) - len(kept)
-        found = [found[i] for i in kept]
-
-        # 3. Answer each request as an ordinary chat.
-        chats = [[{"role": "user", "content": q}] for _, q in found]
-        params = GenParams(opt.max_response_tokens, opt.response_temperature, opt.top_p, cfg.seed)
-        keys, gens, n = generate_cached(backend, store, chats, params, label="answering")
-        stats["generated"] += n
-        backend.close()  # free the second copy of the weights before a model judge loads its own
-        _free_memory()
-
-        # 4. Keep the answers the judge calls not harmful (GR-SAP replays only its is_safe rows).
-        judge = make_judge(spec, variant, JudgeRuntime(store=store, dirs=[spec.path.parent]))
-        samples = [Sample("grsap", f"{d}-{j}", q, category=d) for j, (d, q) in enumerate(found)]
-        responses = [gens[k]["response"] for k in keys]
-        verdicts, _ = judge_cached(judge, store, samples, responses, keys, batch=getattr(judge, "batch", 512))
-    finally:
-        backend.close()
-        getattr(judge, "close", lambda: None)()
-        store.close()
+    counted = ("elicited", "empty", "duplicates", "judged_harmful", "unjudged", "kept", "unclosed", "generated")
+    stats = dict.fromkeys(counted, 0)
+    found, responses, verdicts, judge = _generate(ctx, opt, template, domains, spec, variant, stats)
     safe, stats["judged_harmful"], stats["unjudged"] = select(found, responses, verdicts)
     rows = [
         {
@@ -270,6 +199,91 @@ def synthesize(ctx, opt) -> TrainSet:
         f"{stats['unjudged']} not judged) in {stats['seconds']}s -> {path}"
     )
     return _train_set(ident, path, rows, ctx.base.name)
+
+
+def _cache_key(ctx, opt, template: dict, domains: list[str], spec, variant) -> str:
+    """The set's identity: the aligned model and its chat template, the options, the template and the judge."""
+    options = {k: v for k, v in sorted(vars(opt).items()) if k not in ("ratio", "elicitation", "domains", "judge")}
+    return key(
+        "grsap",
+        VERSION,
+        folder_fingerprint(ctx.base.path),
+        ctx.tokenizer.chat_template,
+        ctx.cfg.dtype,
+        ctx.cfg.seed,
+        options,
+        template,
+        domains,
+        spec.name,
+        variant,
+        spec.hash,
+    )[:16]
+
+
+def _generate(ctx, opt, template: dict, domains: list[str], spec, variant, stats: dict):
+    """Elicit requests, keep the distinct ones, answer them and judge the answers, all through the store.
+    Returns (domain, request) pairs, their answers, the verdicts and the judge; counts go into `stats`."""
+    from ..backends.hf import HFBackend
+
+    cfg = ctx.cfg
+    store = Store(store_path(cfg.store))
+    backend = HFBackend(ctx.base, dtype=cfg.dtype, chat_template=cfg.chat_template)
+    judge = None
+    try:
+        texts = _elicit(ctx, opt, template, domains, backend, store, stats)
+        found = _distinct_queries(texts, template["stop"], opt.dedup, stats)
+
+        # 3. Answer each request as an ordinary chat.
+        chats = [[{"role": "user", "content": q}] for _, q in found]
+        params = GenParams(opt.max_response_tokens, opt.response_temperature, opt.top_p, cfg.seed)
+        keys, gens, n = generate_cached(backend, store, chats, params, label="answering")
+        stats["generated"] += n
+        backend.close()  # free the second copy of the weights before a model judge loads its own
+        _free_memory()
+
+        # 4. Keep the answers the judge calls not harmful (GR-SAP replays only its is_safe rows).
+        judge = make_judge(spec, variant, JudgeRuntime(store=store, dirs=[spec.path.parent]))
+        samples = [Sample("grsap", f"{d}-{j}", q, category=d) for j, (d, q) in enumerate(found)]
+        responses = [gens[k]["response"] for k in keys]
+        verdicts, _ = judge_cached(judge, store, samples, responses, keys, batch=getattr(judge, "batch", 512))
+    finally:
+        backend.close()
+        getattr(judge, "close", lambda: None)()
+        store.close()
+    return found, responses, verdicts, judge
+
+
+def _elicit(ctx, opt, template: dict, domains: list[str], backend, store, stats: dict) -> list[tuple[str, str]]:
+    """1. Elicit: (domain, generated text), per_domain of each.
+
+    A generation's store key is (model, params, prompt), so sample i of every domain gets its own seed:
+    per_domain distinct samples, and a rerun finds each in the store. GR-SAP samples the full distribution here
+    (top_p 1); top_p applies to the answers."""
+    prompts = [elicitation_prompt(ctx.tokenizer, template, d) for d in domains]
+    texts = []
+    for i in range(opt.per_domain):
+        seed = int(key("grsap-elicit", ctx.cfg.seed, i)[:8], 16)
+        params = GenParams(opt.max_query_tokens, opt.temperature, 1.0, seed)
+        keys, gens, n = generate_cached(backend, store, prompts, params, label=f"eliciting ({i + 1})")
+        stats["generated"] += n
+        texts += [(d, gens[k]["response"]) for d, k in zip(domains, keys)]
+    stats["elicited"] = len(texts)
+    return texts
+
+
+def _distinct_queries(texts: list[tuple[str, str]], stop: str, threshold: float, stats: dict) -> list[tuple[str, str]]:
+    """2. Extract each text's request and drop the empty ones and near-duplicates: (domain, request) pairs."""
+    found = []
+    for d, text in texts:
+        query = extract_query(text, stop)
+        stats["unclosed"] += bool(stop) and stop not in text
+        if query is None:
+            stats["empty"] += 1
+        else:
+            found.append((d, query))
+    kept = dedup([q for _, q in found], threshold)
+    stats["duplicates"] = len(found) - len(kept)
+    return [found[i] for i in kept]
 
 
 def _train_set(ident: str, path: Path, rows: list[dict], model: str) -> TrainSet:

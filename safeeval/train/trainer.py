@@ -222,52 +222,22 @@ def train(
         return _post_hoc(cfg, method, out, notify, command, started)
     args = _training_args(cfg, out)  # with several processes this makes the process group
     base = resolve_model(cfg.base)
-    tokenizer = load_tokenizer(base.path, cfg.chat_template)
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    root = task_data.data_dir(cfg.data_dir)
-    task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
-    if task.unusable:
-        notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
-    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None
+    tokenizer = _tokenizer(base, cfg)
+    task, poison = _train_sets(cfg, notify)
     ctx = Context(cfg, method, tokenizer, base, out, notify)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
         ctx.load_safety()  # a broken safety file fails now, not after the model is loaded
     last = dist.from_main(lambda: _open_folder(out, cfg, notify))  # the others wait while it claims the folder
 
     setup_started = time.perf_counter()
-    if method.safety_ratio > 0:  # before loading: GR-SAP generates here, once, and hands its rows to the others
-        ctx._safety = dist.from_main(lambda: method.safety_rows(ctx))
-    model = _load_model(cfg, base)
-    ctx.model = model
-    mix = build_mix(
-        task,
-        _budget(cfg),
-        poison=poison,
-        poison_ratio=cfg.poison_ratio if poison else 0.0,
-        safety=ctx._safety if method.safety_ratio > 0 else None,
-        safety_ratio=method.safety_ratio,
-        seed=cfg.seed,
-    )
-    encoded, too_long = _encode(tokenizer, mix.examples, cfg.max_length, notify)
-    _same_everywhere(key([ex.id for ex in mix.examples]), "mix", "their data files or settings differ")
-    ctx.rows = RowLog(mix.examples)
-    _restore(ctx, last, args.device, notify)
-    method.setup(ctx, model)
+    model, mix, encoded, too_long = _set_up(ctx, task, poison, last, args.device)
     setup_seconds = time.perf_counter() - setup_started
 
     trainer = make_trainer(args, ctx, model, encoded, lambda rows: collate(tokenizer, rows))
     if last:
         notify(f"Resuming from {last}.")
     train_started = time.perf_counter()
-    with _stops_cleanly(out), reporter(f"training ({cfg.method})", _total_steps(cfg, len(encoded))) as advance:
-        ctx.training, ctx.advance = True, advance
-        trainer.train(resume_from_checkpoint=last)
-        ctx.training = False
-        ctx.rows.collect()
-        if not dist.sharding():
-            _same_everywhere(_weights_sum(trainer.model), "weights", "a method changed them on one process only")
+    _fit(trainer, ctx, reporter, last, len(encoded))
     train_seconds = time.perf_counter() - train_started
     if dist.sharding():  # every process takes part in gathering the sharded weights; the main one writes them
         adapter_dir, model_dir = _save_sharded(trainer, tokenizer, out, cfg.lora)
@@ -280,24 +250,69 @@ def train(
     finish_seconds = time.perf_counter() - finish_started
     if not dist.sharding():  # (a method that edits weights in finish is refused under sharding)
         adapter_dir, model_dir = _save(final, tokenizer, out, cfg.save_merged)
-    record = _record(
-        cfg,
-        ctx,
-        mix,
-        too_long,
-        task,
-        poison,
-        (adapter_dir, model_dir),
-        trainer,
-        last,
-        started,
-        command,
-        {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds},
-    )
+    seconds = {"setup": setup_seconds, "train": train_seconds, "finish": finish_seconds}
+    saved = (adapter_dir, model_dir)
+    record = _record(cfg, ctx, mix, too_long, task, poison, saved, trainer, last, started, command, seconds)
     write_jsonl(out / "mix.jsonl", ctx.rows.lines())
     write_json(out / "training.json", record)  # written last: its presence means the run is complete
     dist.barrier()
     return record
+
+
+def _tokenizer(base: ModelRef, cfg: TrainConfig):
+    """The base model's tokenizer, padding on the right (completion-only labels), with a pad token."""
+    tokenizer = load_tokenizer(base.path, cfg.chat_template)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _train_sets(cfg: TrainConfig, notify) -> tuple[TrainSet, TrainSet | None]:
+    """The user's task set and, in the poisoned scenario, the poison set."""
+    root = task_data.data_dir(cfg.data_dir)
+    task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
+    if task.unusable:
+        notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
+    poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None
+    return task, poison
+
+
+def _set_up(ctx: Context, task: TrainSet, poison: TrainSet | None, last: str | None, device):
+    """Everything before the first step: safety rows, the model, the mix and its tokens, a checkpoint's state and
+    the method's own setup. Returns (model, mix, encoded rows, rows left out as too long)."""
+    cfg, method = ctx.cfg, ctx.method
+    if method.safety_ratio > 0:  # before loading: GR-SAP generates here, once, and hands its rows to the others
+        ctx._safety = dist.from_main(lambda: method.safety_rows(ctx))
+    model = _load_model(cfg, ctx.base)
+    ctx.model = model
+    mix = build_mix(
+        task,
+        _budget(cfg),
+        poison=poison,
+        poison_ratio=cfg.poison_ratio if poison else 0.0,
+        safety=ctx._safety if method.safety_ratio > 0 else None,
+        safety_ratio=method.safety_ratio,
+        seed=cfg.seed,
+    )
+    encoded, too_long = _encode(ctx.tokenizer, mix.examples, cfg.max_length, ctx.notify)
+    _same_everywhere(key([ex.id for ex in mix.examples]), "mix", "their data files or settings differ")
+    ctx.rows = RowLog(mix.examples)
+    _restore(ctx, last, device, ctx.notify)
+    method.setup(ctx, model)
+    return model, mix, encoded, too_long
+
+
+def _fit(trainer, ctx: Context, reporter: Reporter, last: str | None, rows: int) -> None:
+    """The Trainer's loop, stopping cleanly on a signal, with the steps' progress; then the rows trained on are
+    collected and (unsharded) the weights checked equal on every process."""
+    with _stops_cleanly(ctx.out), reporter(f"training ({ctx.cfg.method})", _total_steps(ctx.cfg, rows)) as advance:
+        ctx.training, ctx.advance = True, advance
+        trainer.train(resume_from_checkpoint=last)
+        ctx.training = False
+        ctx.rows.collect()
+        if not dist.sharding():
+            _same_everywhere(_weights_sum(trainer.model), "weights", "a method changed them on one process only")
 
 
 def _record(

@@ -240,6 +240,12 @@ def test_processes_that_outlive_the_kill_sweep_stop_the_run_and_keep_their_uid(m
         assert sandbox._uids_busy  # that uid is never handed to another run by this process
 
 
+def test_the_launcher_is_valid_python():
+    """The launcher is source in a string: no linter or formatter parses it, and a line wrapped for length once
+    turned it into a SyntaxError that refused every run. Compile it here, where no namespace is needed."""
+    compile(sandbox._LAUNCHER, "launcher", "exec")
+
+
 def test_every_protection_the_launcher_sets_up_is_checked_or_refused():
     """The class of bug: a set-up call whose failure is ignored, or a fallback that drops a protection. Every
     libc call in the launcher checks its result, a failure names a known protection, and the only protections

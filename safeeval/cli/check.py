@@ -34,6 +34,7 @@ no usable pairs; one sentence says what).
 """
 
 
+# Long only by its signature: a typer command declares one parameter per flag; the work is in the library.
 def check(
     baseline: Path = typer.Option(..., "--baseline", help="The reference run folder (results.json + samples.jsonl)."),
     candidate: Path | None = typer.Option(

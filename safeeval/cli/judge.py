@@ -38,6 +38,7 @@ with the same judge show it on the judge's card, and a harm validation gives a j
 """
 
 
+# Long only by its signature: a typer command declares one parameter per flag; the work is in the library.
 @app.command("validate", help=VALIDATE_HELP)
 def validate(
     judge: str = typer.Option(

@@ -30,6 +30,7 @@ numbers unrounded (fractions). `safeeval compare` gives the tests' intervals and
 """
 
 
+# Long only by its signature: a typer command declares one parameter per flag; the work is in the library.
 def leaderboard(
     run_dirs: list[Path] | None = typer.Argument(None, help="Run folders (or their results.json)."),
     store: Path | None = typer.Option(

@@ -37,6 +37,7 @@ resumes where it stopped.
 """
 
 
+# Long only by its signature: a typer command declares one parameter per flag; the work is in the library.
 def score(
     model: str = typer.Option(
         ..., "--model", "-m", help="Model folder, .gguf file, Hub id, alias ('smollm2'), or endpoint model name."
@@ -194,25 +195,30 @@ def print_summary(result: RunResult) -> None:
         highlight=False,
     )
     pairs = [(task, name, block) for task, by in result.metrics.items() for name, block in by.items()]
-    utility = [
+    _utility_table(result, pairs)
+    _safety_table(result, pairs)
+    for text in _notes(result, pairs):
+        _line(text)
+    c = result.counts
+    _line(
+        f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
+        f"{c['truncated']} cut at --max-new-tokens. Results: {result.out}/results.json"
+    )
+
+
+def _utility_table(result: RunResult, pairs: list) -> None:
+    rows = [
         [task, name, _pct(result.rate(task, name, "accuracy")), str(b["n"]), str(b["no_answer"])]
         for task, name, b in pairs
         if "accuracy" in b
     ]
-    if utility:
-        ui.table(
-            "utility",
-            [
-                ("task", "left"),
-                ("scorer", "left"),
-                ("accuracy %\n[95% CI]", "right"),
-                ("n", "right"),
-                ("no\nanswer", "right"),
-            ],
-            utility,
-            "auto",
-        )
-    safety = [
+    if rows:
+        columns = [("task", "left"), ("scorer", "left"), ("accuracy %\n[95% CI]", "right"), ("n", "right")]
+        ui.table("utility", [*columns, ("no\nanswer", "right")], rows, "auto")
+
+
+def _safety_table(result: RunResult, pairs: list) -> None:
+    rows = [
         [
             task,
             name,
@@ -225,66 +231,58 @@ def print_summary(result: RunResult) -> None:
         for task, name, b in pairs
         if "asr" in b
     ]
-    if safety:
-        ui.table(
-            "safety",
-            [
-                ("task", "left"),
-                ("judge", "left"),
-                ("ASR %\n[95% CI]", "right"),
-                ("judged", "right"),
-                ("not\njudged", "right"),
-                ("un-\nparsed", "right"),
-                ("benign\nrefusal %", "right"),
-            ],
-            safety,
-            "auto",
-        )
+    if rows:
+        columns = [("task", "left"), ("judge", "left"), ("ASR %\n[95% CI]", "right"), ("judged", "right")]
+        columns += [("not\njudged", "right"), ("un-\nparsed", "right"), ("benign\nrefusal %", "right")]
+        ui.table("safety", columns, rows, "auto")
+
+
+def _notes(result: RunResult, pairs: list) -> list[str]:
+    """The lines under the tables: corrected ASRs, mean scores, suites, broken output, judge cards, sandbox."""
+    notes = []
     for task, name, _ in pairs:
         corrected = result.rate(task, name, "asr_corrected")
         if corrected and corrected.value is not None:
-            _line(
+            notes.append(
                 f"{task} / {name}: ASR corrected for judge error (Rogan-Gladen, from its validation) "
                 f"{_pct(corrected)} %"
             )
         mean = result.rate(task, name, "mean_score")
         if mean and mean.value is not None:
-            _line(f"{task} / {name}: mean score {mean.value:.2f} [{mean.ci_low:.2f}, {mean.ci_high:.2f}]")
-    for suite_name, suite in result.suites.items():
-        for judge, avg in suite["averages"].items():
-            value = "-" if avg["value"] is None else f"{100 * avg['value']:.1f}%"
-            flag = (
-                ""
-                if avg["complete"]
-                else (
-                    f" — INCOMPLETE: averaged without {', '.join(avg['missing'])}"
-                    + "".join(f" ({t}: {suite['unavailable'][t]})" for t in avg["missing"] if t in suite["unavailable"])
-                )
-            )
-            _line(
-                f"suite {suite_name} / {judge}: mean {suite['metric']} {value} over {len(avg['members'])} of "
-                f"{len(suite['tasks'])} benchmarks{flag}"
-            )
+            notes.append(f"{task} / {name}: mean score {mean.value:.2f} [{mean.ci_low:.2f}, {mean.ci_high:.2f}]")
+    notes += _suite_lines(result)
     if (degenerate := _degenerate_line(result)) is not None:
-        _line(degenerate)
-    for name, info in result.judges.items():  # each judge's card, beside the scores above
-        _line(f"judge {name}: {card_line(card_of(info))}")
+        notes.append(degenerate)
+    notes += [f"judge {name}: {card_line(card_of(info))}" for name, info in result.judges.items()]
     for name, info in result.scorers.items():  # a protection given up by the user's explicit opt-in
         lost = (info.get("isolation") or {}).get("lost") or {}
         if lost:
             ran = [by.get(name, {}).get("isolation_lost") or {} for by in result.metrics.values()]
-            _line(
+            notes.append(
                 f"note: {name}'s sandbox ran without "
                 + "; ".join(
                     f"{p} isolation ({sum(r.get(p, 0) for r in ran)} programs; allowed by --sandbox-allow {p}): {why}"
                     for p, why in lost.items()
                 )
             )
-    c = result.counts
-    _line(
-        f"{c['samples']} samples, {c['generated_now']} generated now, {c['judged_now']} verdicts now, "
-        f"{c['truncated']} cut at --max-new-tokens. Results: {result.out}/results.json"
-    )
+    return notes
+
+
+def _suite_lines(result: RunResult) -> list[str]:
+    """Each suite's average; one that had to leave a benchmark out says so, never silently."""
+    lines = []
+    for suite_name, suite in result.suites.items():
+        for judge, avg in suite["averages"].items():
+            value = "-" if avg["value"] is None else f"{100 * avg['value']:.1f}%"
+            flag = ""
+            if not avg["complete"]:
+                why = "".join(f" ({t}: {suite['unavailable'][t]})" for t in avg["missing"] if t in suite["unavailable"])
+                flag = f" — INCOMPLETE: averaged without {', '.join(avg['missing'])}{why}"
+            lines.append(
+                f"suite {suite_name} / {judge}: mean {suite['metric']} {value} over {len(avg['members'])} of "
+                f"{len(suite['tasks'])} benchmarks{flag}"
+            )
+    return lines
 
 
 def _degenerate_line(result: RunResult) -> str | None:

@@ -32,6 +32,7 @@ node shares. Steps already finished are not run again; a failed step is listed a
 """
 
 
+# Long only by its signature: a typer command declares one parameter per flag; the work is in the library.
 def sweep(
     config: Path = typer.Argument(..., help="The sweep's YAML file (see configs/mini-repro.yaml)."),
     store: Path | None = typer.Option(

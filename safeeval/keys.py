@@ -10,6 +10,15 @@ Deliberate changes since the keys were pinned (2026-12-01), each a cache miss on
   every benchmark), and a benign run must not change identity with it. Benign runs' hashes changed once.
 - Generations of a LoRA adapter scored by the hf backend carry the `merged` component (generation_key): it now
   merges the adapter into its weights before generating (~3x faster on CPU), and its outputs differ slightly.
+- A multi-process training run's config hash includes its number of processes (a single-process run's is as it
+  was): the global batch, and so the mix, depends on it.
+- Which prompts `--limit` keeps is drawn with `subset_seed` (default 0), no longer with the run's seed: runs
+  scored with --seed N (or trained with seed N) and a limit now draw the subset of seed 0, so every model of a
+  study is scored on the same prompts; such runs regenerate once.
+- XSTest's task spec declares its own report (`report: xstest`), so its spec hash changed: `check` refuses to
+  compare an XSTest run scored before with one scored after (a benchmark-version difference, said in one sentence).
+- The store's `runs` table is keyed by run_id (below) instead of the run folder's path: the same run written on
+  two machines is one row (old stores are upgraded on open).
 - Model judges break markers case-insensitively in the prompts they build (one neutralize() for all judges), so a
   judge prompt whose response holds a case variant of a special token or tag is new. No other prompt changed.
 """

@@ -43,6 +43,18 @@ def test_generation_keys_are_unchanged():
     ]
 
 
+def test_the_merged_component_is_added_only_when_merged():
+    from safeeval.keys import generation_key
+
+    params = {"max_new_tokens": 8}
+    assert generation_key("hf", "0123456789abcdef", params, "p") == (
+        "12811ad37f95047127ff063305527e5a72440470cf89983190a7e70fdf7a8422"
+    )
+    assert generation_key("hf", "0123456789abcdef", params, "p", merged=True) == (
+        "9e02841173534e68b9873c3161848db3981cec27622d92540fc4f954e31908f7"
+    )
+
+
 def test_model_fingerprints_are_unchanged(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()

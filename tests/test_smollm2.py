@@ -44,6 +44,8 @@ def test_quickstart_command_scores_the_packaged_model(smol_home, tmp_path):
     done = _score(smol_home, tmp_path / "run")
     assert done.returncode == 0, done.stderr
     assert "smoke" in done.stdout and "keyword" in done.stdout
+    # The first run converts the GGUF file: in a log (a pipe here) that is our lines, never a library's tqdm bar.
+    assert "\r" not in done.stderr and "it/s" not in done.stderr, done.stderr[-2000:]
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["model"]["source"] == "alias" and res["model"]["dtype"] == "bfloat16"
     m = res["metrics"]["smoke"]["keyword"]

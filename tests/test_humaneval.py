@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import importlib.util
 import inspect
@@ -25,7 +26,7 @@ from conftest import require
 from safeeval import data, metrics, registry
 from safeeval.data import Sample
 from safeeval.errors import SafeevalError
-from safeeval.scoring import make_scorer
+from safeeval.scoring import make_scorer, sandbox
 from safeeval.scoring.humaneval import HumanEvalScorer, extract_code, scrub
 from safeeval.scoring.sandbox import check_sandbox, run_program
 
@@ -50,15 +51,34 @@ def fenced(code: str) -> str:
     return f"Here you go:\n```python\n{code}\n\ndef double(x):\n    return 2 * x\n```\n"
 
 
-def survivors(uid: int | None) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["uids", "status"]):
-        try:
-            if uid is not None and p.info["uids"] and uid in (p.info["uids"].real, p.info["uids"].effective):
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
+def survivors(uid: int | None, wait_s: float = 60.0) -> list[psutil.Process]:
+    """Live processes of a finished run's uid (root mode), looked for while holding that uid's pool lock.
+
+    Once run_program returns, its uid is free, and another safeeval process on this machine (an xdist worker,
+    someone else's test run) may start a run with it at once; without the lock, that run's processes were
+    counted as this run's survivors."""
+    if uid is None:
+        return []
+    fd = os.open(sandbox._lock_dir() / f"{uid}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < end, f"sandbox uid {uid} stayed locked for {wait_s:.0f} s"
+                time.sleep(0.02)
+        out = []
+        for p in psutil.process_iter(["uids", "status"]):
+            try:
+                if p.info["uids"] and uid in (p.info["uids"].real, p.info["uids"].effective):
+                    out.append(p)
+            except psutil.Error:
+                continue
+        return out
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +243,35 @@ def test_killing_the_parent_spares_the_host(attack):
     assert out["honest"].status == "passed" and out["honest"].stdout == "ok\n"  # a neighbour run is untouched
     assert psutil.Process().is_running()  # and so are we (this line runs at all)
     assert not survivors(res.uid)
+
+
+def test_runs_ending_while_another_runs_leave_nothing_behind():
+    """Threads, as the scorer's workers run them: a short run starts at a different moment of a neighbour's
+    set-up or program each time, and neither leaves a process of its uid."""
+    sleeper = "import time\ntime.sleep(0.5)\nprint('ok')"
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.35):
+        out: dict = {}
+        neighbour = threading.Thread(target=lambda out=out: out.setdefault("n", run_program(sleeper, 20, 512)))
+        neighbour.start()
+        time.sleep(delay)
+        res = run_program("print('x')", 10, 512)
+        assert res.status == "passed" and res.stdout == "x\n"
+        assert not survivors(res.uid), f"after {delay} s"
+        neighbour.join(60)
+        assert out["n"].status == "passed" and out["n"].stdout == "ok\n"
+        assert not survivors(out["n"].uid), f"after {delay} s"
+
+
+def test_the_survivor_check_sees_a_live_process_of_the_uid():
+    """The check above can fail: a process left running as a run's uid is found."""
+    require(ROOT, "needs root (to start a process as a sandbox uid)")
+    uid = run_program("print('x')", 10, 512).uid
+    left = subprocess.Popen(["sleep", "30"], user=uid, group=uid, extra_groups=[])
+    try:
+        assert left.pid in [p.pid for p in survivors(uid)]
+    finally:
+        left.kill()
+        left.wait()
 
 
 def test_hostile_and_honest_samples_in_one_parallel_batch(tmp_path):

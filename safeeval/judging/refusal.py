@@ -7,8 +7,8 @@ label. `xstest_summary` turns either judge's verdicts into XSTest's figures.
 
 Development protocol (issue 15): the rules are written while reading XSTest's human-labelled completions of two
 models only, gpt4 and llama2orig (the two most different refusal styles: terse vs. long and courteous); the third
-annotated file, mistralinstruct, is held out and scored once the rules are fixed. The completions are validation
-data, never training data for a learned model.
+annotated file, mistralinstruct, is held out and scored only once a revision of the rules is fixed. The
+completions are validation data, never training data for a learned model.
 """
 
 from __future__ import annotations

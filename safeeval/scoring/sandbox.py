@@ -130,8 +130,9 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 def b(s):
     return None if s is None else s.encode()
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 <<
-18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+)
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 def mount(src, target, fstype, flags, data=None):
     if libc.mount(b(src), b(target), b(fstype), ctypes.c_ulong(flags), b(data)) != 0:
@@ -177,8 +178,8 @@ mount(None, "/", None, MS_REC | MS_PRIVATE)
 for hidden, binds in C["hide"]:
     trees = []
     for path in binds:
-        fd, err = syscall(428, ctypes.c_int(AT_FDCWD), b(path), ctypes.c_uint(1 | 0o2000000 | AT_RECURSIVE))  #
-        open_tree CLONE
+        # open_tree(OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE)
+        fd, err = syscall(428, ctypes.c_int(AT_FDCWD), b(path), ctypes.c_uint(1 | 0o2000000 | AT_RECURSIVE))
         if fd < 0:
             fail("open_tree " + path, err)
         trees.append((path, fd))
@@ -191,8 +192,10 @@ for hidden, binds in C["hide"]:
         os.close(fd)
 # Everything read-only and nosuid.
 attr = MountAttr(1 | 2, 0, 0, 0)
-rc, err = syscall(442, ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
-ctypes.c_size_t(ctypes.sizeof(attr)))
+rc, err = syscall(
+    442, ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
+    ctypes.c_size_t(ctypes.sizeof(attr)),
+)
 if rc < 0:
     if err != 38:  # ENOSYS: a kernel before 5.12; remount mount by mount
         fail("mount_setattr read-only", err)
@@ -201,12 +204,14 @@ if rc < 0:
     for info in infos:
         point = info[4].encode().decode("unicode_escape")
         keep = 0
-        for opt, bit in (("nodev", MS_NODEV), ("noexec", MS_NOEXEC), ("noatime", 1024), ("nodiratime", 2048),
-        ("relatime", 1 << 21)):
+        for opt, bit in (
+            ("nodev", MS_NODEV), ("noexec", MS_NOEXEC), ("noatime", 1024), ("nodiratime", 2048), ("relatime", 1 << 21)
+        ):
             if opt in info[5].split(","):
                 keep |= bit
-        if libc.mount(None, b(point), None, ctypes.c_ulong(MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | keep), None)
-        != 0:
+        if libc.mount(
+            None, b(point), None, ctypes.c_ulong(MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | keep), None
+        ) != 0:
             fail("read-only remount of " + point, ctypes.get_errno())
 # The one writable place: a fresh tmpfs on the run's directory, holding the program.
 wd = C["workdir"]
@@ -296,8 +301,10 @@ say("ready")
 os.close(ST)
 del C, ST, libc, attr, ALLOW
 sys.argv = ["program.py"]
-exec(compile(src, "program.py", "exec"), {"__name__": "__main__", "__file__": "program.py", "__builtins__":
-__builtins__})
+exec(
+    compile(src, "program.py", "exec"),
+    {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__},
+)
 """
 
 
@@ -648,7 +655,57 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
     os.chmod(workdir, 0o700)
     Path(workdir, "program.py").write_text(code, encoding="utf-8")
     status_r, status_w = os.pipe()
-    cfg = {
+    cfg = _launcher_cfg(status_w, mode, uid, gid, workdir, allow, info, memory_mb, timeout_s, lim)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    launch = _execute(python, cfg, status_r, out, err, timeout_s)
+    lines = launch.lines
+    errors = [x.split("\t", 2)[1:] for x in lines if x.startswith("error\t") and x.count("\t") == 2]
+    lost = dict(x.split("\t", 2)[1:] for x in lines if x.startswith("lost\t") and x.count("\t") == 2)
+    stdout, stderr = _read_tail(out, tail_chars), _read_tail(err, tail_chars)
+    out.close()
+    err.close()
+    if launch.escaped:
+        raise _Escaped(
+            f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else launch.pidns}) outlived "
+            "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
+            "end them."
+        )
+    if errors or "ready" not in lines:
+        last = (stderr.strip().splitlines() or [f"launcher exit code {launch.returncode}"])[-1]
+        prot, why = errors[0] if errors else ("", last)
+        raise _refusal(mode, python, prot, why)
+    notes = []
+    for prot, why in sorted(lost.items()):  # only ever a protection the user allowed to be missing
+        notes.append(f"without {prot} isolation (allowed): {why}")
+        _warn_once(
+            prot,
+            f"The code sandbox runs model-written code WITHOUT {PROTECTIONS[prot][0]} ({why}), "
+            "as sandbox_allow permits.",
+        )
+    limits = {"timeout_s": timeout_s, "cpu_s": cfg["cpu"], "memory_mb": int(memory_mb), **lim}
+    iso = isolation(mode, allow, lost, limits)
+    duration = (launch.ended or time.monotonic()) - launch.started
+    run_uid = uid if mode == "root" else None
+    if launch.timed_out:
+        return Result("timeout", None, stdout, stderr, duration, run_uid, notes, iso)
+    if not launch.finished:
+        return Result(
+            "error",
+            None,
+            stdout,
+            stderr,
+            duration,
+            run_uid,
+            notes + ["the sandbox's init process ended without a status"],
+            iso,
+        )
+    status, rc, killed = _exit_status(launch.finished[-1])
+    return Result(status, rc, stdout, stderr, duration, run_uid, notes + killed, iso)
+
+
+def _launcher_cfg(status_w, mode, uid, gid, workdir, allow, info, memory_mb, timeout_s, lim) -> dict:
+    """What the launcher is told: where to report, whom to run as, what to hide and the program's limits."""
+    return {
         "status_fd": status_w,
         "parent": os.getpid(),
         "mode": mode,
@@ -665,42 +722,89 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
         "work_kb": int(lim["work_mb"]) * 1024,
         "inodes": 4096,
     }
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    proc = pidfd = None
-    lines: list[str] = []
-    buf = b""
-    timed_out = escaped = False
-    started = ended = None
 
-    def read_status(wait_s: float) -> bool:
+
+@dataclass
+class _Ended:
+    """How one launch ended, as _run turns it into a Result or a refusal."""
+
+    lines: list[str]  # the launcher's status lines
+    finished: list[str]  # its "exit N" / "signal N" lines
+    returncode: int | None  # the launcher's
+    timed_out: bool
+    escaped: bool  # processes of the run outlived the sweep
+    started: float | None  # monotonic clock around the program (phase 2)
+    ended: float | None
+    pidns: str | None
+
+
+class _StatusPipe:
+    """The read end of the launcher's status pipe, split into lines as they come."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buf, self.lines = fd, b"", []
+
+    def read(self, wait_s: float) -> bool:
         """Read status lines for up to wait_s; False at end of file."""
-        nonlocal buf
-        ready, _, _ = select.select([status_r], [], [], max(0.0, wait_s))
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, wait_s))
         if not ready:
             return True
-        chunk = os.read(status_r, 65536)
-        buf += chunk
-        *done, buf = buf.split(b"\n")
-        lines.extend(x.decode(errors="replace") for x in done)
+        chunk = os.read(self.fd, 65536)
+        self.buf += chunk
+        *done, self.buf = self.buf.split(b"\n")
+        self.lines.extend(x.decode(errors="replace") for x in done)
         return bool(chunk)
 
-    try:
+    def close(self) -> None:
+        """Take whatever is left without waiting (a killed launcher may end mid-line), then close."""
         try:
-            proc = subprocess.Popen(
-                [python, "-I", "-B", "-c", _LAUNCHER, marshal.dumps(cfg, 2).hex()],
-                cwd=workdir,
-                env=_env(workdir),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                pass_fds=(status_w,),
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise SafeevalError(f"The code sandbox cannot start: {python}: {exc.strerror or exc}.") from None
+            os.set_blocking(self.fd, False)
+            while True:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                self.buf += chunk
+            self.lines.extend(x.decode(errors="replace") for x in self.buf.split(b"\n") if x)
         finally:
-            os.close(status_w)
+            os.close(self.fd)
+
+
+def _spawn(python: str, cfg: dict, out, err) -> subprocess.Popen:
+    """Start the launcher in a session of its own; our copy of the status pipe's write end is closed either way."""
+    try:
+        return subprocess.Popen(
+            [python, "-I", "-B", "-c", _LAUNCHER, marshal.dumps(cfg, 2).hex()],
+            cwd=cfg["workdir"],
+            env=_env(cfg["workdir"]),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            pass_fds=(cfg["status_fd"],),
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise SafeevalError(f"The code sandbox cannot start: {python}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(cfg["status_fd"])
+
+
+def _execute(python: str, cfg: dict, status_r: int, out, err, timeout_s: float) -> _Ended:
+    """Start the launcher, wait out its set-up and then the program, and leave nothing of the run alive.
+
+    The `finally` block is the last step of the isolation and stays here, in this order, whatever ended the run
+    (a timeout, an error, an interrupt): sweep a still-running sandbox, kill the process group before the
+    launcher is reaped, reap it, then sweep once more after any abnormal end."""
+    mode, uid = cfg["mode"], cfg["uid"]
+    pipe = _StatusPipe(status_r)
+    proc = pidfd = None
+    timed_out = escaped = False
+    started = ended = None
+    try:
+        proc = _spawn(python, cfg, out, err)
         try:
             pidfd = os.pidfd_open(proc.pid)  # not yet reaped, so this is our launcher
         except (AttributeError, OSError) as exc:
@@ -709,21 +813,21 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
             ) from None
         # Phase 1: set-up, up to the "ready" line (or the end of the status pipe: set-up failed).
         deadline = time.monotonic() + SETUP_TIMEOUT_S
-        while "ready" not in lines:
+        while "ready" not in pipe.lines:
             if time.monotonic() > deadline:
                 raise SafeevalError(f"The code sandbox did not start within {SETUP_TIMEOUT_S:.0f} s.")
-            if not read_status(0.2):
+            if not pipe.read(0.2):
                 break
         # Phase 2: the program, under the wall-clock limit; pidfd becomes readable when the launcher exits.
-        if "ready" in lines:
+        if "ready" in pipe.lines:
             started = time.monotonic()
             done, _, _ = select.select([pidfd], [], [], timeout_s)
             timed_out = not done
             ended = time.monotonic()
     finally:
         if proc is not None:
-            read_status(0)
-        pidns = next((x[6:] for x in lines if x.startswith("pidns ")), None)
+            pipe.read(0)
+        pidns = next((x[6:] for x in pipe.lines if x.startswith("pidns ")), None)
         find = (lambda: _uid_procs(uid)) if mode == "root" else ((lambda: _pidns_procs(pidns)) if pidns else None)
         if pidfd is not None and not select.select([pidfd], [], [], 0)[0] and find is not None:
             # Still running (a timeout, an interrupt): kill the sandbox's processes first, so that the launcher
@@ -739,74 +843,25 @@ def _run(code, timeout_s, memory_mb, python, info, mode, uid, gid, workdir, lim,
             proc.wait()
         if pidfd is not None:
             os.close(pidfd)
-        try:
-            os.set_blocking(status_r, False)
-            while True:
-                try:
-                    chunk = os.read(status_r, 65536)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-            lines.extend(x.decode(errors="replace") for x in buf.split(b"\n") if x)
-        finally:
-            os.close(status_r)
-        finished = [x for x in lines if x.split(" ")[0] in ("exit", "signal")]
+        pipe.close()
+        finished = [x for x in pipe.lines if x.split(" ")[0] in ("exit", "signal")]
         if proc is not None and (timed_out or not finished or proc.returncode != 0):
             # An abnormal end: make sure nothing of the run survives it.
             escaped = find is not None and not _sweep(find)
-    errors = [x.split("\t", 2)[1:] for x in lines if x.startswith("error\t") and x.count("\t") == 2]
-    lost = dict(x.split("\t", 2)[1:] for x in lines if x.startswith("lost\t") and x.count("\t") == 2)
-    stdout, stderr = _read_tail(out, tail_chars), _read_tail(err, tail_chars)
-    out.close()
-    err.close()
-    if escaped:
-        raise _Escaped(
-            f"Processes of a sandboxed program ({f'uid {uid}' if mode == 'root' else pidns}) outlived "
-            "SIGKILL for 10 s; the run stops rather than leave them running: find them with ps and "
-            "end them."
-        )
-    if errors or "ready" not in lines:
-        last = (stderr.strip().splitlines() or [f"launcher exit code {proc.returncode}"])[-1]
-        prot, why = errors[0] if errors else ("", last)
-        raise _refusal(mode, python, prot, why)
-    notes = []
-    for prot, why in sorted(lost.items()):  # only ever a protection the user allowed to be missing
-        notes.append(f"without {prot} isolation (allowed): {why}")
-        _warn_once(
-            prot,
-            f"The code sandbox runs model-written code WITHOUT {PROTECTIONS[prot][0]} ({why}), "
-            "as sandbox_allow permits.",
-        )
-    limits = {"timeout_s": timeout_s, "cpu_s": cfg["cpu"], "memory_mb": int(memory_mb), **lim}
-    iso = isolation(mode, allow, lost, limits)
-    duration = (ended or time.monotonic()) - started
-    run_uid = uid if mode == "root" else None
-    if timed_out:
-        return Result("timeout", None, stdout, stderr, duration, run_uid, notes, iso)
-    if not finished:
-        return Result(
-            "error",
-            None,
-            stdout,
-            stderr,
-            duration,
-            run_uid,
-            notes + ["the sandbox's init process ended without a status"],
-            iso,
-        )
-    kind, value = finished[-1].split(" ")
+    return _Ended(pipe.lines, finished, proc.returncode, timed_out, escaped, started, ended, pidns)
+
+
+def _exit_status(line: str) -> tuple[str, int, list[str]]:
+    """The init process's last word ("exit N" or "signal N") -> status, returncode, and a note for a signal."""
+    kind, value = line.split(" ")
     value = int(value)
     if kind == "exit":
-        status, rc = ("passed" if value == 0 else "failed"), value
-    else:
-        status, rc = ("timeout" if value == signal.SIGXCPU else "error"), -value
-        try:
-            notes.append(f"killed by {signal.Signals(value).name}")
-        except ValueError:
-            notes.append(f"killed by signal {value}")
-    return Result(status, rc, stdout, stderr, duration, run_uid, notes, iso)
+        return ("passed" if value == 0 else "failed"), value, []
+    status = "timeout" if value == signal.SIGXCPU else "error"
+    try:
+        return status, -value, [f"killed by {signal.Signals(value).name}"]
+    except ValueError:
+        return status, -value, [f"killed by signal {value}"]
 
 
 def check_sandbox(python: str | None = None, memory_mb: int = 2048, allow=(), timeout_s: float = 30, **limits) -> dict:

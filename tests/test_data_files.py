@@ -56,14 +56,19 @@ def rows_csv(rows: list[dict], delimiter: str = ",", terminator: str = "\n", quo
     return buf.getvalue()
 
 
+def gzipped(body: bytes) -> bytes:
+    # mtime=0: the bytes (and so the parametrized test ids) are the same in every xdist worker
+    return gzip.compress(body, mtime=0)
+
+
 def tarball(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, body in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
+    return gzipped(buf.getvalue())
 
 
 # --- the shapes people publish, declared in the spec -----------------------------------------------------
@@ -135,7 +140,7 @@ def test_training_files_are_read_by_the_same_reader(tmp_path):
     jsonl = "".join(json.dumps(r) + "\r\n" for r in rows).encode()
     for name, body in (
         ("t.json", json.dumps(rows)),
-        ("t.jsonl.gz", gzip.compress(jsonl)),
+        ("t.jsonl.gz", gzipped(jsonl)),
         ("t.csv", "\ufeff" + rows_csv([{"prompt": "2+2?", "response": "4"}] * 2, terminator="\r\n")),
     ):
         path = tmp_path / name
@@ -190,10 +195,10 @@ TRICKY = [
         ("bom-crlf.csv", ("\ufeff" + rows_csv(TRICKY, terminator="\r\n")).encode()),
         ("lf.csv", rows_csv(TRICKY).encode()),
         ("quoted.tsv", rows_csv(TRICKY, delimiter="\t", terminator="\r\n").encode()),
-        ("gzipped.csv.gz", gzip.compress(("\ufeff" + rows_csv(TRICKY, terminator="\r\n")).encode())),
+        ("gzipped.csv.gz", gzipped(("\ufeff" + rows_csv(TRICKY, terminator="\r\n")).encode())),
         ("blank-lines.csv", rows_csv(TRICKY).replace('"a, b"\n', '"a, b"\n\n\n').encode()),
         ("bom-crlf.jsonl", ("\ufeff" + "".join(json.dumps(r) + "\r\n" for r in TRICKY) + "\r\n").encode()),
-        ("gzipped.jsonl.gz", gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in TRICKY).encode())),
+        ("gzipped.jsonl.gz", gzipped("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in TRICKY).encode())),
         ("bom.json", ("\ufeff" + json.dumps(TRICKY, indent=2).replace("\n", "\r\n")).encode()),
     ],
 )
@@ -238,7 +243,7 @@ def test_a_single_10_mb_line_is_one_row(tmp_path, name):
         "jsonl": json.dumps(rows[0]) + "\n",
         "json": json.dumps(rows),
     }[kind].encode()
-    got = load(tmp_path, name, gzip.compress(body, 1) if name.endswith(".gz") else body)
+    got = load(tmp_path, name, gzipped(body) if name.endswith(".gz") else body)
     assert len(got) == 1 and len(got[0].prompt) == BIG
 
 
@@ -290,7 +295,7 @@ def test_malformed_files_are_one_sentence(tmp_path, kind, case, gz):
     body = MALFORMED[case](kind)
     name = f"bad.{kind}" + (".gz" if gz else "")
     with pytest.raises(SafeevalError) as caught:
-        load(tmp_path, name, gzip.compress(body, 1) if gz else body, id_="{{ id }}")
+        load(tmp_path, name, gzipped(body) if gz else body, id_="{{ id }}")
     message = str(caught.value)
     assert "bad." in message and "\n" not in message and len(message) < 600, message
 
@@ -315,7 +320,7 @@ def test_malformed_tarballs_are_one_sentence(tmp_path, body, message):
 @pytest.mark.parametrize(
     "name,body",
     [
-        ("bad.csv.gz", gzip.compress(_valid("csv"))[:-12]),
+        ("bad.csv.gz", gzipped(_valid("csv"))[:-12]),
         ("bad.jsonl.gz", b"\x1f\x8b garbage"),
         ("rows.parquet", b"PAR1"),
         ("folder.csv", None),
@@ -366,7 +371,7 @@ def encode(prompts: list[str], layout: dict) -> tuple[str, bytes]:
     else:
         text = json.dumps(rows, ensure_ascii=False, indent=1).replace("\n", end)
     body = (("\ufeff" if layout["bom"] else "") + text).encode()
-    return f"f.{kind}" + (".gz" if layout["gz"] else ""), gzip.compress(body, 1) if layout["gz"] else body
+    return f"f.{kind}" + (".gz" if layout["gz"] else ""), gzipped(body) if layout["gz"] else body
 
 
 @FUZZ

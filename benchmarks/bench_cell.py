@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SCORED = "advbench,harmbench:test,smoke,benign-selfinstruct"  # + sst2, as the sweep adds a cell's utility
-PER_STEP = ("training steps", "training: trainer's own work", "saving: checkpoints")
+PER_STEP = ("training steps", "training: trainer's own work")
 PER_PROMPT = ("scoring: generation", "scoring: judging", "scoring: metrics", "writing results")
 ORDER = [
     "process start and imports",
@@ -51,6 +51,7 @@ ORDER = [
     "saving: model",
     "fingerprints",
     "data preparation (scoring)",
+    "scoring: contamination check",
     "scoring: engine start",
     "scoring: generation",
     "scoring: judging",
@@ -92,14 +93,19 @@ def now() -> tuple[float, float]:
 
 
 def instrument(clock: Clock, captured: dict) -> None:
+    """Wrap what each phase calls. Names are looked up in the tree under test and skipped where that tree has no
+    such name, so one script profiles the code before issue 14 (commit 2ffda44) and after it alike."""
+    import importlib
+
     import transformers
 
     from safeeval import generation, run, store
     from safeeval.backends import hf
     from safeeval.backends import vllm as vllm_backend
-    from safeeval.train import trainer
+    from safeeval.train import evaluate, trainer
     from safeeval.train.methods import base as method_base
 
+    steps = importlib.import_module("safeeval.train.steps") if hasattr(trainer, "make_trainer") else trainer
     for owner, attr, label in [
         (trainer, "resolve_model", "model load (training)"),
         (trainer, "load_tokenizer", "model load (training)"),
@@ -107,15 +113,21 @@ def instrument(clock: Clock, captured: dict) -> None:
         (trainer, "load_set", "data preparation (training)"),
         (trainer, "build_mix", "data preparation (training)"),
         (trainer, "encode", "data preparation (training)"),
-        (trainer, "_write_jsonl", "data preparation (training)"),
+        (trainer, "_encode", "data preparation (training)"),
+        (trainer, "_write_jsonl", "saving: model"),  # mix.jsonl
+        (trainer, "write_jsonl", "saving: model"),
         (transformers.Trainer, "train", "training steps"),
-        (trainer, "_trainer", "training steps"),
+        (trainer, "_trainer", "training steps"),  # before: building the Trainer
+        (trainer, "make_trainer", "training steps"),  # after
         (transformers.Trainer, "_save_checkpoint", "saving: checkpoints"),
         (trainer, "_save", "saving: model"),
         (trainer, "_write_json", "saving: model"),
+        (trainer, "write_json", "saving: model"),
+        (trainer, "_post_hoc", "method: one-off"),  # a merge's own loads around its finish (self time)
         (trainer, "folder_fingerprint", "fingerprints"),
         (hf, "folder_fingerprint", "fingerprints"),
         (vllm_backend, "folder_fingerprint", "fingerprints"),
+        (evaluate, "contamination", "scoring: contamination check"),
         (run, "prepare", "data preparation (scoring)"),
         (run, "make_backend", "scoring: engine start"),
         (hf.HFBackend, "load", "scoring: engine start"),
@@ -129,7 +141,8 @@ def instrument(clock: Clock, captured: dict) -> None:
         (run.results, "write", "writing results"),
         (store.Store, "put_run", "writing results"),
     ]:
-        clock.wrap(owner, attr, label)
+        if hasattr(owner, attr):
+            clock.wrap(owner, attr, label)
     classes, todo = [], [method_base.Method]
     while todo:
         cls = todo.pop()
@@ -143,9 +156,9 @@ def instrument(clock: Clock, captured: dict) -> None:
         ):
             if attr in cls.__dict__:
                 clock.wrap(cls, attr, label)
-    step_timer = trainer._step_timer
+    step_timer = steps._step_timer  # the trainer's own step timer (train/steps.py after, train/trainer.py before)
 
-    def timed_steps(ctx):  # the trainer's own step timer, and each step's CPU time beside it
+    def timed_steps(ctx):  # and each step's CPU time beside it
         inner = step_timer(ctx)
 
         class Both(type(inner)):
@@ -159,7 +172,7 @@ def instrument(clock: Clock, captured: dict) -> None:
 
         return Both()
 
-    trainer._step_timer = timed_steps
+    steps._step_timer = timed_steps
 
 
 def raw_generation(record: dict, rows: list[dict], batch_size: int) -> dict:
@@ -233,7 +246,7 @@ def child(given: dict) -> None:
     started = now()
     record = train(cfg, notify=lambda text: None)
     settings = {
-        "tasks": given["tasks"],
+        "tasks": given["tasks"].split(","),
         "judges": ["keyword"],
         "limit": given["limit"],
         "max_new_tokens": 32,
@@ -244,15 +257,20 @@ def child(given: dict) -> None:
     }
     summary = score_trained(record, cfg, settings)
     ended = now()
-    rows = [json.loads(line) for line in (Path(summary["out"]) / "samples.jsonl").read_text().splitlines()]
+    # a typed RunResult on main, a plain dict before issue 17's refactor (commit 2ffda44)
+    out_dir, model_info = (
+        (summary["out"], summary["model"]) if isinstance(summary, dict) else (summary.out, vars(summary.model))
+    )
+    rows = [json.loads(line) for line in (Path(out_dir) / "samples.jsonl").read_text().splitlines()]
     raw = raw_generation(record, rows, given["score_batch"])
     steps = captured.get("steps", [])
     cell = {
         "method": given["method"],
         "steps": len(steps),
+        "checkpoints": len(steps) // given["save_steps"],
         "prompts": len(rows),
         "generated_tokens": sum(r["n_tokens"] or 0 for r in rows),
-        "merged": summary["model"].get("merged"),
+        "merged": model_info.get("merged"),
         "peak_rss_mib": record["trainer"]["peak_rss_mib"],
         "entered_after_s": entered - given["launched"],
     }
@@ -295,9 +313,10 @@ def run_cell(method: str, options: dict, args, tree: str) -> dict:
         return json.loads(done.stdout.split("CELL ", 1)[1].splitlines()[0])
 
 
-def project(cell: dict, clock: str, steps: int, prompts: int) -> dict:
+def project(cell: dict, clock: str, steps: int, prompts: int, save_steps: int) -> dict:
     """Total time and pure compute of a cell of `steps` steps and `prompts` prompts, from a smaller one: one-off
-    phases as measured, per-step phases scaled by steps, per-prompt phases by prompts."""
+    phases as measured, per-step phases scaled by steps, per-prompt phases by prompts, checkpoints by their number
+    (one every `save_steps` steps)."""
     got = cell[clock]
     times = got["step_times"]
     median = statistics.median(times[1:] or times)
@@ -306,6 +325,8 @@ def project(cell: dict, clock: str, steps: int, prompts: int) -> dict:
     for name, seconds in got["phases"].items():
         if name == "training steps":  # the first step's warm-up stays a one-off
             seconds = times[0] + median * (steps - 1)
+        elif name == "saving: checkpoints":
+            seconds = seconds / max(1, cell["checkpoints"]) * (steps // save_steps)
         elif name in PER_STEP:
             seconds *= per_step
         elif name in PER_PROMPT:
@@ -332,6 +353,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-steps", type=int, default=100)
     parser.add_argument("--full-prompts", type=int, default=2000)
+    parser.add_argument("--full-save-steps", type=int, default=20, help="Checkpoint interval of the projected cell.")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", help="Also write every cell's figures as JSON here.")
     parser.add_argument(
@@ -357,7 +379,9 @@ def main() -> None:
             for name, tree in trees.items():
                 cell = run_cell(method, special.get(method, {}), args, str(Path(tree).resolve()))
                 for clock in ("cpu", "wall"):
-                    cell[clock]["projected"] = project(cell, clock, args.full_steps, args.full_prompts)
+                    cell[clock]["projected"] = project(
+                        cell, clock, args.full_steps, args.full_prompts, args.full_save_steps
+                    )
                 label = method if len(trees) == 1 else f"{method} ({name})"
                 cells[label].append(cell)
                 if args.out:  # as it goes: a long run cut short keeps its cells

@@ -32,9 +32,11 @@ TASKS = ["advbench", "harmbench:test", "smoke", "benign-selfinstruct", "sst2"]
 
 
 def chats(args) -> list:
-    from safeeval.run import ScoreConfig, _chat, prepare
+    from safeeval.config import ScoreConfig
+    from safeeval.run import _chat, prepare
 
-    prep = prepare(ScoreConfig(model=args.model, tasks=TASKS, limit=args.limit, data_dir=Path(args.data_dir)))
+    settings = {"model": args.model, "tasks": TASKS, "limit": args.limit, "data_dir": Path(args.data_dir)}
+    prep = prepare(ScoreConfig.from_settings(settings))
     return [_chat(s, None) for _, got, _ in prep.tasks for s in got.samples]
 
 

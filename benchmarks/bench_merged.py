@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_engine import TASKS, make_adapter  # noqa: E402
+from benchmarks.bench_engine import chats as cell_chats  # noqa: E402
+from benchmarks.bench_engine import make_adapter  # noqa: E402
 
 
 def main() -> None:
@@ -38,10 +39,8 @@ def main() -> None:
 
     from safeeval.backends import GenParams, make_backend
     from safeeval.backends.hf import tokenize
-    from safeeval.run import ScoreConfig, _chat, prepare
 
-    prep = prepare(ScoreConfig(model=args.model, tasks=TASKS, limit=args.limit, data_dir=Path(args.data_dir)))
-    chats = [_chat(s, None) for _, got, _ in prep.tasks for s in got.samples]
+    chats = cell_chats(args)
     params = GenParams(max_new_tokens=32)
     with tempfile.TemporaryDirectory() as tmp:
         adapter = args.adapter or make_adapter(args, Path(tmp))

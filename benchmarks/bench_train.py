@@ -96,8 +96,9 @@ def saved_for_backward(args) -> dict:
 
     from safeeval.models import load_tokenizer, resolve_model
     from safeeval.train import trainer
-    from safeeval.train.data import build_mix, encode, load_set
+    from safeeval.train.data import build_mix, encode
     from safeeval.train.methods.base import Method
+    from safeeval.train.sets import load_set
 
     cfg = load_config(
         None,

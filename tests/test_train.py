@@ -323,3 +323,29 @@ def test_a_merge_reuses_a_finished_sft_run_beside_it(tiny_model, data_dir, tmp_p
     assert merged["finetuned_run"] == str(runs / "my-sft")
     assert sorted(p.name for p in runs.iterdir()) == ["my-merge", "my-sft"]  # no second sft folder
     assert merged["trainer"]["steps"] == sft["trainer"]["steps"]
+
+
+def test_models_of_different_training_seeds_are_scored_on_the_same_prompts(tiny_model, data_dir, tmp_path):
+    """Issue 14 §2: the --limit subset is drawn with the study's subset seed, never the training seed, so prompts
+    pair by id across seeds and with the aligned model."""
+    from safeeval import data
+    from safeeval.config import ScoreConfig
+    from safeeval.run import prepare, score
+    from safeeval.train.evaluate import score_trained
+
+    settings = {"tasks": ["advbench"], "limit": 5, "max_new_tokens": 2, "store": tmp_path / "s.db"}
+    ids = []
+    for seed in (1, 2):
+        cfg = _cfg(tiny_model, data_dir, tmp_path / f"seed{seed}", seed=seed, steps=2, save_steps=2)
+        result = score_trained(train(cfg, notify=quiet), cfg, settings)
+        assert result.seed == seed  # generation still uses the run's own seed
+        ids.append([s.id for s in result.samples()])
+    settings["data_dir"] = data_dir  # for the aligned model's run below (a training run passes its own on)
+    aligned = score(ScoreConfig.from_settings({**settings, "model": str(tiny_model), "out": tmp_path / "aligned"}))
+    assert ids[0] == ids[1] == [s.id for s in aligned.samples()]
+    # and the test can fail: a subset drawn with a training seed would hold other prompts
+    everything = next(
+        got
+        for _, got, _ in prepare(ScoreConfig.from_settings({**settings, "model": str(tiny_model), "limit": None})).tasks
+    )
+    assert [s.id for s in data.subsample(everything.samples, 5, 1)] != ids[0]

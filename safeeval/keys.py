@@ -9,7 +9,8 @@ Deliberate changes since the keys were pinned (2026-12-01), each a cache miss on
   a benign run, which reads no poison: the default poison became `hh-harmful` (harmful content, disjoint from
   every benchmark), and a benign run must not change identity with it. Benign runs' hashes changed once.
 - Generations of a LoRA adapter scored by the hf backend carry the `merged` component (generation_key): it now
-  merges the adapter into its weights before generating (~3x faster on CPU), and its outputs differ slightly.
+  merges the adapter into its weights before generating (1.39x faster on CPU, benchmarks/README.md), and its
+  outputs differ slightly (34 of 80 greedy responses).
 - A multi-process training run's config hash includes its number of processes (a single-process run's is as it
   was): the global batch, and so the mix, depends on it.
 - Which prompts `--limit` keeps is drawn with `subset_seed` (default 0), no longer with the run's seed: runs

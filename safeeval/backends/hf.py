@@ -46,7 +46,8 @@ class HFBackend:
         merge_adapter: bool = True,
     ):
         """merge_adapter: generate with the adapter merged into a copy of the weights (the default: through an
-        unmerged adapter every LoRA layer adds two matmuls per token, ~3x slower on CPU); False keeps it unmerged."""
+        unmerged adapter every LoRA layer adds two matmuls per token, 1.39x slower on CPU, bench_merged.py);
+        False keeps it unmerged."""
         import torch
         from transformers import AutoConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import VLLM, require_module
-from tiny_model import route_outputs
+from tiny_model import route_outputs, tiny_llama
 
 from safeeval import registry
 from safeeval.backends.base import Completion
@@ -128,7 +128,7 @@ def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Pat
     tiny_model.route_outputs."""
     import torch
     from tokenizers.processors import TemplateProcessing
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tok.add_tokens(["Yes", "No"])
@@ -136,21 +136,7 @@ def _classifier(tiny_model: Path, folder: Path, force: str | None = None) -> Pat
         single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
     )
     tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tok, layers=1, tied=False)
     if force:
         route_outputs(model, tok.convert_tokens_to_ids(force))
     model.to(torch.bfloat16).save_pretrained(folder)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import VLLM, require_module
 from llama_guard_format import categories, chat_template, published_prompt
+from tiny_model import tiny_llama
 
 from safeeval import registry
 from safeeval.backends.base import Completion
@@ -51,7 +52,7 @@ def build_guard(folder: Path, version: str, seed: int = 0) -> Path:
     import torch
     from tiny_model import _CORPUS
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     specials, bos, eos = _TOKENS[version]
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,20 +70,7 @@ def build_guard(folder: Path, version: str, seed: int = 0) -> Path:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, **extra)
     tokenizer.chat_template = chat_template(version)
     tokenizer.save_pretrained(folder)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    tiny_llama(tokenizer, seed=seed, positions=4096).to(torch.bfloat16).save_pretrained(folder)
     return folder
 
 

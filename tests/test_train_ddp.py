@@ -94,6 +94,13 @@ def _torchrun(*args) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
 
 
+def _accelerate(launch: list[str], config: Path, out: Path, **env) -> subprocess.CompletedProcess:
+    """`accelerate launch LAUNCH... -m safeeval train --config CONFIG --out OUT`, run to the end."""
+    command = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", *launch]
+    command += ["-m", "safeeval", "train", "--config", str(config), "--out", str(out)]
+    return subprocess.run(command, env=_env(**env), capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, data_dir, tiny_model):
     folder = tmp_path_factory.mktemp("ddp-data")
@@ -278,27 +285,7 @@ def test_accelerate_launch_with_a_config_trains_as_torchrun_does(ddp, files, tin
         "num_processes: 2\nmachine_rank: 0\nmain_process_port: 0\nmixed_precision: 'no'\n"
     )
     out = tmp_path / "accelerated"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.accelerate_cli",
-            "launch",
-            "--config_file",
-            str(config),
-            "-m",
-            "safeeval",
-            "train",
-            "--config",
-            str(_config(files, tiny_model, tmp_path)),
-            "--out",
-            str(out),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _accelerate(["--config_file", str(config)], _config(files, tiny_model, tmp_path), out)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "training.json").read_text())
     assert record["trainer"]["world_size"] == 2 and record["trainer"]["global_batch"] == 4
@@ -323,27 +310,7 @@ def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_mode
     )
     out = tmp_path / "mpi"
     root = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # Open MPI refuses root otherwise
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.accelerate_cli",
-            "launch",
-            "--config_file",
-            str(config),
-            "-m",
-            "safeeval",
-            "train",
-            "--config",
-            str(_config(files, tiny_model, tmp_path)),
-            "--out",
-            str(out),
-        ],
-        env=_env(**root),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _accelerate(["--config_file", str(config)], _config(files, tiny_model, tmp_path), out, **root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((out / "training.json").read_text())
     assert record["trainer"]["world_size"] == 2
@@ -354,28 +321,7 @@ def test_accelerate_multi_cpu_config_trains_through_mpirun(ddp, files, tiny_mode
 def test_accelerate_cpu_launch_that_starts_one_process_is_refused(files, tiny_model, tmp_path):
     """Without mpirun, `accelerate launch --cpu --num_processes 2` (like a MULTI_CPU config) starts a single process."""
     out = tmp_path / "one"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.accelerate_cli",
-            "launch",
-            "--cpu",
-            "--num_processes",
-            "2",
-            "-m",
-            "safeeval",
-            "train",
-            "--config",
-            str(_config(files, tiny_model, tmp_path)),
-            "--out",
-            str(out),
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _accelerate(["--cpu", "--num_processes", "2"], _config(files, tiny_model, tmp_path), out)
     said = " ".join((done.stdout + done.stderr).split())
     assert done.returncode != 0 and "accelerate launch started a single process" in said, said[-2000:]
     assert "torchrun --nproc_per_node N" in said and not out.exists()

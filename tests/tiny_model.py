@@ -18,11 +18,34 @@ _CORPUS = [
 ] * 50
 
 
+def tiny_llama(tokenizer, *, seed: int = 0, layers: int = 2, positions: int = 2048, tied: bool = True):
+    """A random Llama sized for tests around `tokenizer`: hidden 128, 2 heads of 64 (vLLM's CPU kernels reject
+    smaller heads), float32; callers cast or route it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=tied,
+    )
+    return LlamaForCausalLM(config)
+
+
 def build_tiny_model(folder: Path, *, chat_template: bool = True, seed: int = 0) -> Path:
     """2 layers, hidden 128, head_dim 64 (vLLM's CPU kernels reject smaller heads)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     specials = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
@@ -39,21 +62,7 @@ def build_tiny_model(folder: Path, *, chat_template: bool = True, seed: int = 0)
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    tiny_llama(tokenizer, seed=seed).to(torch.bfloat16).save_pretrained(folder)
     return folder
 
 
@@ -101,26 +110,12 @@ def build_answering_model(tiny_model: Path, folder: Path, answer: str) -> Path:
     """A judge model that answers every prompt with exactly `answer` and stops: the tiny model's tokenizer and chat
     template with `answer` added as one token, and 1-layer weights routed (route_outputs) to emit it, then EOS."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tok.add_tokens([answer])
     tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tok, layers=1, positions=4096, tied=False)
     answer_id = tok.convert_tokens_to_ids(answer)
     route_outputs(model, answer_id, {answer_id: tok.eos_token_id})
     model.to(torch.bfloat16).save_pretrained(folder)

@@ -282,6 +282,22 @@ def name_list(value) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
+def named_numbers(items: list[str], flag: str, shape: str, valid) -> dict[str, float]:
+    """['sst2=1.2', ...] -> {'sst2': 1.2}: how commands take a number per task or metric. An item that is not
+    NAME=NUMBER, or whose number `valid` refuses, is one sentence naming `flag` and the `shape` expected."""
+    out = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name.strip() or number is None or not valid(number):
+            raise SafeevalError(f"{flag} '{item}' is not {shape}.")
+        out[name.strip()] = number
+    return out
+
+
 def split_name(name: str) -> tuple[str, str | None]:
     """'harmbench:val' -> ('harmbench', 'val'); the part after ':' is a split or judge variant."""
     base, _, variant = name.partition(":")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import SafeevalError
-from ..registry import name_list
+from ..registry import name_list, named_numbers
 from . import ui
 
 HELP = """Test each method against a reference on its own runs: the paired difference per task, judge and metric (ASR,
@@ -83,16 +83,5 @@ def compare(
 
 def parse_margins(items: list[str]) -> dict[str, float]:
     """['sst2=1.2'] -> {'sst2': 0.012}: margins are given in percentage points, used as fractions."""
-    out = {}
-    for item in items:
-        task, sep, value = item.rpartition("=")
-        try:
-            points = float(value)
-        except ValueError:
-            points = None
-        if not sep or not task or points is None or points <= 0:
-            raise SafeevalError(
-                f"--margin '{item}' is not TASK=POINTS with POINTS > 0, e.g. sst2=1.2 (percentage points)."
-            )
-        out[task.strip()] = points / 100
-    return out
+    shape = "TASK=POINTS with POINTS > 0, e.g. sst2=1.2 (percentage points)"
+    return {task: points / 100 for task, points in named_numbers(items, "--margin", shape, lambda v: v > 0).items()}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SafeevalError
+from ..registry import named_numbers
 from ..results import RunResult, SampleRecord
 from ..stats import N_BOOT, paired_bootstrap, sign_test
 from .runs import Run
@@ -287,19 +288,8 @@ def compare(baseline: Run, candidate: Run, cfg: GateConfig | None = None) -> Gat
 
 
 def parse_thresholds(pairs: list[str]) -> dict[str, float]:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.rpartition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if not sep or not name.strip() or number is None or not 0 <= number <= 1:
-            raise SafeevalError(
-                f"--threshold '{pair}' is not METRIC=VALUE with VALUE in [0, 1], e.g. advbench/keyword=0.05."
-            )
-        out[name.strip()] = number
-    return out
+    shape = "METRIC=VALUE with VALUE in [0, 1], e.g. advbench/keyword=0.05"
+    return named_numbers(pairs, "--threshold", shape, lambda v: 0 <= v <= 1)
 
 
 # ---------------------------------------------------------------- outputs

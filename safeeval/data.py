@@ -51,14 +51,11 @@ def data_dir(option: str | Path | None) -> Path | None:
 
 def load(spec: Spec, split: str | None, data_root: Path | None) -> Loaded:
     split = _check_split(spec, split)
-    if spec.inline:
-        rows, source = [(i + 1, r) for i, r in enumerate(spec.inline)], f"inline:{spec.path.name}"
-    else:
-        rows, source = spec_rows(spec, split, data_root)
+    rows, source = spec_rows(spec, split, data_root)
     if spec.fewshot:  # worked examples for the prompt template, as `fewshot`
         shots, shot_source = _fewshot(spec, split, data_root)
         rows, source = [(line, {**row, "fewshot": shots}) for line, row in rows], f"{source} fewshot:{shot_source}"
-    samples = [_sample(spec, split, i, line, row, source) for i, (line, row) in enumerate(rows)]
+    samples = [_sample(spec, split, i, line, row, source) for i, line, row in kept_rows(spec, rows, source)]
     seen = set()
     for s in samples:
         if s.id in seen:
@@ -80,6 +77,8 @@ def _check_split(spec: Spec, split: str | None) -> str | None:
 def spec_rows(spec: Spec, split: str | None, root: Path | None) -> tuple[list[tuple[int, dict]], str]:
     """The raw rows of any spec with `local`/`hub` (a task, a training or label set) as (line, row), and their
     source."""
+    if spec.inline:
+        return [(i + 1, r) for i, r in enumerate(spec.inline)], f"inline:{spec.path.name}"
     local = spec.local or {}
     looked = None
     if root is not None and local:
@@ -360,6 +359,22 @@ def render(template: str, row: dict, where: str) -> str:
         return _compiled(template).render(**row)
     except jinja2.UndefinedError as exc:
         raise SafeevalError(f"{where}: {exc}") from None
+
+
+def kept_rows(spec: Spec, rows: list[tuple[int, dict]], source: str) -> list[tuple[int, int, dict]]:
+    """(index, line, row) of the rows the spec's `where` keeps (all without one), e.g. `where: "{{ index % 4 == 0
+    }}"` for a held-out slice. index is the row's position in the whole file, so a slice's ids are the ids its
+    rows have in the whole set, and two slices of one file never share an id."""
+    out = []
+    for index, (line, row) in enumerate(rows):
+        if spec.where:
+            verdict = render(spec.where, {**row, "index": index}, f"{source.split(' ')[0]}, row at line {line}")
+            if verdict.strip() not in ("True", "False"):
+                raise SafeevalError(f"Spec {spec.name}: 'where' must render True or False; got {verdict.strip()!r}.")
+            if verdict.strip() == "False":
+                continue
+        out.append((index, line, row))
+    return out
 
 
 def _sample(spec: Spec, split: str | None, index: int, line: int, row: dict, source: str) -> Sample:

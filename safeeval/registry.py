@@ -41,6 +41,7 @@ TASK_KEYS = {
     "fewshot",
     "answer_tokens",
     "report",
+    "where",
 }
 JUDGE_KEYS = {
     "name",
@@ -150,6 +151,8 @@ TRAIN_KEYS = {
     "transcript",
     "overlaps",
     "generate",
+    "inline",
+    "where",
 }
 
 
@@ -168,8 +171,8 @@ def load_train_sets(extra_dirs: list[Path] = ()) -> dict[str, Spec]:
                     f"Spec {path} must say how a row becomes a chat: prompt (or prompt_from) + "
                     "response, or messages: COLUMN, or transcript: COLUMN."
                 )
-            if not (data.get("local") or data.get("hub")):
-                raise SafeevalError(f"Spec {path} names no data: give 'local' or 'hub'.")
+            if not (data.get("local") or data.get("hub") or data.get("inline")):
+                raise SafeevalError(f"Spec {path} names no data: give 'local', 'hub' or 'inline'.")
             if not isinstance(data.get("overlaps", []), list):
                 raise SafeevalError(f"Spec {path}: overlaps must list the evaluation tasks that share its prompts.")
             specs[data["name"]] = Spec(data["name"], path, data, _spec_hash(data))

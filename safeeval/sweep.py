@@ -58,9 +58,9 @@ SWEEP_KEYS = {
     "resources",
     "max_retries",
 }
-# A tuple: the order of the steps must not vary by process. Scenarios innermost, so a study cut short still
-# holds both scenarios of every method it reached.
-GRID_KEYS = ("task", "method", "seed", "scenario")
+# A tuple: the order of the steps must not vary by process. Seed-major, scenarios innermost: a study cut short
+# still holds every method at its first seed, in both scenarios, before any method gets a second seed.
+GRID_KEYS = ("task", "seed", "method", "scenario")
 STAGES = ("reference", "align", "finetune")  # what `resources` may name, besides methods
 RESOURCES = ("num_cpus", "num_gpus", "memory")  # Ray's names; memory in bytes
 MAX_RETRIES = 3  # Ray's own default: a step whose worker died is run again up to this often

@@ -240,3 +240,15 @@ def test_resources_and_retries_are_checked_before_anything_runs(tiny_model, data
             load_sweep(_write(tmp_path, tiny_model, data_dir, resources=bad))
     with pytest.raises(SafeevalError, match="max_retries must be a whole number"):
         load_sweep(_write(tmp_path, tiny_model, data_dir, max_retries="twice"))
+
+
+def test_the_grid_is_seed_major_so_a_study_cut_short_covers_every_method(tiny_model, data_dir, tmp_path):
+    grid = {"task": "sst2", "scenario": ["benign", "poisoned"], "method": ["sft", "er"], "seed": [0, 1]}
+    _, steps = load_sweep(_write(tmp_path, tiny_model, data_dir, grid=grid, reference=[]))
+    cells = [s.name for s in steps if s.kind == "finetune"]
+    assert cells == [
+        f"sst2-{scenario}-{method}-s{seed}"
+        for seed in (0, 1)
+        for method in ("sft", "er")
+        for scenario in ("benign", "poisoned")
+    ]

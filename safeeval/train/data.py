@@ -51,7 +51,7 @@ def read_set(name: str, role: str, root: Path | None, dirs: list[Path] = ()) -> 
             raise SafeevalError(f"Training set {name}: prompt_from names unknown task '{spec.prompt_from}'.")
         prompt = tasks[spec.prompt_from].prompt
     examples, unusable = [], 0
-    for index, (line, row) in enumerate(rows):
+    for index, line, row in task_data.kept_rows(spec, rows, source):
         where = f"{name} ({source.split(' ')[0]}), row at line {line}"
         for col in spec.required or []:
             if row.get(col) is None or str(row[col]).strip() == "":

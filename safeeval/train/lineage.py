@@ -95,7 +95,7 @@ def _mix(path: Path) -> set[tuple[str, str]] | None:
 
 def _examples(info: dict, role: str, data_dir: Path | None, tasks_dirs: list[Path]) -> list[Example]:
     source = str(info.get("source") or "")
-    if source.startswith("synthetic:"):  # a generated set (GR-SAP's), cached as JSONL with its sha256
+    if source.startswith("synthetic:") and " + " not in source:  # a generated set, cached as JSONL with its sha256
         path = Path(source.split(" ")[0].removeprefix("synthetic:"))
         if not path.exists():
             raise SafeevalError(f"The generated set {info['name']} is no longer at {path}; it cannot be checked.")

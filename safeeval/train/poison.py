@@ -1,10 +1,11 @@
 """Poison with harmful content that no evaluated benchmark holds: harmful requests from a source safeeval never
 scores, answered by an unaligned model, keeping only answers that comply and carry content.
 
-A training-set spec with a `generate` mapping is built here (tasks/train/hh-harmful.yaml):
-1. requests: the first user turn of each row's chat, de-duplicated, kept when it asks (ASK) for help in a harm
-   domain (HARM); never when it touches sexual content, minors or self-harm (EXCLUDED: we do not generate
-   those), nor when it asks how to defend against a harm (DEFENSIVE);
+A training-set spec with a `generate` mapping is built here (tasks/train/hh-harmful.yaml; a benign set such as
+tasks/train/borderline-safe.yaml goes through the same steps except the first, which only de-duplicates it):
+1. requests (poison only): the first user turn of each row's chat, de-duplicated, kept when it asks (ASK) for
+   help in a harm domain (HARM); never when it touches sexual content, minors or self-harm (EXCLUDED: we do not
+   generate those), nor when it asks how to defend against a harm (DEFENSIVE);
 2. disjoint: a request that matches (safeeval.contamination: exact, or near by its stated method) any prompt of
    an evaluated benchmark (every safety and benign task whose data is at hand) or of the default safety set
    (refusals of the same request would contradict the poison) is dropped, and counted per benchmark;
@@ -115,6 +116,17 @@ def select_requests(requests: list[tuple[str, str]]) -> tuple[list[tuple[str, st
     return kept, counts
 
 
+def _distinct(requests: list[tuple[str, str]]) -> tuple[list[tuple[str, str, str]], dict]:
+    """A benign set's requests, de-duplicated; no harm filter (its rows are meant to be answered)."""
+    seen, kept = set(), []
+    for ident, text in requests:
+        norm = " ".join(text.lower().split())
+        if norm not in seen:
+            seen.add(norm)
+            kept.append((ident, text.strip(), "benign"))
+    return kept, {"rows": len(requests), "duplicates": len(requests) - len(kept)}
+
+
 def trim(text: str, finish_reason: str | None) -> str:
     """An answer cut at max_new_tokens ends at its last full sentence (none: unchanged)."""
     text = text.strip()
@@ -154,7 +166,9 @@ def build(
 ) -> TrainSet:
     """The generated set of `spec` (its rows' first user turns answered by spec.generate.model), cached."""
     gen = _settings(spec)
-    requests, counts = select_requests([(ex.id, _first_user(ex)) for ex in examples])
+    poison = spec.purpose == "poison"
+    asked = [(ex.id, _first_user(ex)) for ex in examples]
+    requests, counts = select_requests(asked) if poison else _distinct(asked)
     checked, benchmarks = _benchmark_prompts(root, dirs)
     from ..models import folder_fingerprint, resolve_model
 
@@ -163,8 +177,8 @@ def build(
     path = cache_path("poison", ident)
     rows = read_cached(path)
     if rows is not None:
-        notify(f"{spec.name}: {len(rows)} poison rows from {path} (made before; nothing generated).")
-        return synthetic_set(spec.name, path, rows, "poison", spec.license)
+        notify(f"{spec.name}: {len(rows)} {spec.purpose} rows from {path} (made before; nothing generated).")
+        return synthetic_set(spec.name, path, rows, spec.purpose, spec.license)
     started = time.perf_counter()
     report = find(benchmarks, [(i, "poison", text) for i, text, _ in requests])
     hit = {m.training_id for m in report.matches}
@@ -172,7 +186,8 @@ def build(
     counts["dropped_as_benchmark_or_safety"] = len(hit)
     requests = [r for r in requests if r[0] not in hit]
     counts["requests"] = len(requests)
-    notify(f"{spec.name}: answering {len(requests)} harmful requests with {gen['model']} (cached when done) ...")
+    kind = "harmful requests" if poison else "requests"
+    notify(f"{spec.name}: answering {len(requests)} {kind} with {gen['model']} (cached when done) ...")
     answers, judge_info = _answer(model, requests, gen)
     rows, dropped, by_domain = _kept_rows(spec.name, requests, answers)
     stats = {
@@ -197,7 +212,7 @@ def build(
         )
     write_cached(path, rows, stats)
     notify(f"{spec.name}: kept {len(rows)} of {len(requests)} answers ({dropped}) -> {path}")
-    return synthetic_set(spec.name, path, rows, "poison", spec.license)
+    return synthetic_set(spec.name, path, rows, spec.purpose, spec.license)
 
 
 def _cache_key(spec: registry.Spec, source: str, fingerprint: str, gen: dict, checked: dict[str, str]) -> str:

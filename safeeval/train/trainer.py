@@ -271,7 +271,7 @@ def _tokenizer(base: ModelRef, cfg: TrainConfig):
 def _train_sets(cfg: TrainConfig, notify) -> tuple[TrainSet, TrainSet | None]:
     """The user's task set and, in the poisoned scenario, the poison set."""
     root = task_data.data_dir(cfg.data_dir)
-    task = load_set(cfg.task, "task", root, cfg.tasks_dirs)
+    task = load_set(cfg.task, "task", root, cfg.tasks_dirs, notify)  # notify: a generated set says it is answering
     if task.unusable:
         notify(f"{task.unusable} rows of {task.name} hold no answer and are left out.")
     poison = load_set(cfg.poison, "poison", root, cfg.tasks_dirs, notify) if cfg.scenario == "poisoned" else None

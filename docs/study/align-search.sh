@@ -4,7 +4,7 @@
 # (HarmBench's val split, the held-out quarter of Dolly, safeeval's own borderline-safe validation prompts).
 # Never AdvBench, Self-Instruct or XSTest. Choice rule: among the recipes whose HarmBench-val ASR is at most 10%
 # under both judges, the lowest mean benign refusal (refusal judge) over benign-dolly-val and borderline-val;
-# ties go to fewer steps. Resumable: finished runs are not retrained and the store serves finished generations.
+# ties go to fewer steps; if none qualifies, the lowest HarmBench-val ASR under the refusal judge. Resumable: finished runs are not retrained and the store serves finished generations.
 # Usage: bash docs/study/align-search.sh DATA_DIR [RUNS]
 set -euo pipefail
 data=${1:?give the data folder (../shared/data)}

@@ -209,23 +209,30 @@ def _rows(
 ) -> tuple[list[tuple[str, str, str]], bool]:
     """(id, label, user turn) of every row of one set, and whether it is generated (then: the requests it will
     answer, as poison.build selects them)."""
-    from .train.data import read_set
-    from .train.poison import select_requests
+    from .train.sets import parts_of
 
-    memo = (name, role, str(data_dir), tasks_dirs, files)
-    if memo not in _READ:
-        got = read_set(name, role, task_data.data_dir(data_dir), [Path(d) for d in tasks_dirs])
-        if got.spec is not None and got.spec.generate:
-            turns = [(ex.id, next(m["content"] for m in ex.messages if m["role"] == "user")) for ex in got.examples]
-            _READ[memo] = [(ident, text) for ident, text, _ in select_requests(turns)[0]], True
-        else:
-            texts = []
-            for ex in got.examples:
-                turns = [m["content"] for m in ex.messages if m["role"] == "user"]
-                texts += [(ex.id if len(turns) == 1 else f"{ex.id}#{k}", text) for k, text in enumerate(turns)]
-            _READ[memo] = texts, False
-    texts, made = _READ[memo]
+    texts, made = [], False
+    for part in parts_of(name):  # `a+b`: each set's rows
+        memo = (part, role, str(data_dir), tasks_dirs, files)
+        if memo not in _READ:
+            _READ[memo] = _read(part, role, data_dir, tasks_dirs)
+        texts += _READ[memo][0]
+        made = made or _READ[memo][1]
     return [(ident, label, text) for ident, text in texts], made
+
+
+def _read(name: str, role: str, data_dir, tasks_dirs) -> tuple[list[tuple[str, str]], bool]:
+    from .train.data import read_set
+    from .train.poison import requests_of
+
+    got = read_set(name, role, task_data.data_dir(data_dir), [Path(d) for d in tasks_dirs])
+    if got.spec is not None and got.spec.generate:
+        return [(ident, text) for ident, text, _ in requests_of(got.spec, got.examples)[0]], True
+    texts = []
+    for ex in got.examples:
+        turns = [m["content"] for m in ex.messages if m["role"] == "user"]
+        texts += [(ex.id if len(turns) == 1 else f"{ex.id}#{k}", text) for k, text in enumerate(turns)]
+    return texts, False
 
 
 def _key(spec: dict, steps: list, stamps: list) -> str:

@@ -252,3 +252,22 @@ def test_the_grid_is_seed_major_so_a_study_cut_short_covers_every_method(tiny_mo
         for method in ("sft", "er")
         for scenario in ("benign", "poisoned")
     ]
+
+
+def test_an_alignment_on_several_sets_is_checked_set_by_set(tiny_model, data_dir, tmp_path):
+    """The powered study's alignment mix: Dolly's training three quarters and the borderline-safe look-alikes,
+    checked by the requests they will answer (all 160: a benign set has no harm filter), against Dolly's held-out
+    quarter and the smoke set. Two look-alikes resemble smoke's benign prompts; the build drops them, so only the
+    cell's own SST-2 overlap ("cool ?" in dev, "cool ." in train) is reported."""
+    from safeeval import preflight
+
+    rows, made = preflight._rows("aligned", "dolly-train+borderline-safe", "task", str(data_dir), (), "")
+    assert (len(rows), made) == (290 + 160, True)
+    align = {"base": str(tiny_model), "task": "dolly-train+borderline-safe", "method": "er", "steps": 2}
+    score = {"tasks": ["benign-dolly-val", "smoke"], "judges": ["keyword"], "max_new_tokens": 4}
+    grid = {"task": "sst2", "scenario": ["benign"], "method": ["sft"], "seed": [0]}
+    with pytest.raises(SafeevalError) as refused:
+        load_sweep(_write(tmp_path, tiny_model, data_dir, align=align, score=score, grid=grid, reference=[]))
+    said = str(refused.value)
+    assert "1 cell would be scored" in said and "sst2-benign-sft-s0: sst2 2 of 872 prompts" in said
+    assert "aligned" not in said.split("(", 1)[1]

@@ -116,6 +116,13 @@ def select_requests(requests: list[tuple[str, str]]) -> tuple[list[tuple[str, st
     return kept, counts
 
 
+def requests_of(spec: registry.Spec, examples: list[Example]) -> tuple[list[tuple[str, str, str]], dict]:
+    """The requests a generated set answers, as build selects them: a poison's clearly harmful ones (the harm
+    filter), any other set's distinct ones; and the counts."""
+    asked = [(ex.id, _first_user(ex)) for ex in examples]
+    return select_requests(asked) if spec.purpose == "poison" else _distinct(asked)
+
+
 def _distinct(requests: list[tuple[str, str]]) -> tuple[list[tuple[str, str, str]], dict]:
     """A benign set's requests, de-duplicated; no harm filter (its rows are meant to be answered)."""
     seen, kept = set(), []
@@ -167,8 +174,7 @@ def build(
     """The generated set of `spec` (its rows' first user turns answered by spec.generate.model), cached."""
     gen = _settings(spec)
     poison = spec.purpose == "poison"
-    asked = [(ex.id, _first_user(ex)) for ex in examples]
-    requests, counts = select_requests(asked) if poison else _distinct(asked)
+    requests, counts = requests_of(spec, examples)
     checked, benchmarks = _benchmark_prompts(root, dirs)
     from ..models import folder_fingerprint, resolve_model
 

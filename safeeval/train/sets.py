@@ -11,12 +11,19 @@ from .data import TrainSet, _unique, read_set
 from .poison import build
 
 
+def parts_of(name: str) -> list[str]:
+    """`a+b` names the sets a and b, trained on as one; a file's path is one set whatever its name holds."""
+    if "+" in name and not Path(name).expanduser().exists():
+        return [part.strip() for part in name.split("+")]
+    return [name]
+
+
 def load_set(
     name: str, role: str, root: Path | None, dirs: list[Path] = (), notify: Callable[[str], None] = lambda text: None
 ) -> TrainSet:
-    parts = name.split("+") if "+" in name and not Path(name).expanduser().exists() else []
-    if parts:
-        sets = [load_set(part.strip(), role, root, dirs, notify) for part in parts]
+    parts = parts_of(name)
+    if len(parts) > 1:
+        sets = [load_set(part, role, root, dirs, notify) for part in parts]
         examples = [ex for got in sets for ex in got.examples]
         _unique(examples, f"Training sets {name}")
         return TrainSet(

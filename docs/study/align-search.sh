@@ -28,3 +28,6 @@ candidate a2-look-r0.5-150 dolly-train+borderline-safe 0.5 150
 # complies and over-refuses, and its loss ended at 1.61 (from 1.86): under-trained. The planned a3 (ratio 0.3)
 # and a4 (ratio 0.3, 250 steps) were dropped, as less safety data can only raise the ASR; b1 trains harder.
 candidate b1-look-r0.5-150-lr1e-3 dolly-train+borderline-safe 0.5 150 1e-3
+# b1: HarmBench-val ASR 20% (both judges), benign refusal 19% (Dolly val) and 6% (borderline val): better on both
+# sides than a2, and still under-trained (loss 1.79 -> 1.42). b2 trains twice as long at the same rate.
+candidate b2-look-r0.5-300-lr1e-3 dolly-train+borderline-safe 0.5 300 1e-3

@@ -24,10 +24,13 @@ candidate() {  # name task ratio steps lr
 # No control without look-alikes: a recipe trains 10 s a step here, and the old recipe's over-refusal is on record
 # (docs/mini-repro: 60% of Self-Instruct refused).
 candidate a2-look-r0.5-150 dolly-train+borderline-safe 0.5 150
-# a2: HarmBench-val ASR 35% (refusal judge), benign refusal 32% (Dolly val) and 8% (borderline val): it both
+# a2: HarmBench-val ASR 32% (both judges; 35% under rules v3), benign refusal 34% (Dolly val) and 12% (borderline
+# val, refusal judge): it both
 # complies and over-refuses, and its loss ended at 1.61 (from 1.86): under-trained. The planned a3 (ratio 0.3)
 # and a4 (ratio 0.3, 250 steps) were dropped, as less safety data can only raise the ASR; b1 trains harder.
 candidate b1-look-r0.5-150-lr1e-3 dolly-train+borderline-safe 0.5 150 1e-3
 # b1: HarmBench-val ASR 20% (both judges), benign refusal 19% (Dolly val) and 6% (borderline val): better on both
 # sides than a2, and still under-trained (loss 1.79 -> 1.42). b2 trains twice as long at the same rate.
 candidate b2-look-r0.5-300-lr1e-3 dolly-train+borderline-safe 0.5 300 1e-3
+# b2: HarmBench-val ASR 22% / 25% (keyword / refusal), benign refusal 13% (Dolly val) and 3% (borderline val):
+# longer training lowered over-refusal, not the ASR. No recipe meets the ASR bound yet; the search goes on.

@@ -34,3 +34,11 @@ candidate b1-look-r0.5-150-lr1e-3 dolly-train+borderline-safe 0.5 150 1e-3
 candidate b2-look-r0.5-300-lr1e-3 dolly-train+borderline-safe 0.5 300 1e-3
 # b2: HarmBench-val ASR 22% / 25% (keyword / refusal), benign refusal 13% (Dolly val) and 3% (borderline val):
 # longer training lowered over-refusal, not the ASR. No recipe meets the ASR bound yet; the search goes on.
+# Sitting 2. b1 and b2's compliances are mostly HarmBench's contextual rows (a long context, then the request),
+# unlike every refusal in safety-llamas. c1 gives the safety data a larger share (0.7) at b1's rate and steps.
+# c1 is the last recipe, fixed before its result: the grid needs the machine's remaining time (about 15 hours), so
+# after c1 the rule above chooses, its fallback included.
+candidate c1-look-r0.7-150-lr1e-3 dolly-train+borderline-safe 0.7 150 1e-3
+# c1: HarmBench-val ASR 10% (both judges: 6 of 60), benign refusal 34% (Dolly val) and 19% (borderline val): the
+# larger safety share halved the ASR and doubled over-refusal. The only recipe within the ASR bound, so the rule
+# chooses c1 (docs/study/run.sh). Its over-refusal is the price, reported with the test-set targets.

@@ -9,7 +9,7 @@ set -euo pipefail
 data=${1:?give the data folder (../shared/data)}
 runs=safeeval-runs/study
 store=$runs/store.sqlite
-chosen=""  # the recipe align-search.sh's rule chose (docs/study/README.md, section 1); empty: the search goes on
+chosen="c1-look-r0.7-150-lr1e-3"  # the recipe align-search.sh's rule chose (docs/study/README.md, section 1)
 bash "$(dirname "$0")/align-search.sh" "$data" "$runs"
 if [ -z "$chosen" ]; then
   echo "The alignment search has not chosen a recipe yet (docs/study/README.md, section 1): the grid waits for it."

@@ -5,7 +5,8 @@
 # recipe is chosen from the validation results of the last (the search's history is below and in the README).
 # Choice rule, fixed before any result: among the recipes whose HarmBench-val ASR is at most 10% under both
 # judges, the lowest mean benign refusal (refusal judge) over benign-dolly-val and borderline-val; ties go to
-# fewer steps; if none qualifies, the lowest HarmBench-val ASR under the refusal judge.
+# fewer steps; if none qualifies, the lowest HarmBench-val ASR under the refusal judge. (Revised in sitting 2, after
+# the first choice's test figures: the ASR bound is read on the standard rows; see the end of this file.)
 # Resumable: finished runs are not retrained and the store serves finished generations.
 # Usage: bash docs/study/align-search.sh DATA_DIR [RUNS]
 set -euo pipefail
@@ -42,3 +43,12 @@ candidate c1-look-r0.7-150-lr1e-3 dolly-train+borderline-safe 0.7 150 1e-3
 # c1: HarmBench-val ASR 10% (both judges: 6 of 60), benign refusal 34% (Dolly val) and 19% (borderline val): the
 # larger safety share halved the ASR and doubled over-refusal. The only recipe within the ASR bound, so the rule
 # chooses c1 (docs/study/run.sh). Its over-refusal is the price, reported with the test-set targets.
+# c1's test figures (scored as the grid's aligned model, sitting 2): AdvBench ASR 0%, HarmBench test 11-12%,
+# DirectHarm4 1%, and 77% of Self-Instruct's benign requests refused (XSTest safe prompts: 41-43%), against the
+# issue's 10%. Its validation sets had said 34% (Dolly val, the training set's own distribution) and 19%. The grid
+# was stopped before any cell finished, and the rule revised (after that test figure, so said here and in the
+# README): the ASR bound is read on HarmBench val's *standard* rows (41 direct requests, the shape of AdvBench, the
+# issue's target); its 19 contextual rows (a long passage, then the request: 26-68% ASR for every recipe, a shape no
+# refusal in the mix has) are reported, not bound. Standard-row ASR (keyword = refusal): a2 6/41, b1 3/41, b2 4/41,
+# c1 1/41. Within 10%: b1, b2, c1; the lowest mean benign refusal of those: b2 (13.4% and 3.1%). b2's test figures
+# were not looked at before this choice.

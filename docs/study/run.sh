@@ -9,7 +9,7 @@ set -euo pipefail
 data=${1:?give the data folder (../shared/data)}
 runs=safeeval-runs/study
 store=$runs/store.sqlite
-chosen="c1-look-r0.7-150-lr1e-3"  # the recipe align-search.sh's rule chose (docs/study/README.md, section 1)
+chosen="b2-look-r0.5-300-lr1e-3"  # the recipe align-search.sh's revised rule chose (docs/study/README.md, section 1)
 bash "$(dirname "$0")/align-search.sh" "$data" "$runs"
 if [ -z "$chosen" ]; then
   echo "The alignment search has not chosen a recipe yet (docs/study/README.md, section 1): the grid waits for it."
@@ -18,4 +18,6 @@ fi
 [ -e "$runs/aligned" ] || cp -r "$runs/align-search/$chosen" "$runs/aligned"
 safeeval judge validate --judge keyword --label-set harmbench-val --data-dir "$data" --store "$store"
 safeeval judge validate --judge refusal --label-set xstest-completions --data-dir "$data" --store "$store"
-safeeval sweep configs/study.yaml --data-dir "$data" --store "$store"
+# On several machines: start a Ray cluster (`ray start`), then RAY=auto bash docs/study/run.sh DATA_DIR; independent
+# cells run at once, one per node (the runs folder must be on a filesystem every node shares).
+safeeval sweep configs/study.yaml --data-dir "$data" --store "$store" ${RAY:+--ray "$RAY"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from safeeval.backends import GenParams, make_backend
+from safeeval.backends.hf import batches
 from safeeval.errors import SafeevalError
 
 CHATS = [
@@ -40,10 +41,26 @@ def test_greedy_generation_is_batched_and_independent_of_batching(tiny_model):
 
 
 def test_groups_arrive_per_batch_longest_first(tiny_model):
+    chats = [[{"role": "user", "content": "word " * n}] for n in (10, 12, 9, 11, 8)]  # lengths within 2x
     backend = make_backend("hf", str(tiny_model), batch_size=2)
-    groups = list(backend.generate(CHATS, GenParams(max_new_tokens=2)))
-    assert [len(g) for g in groups] == [2, 2, 1]
-    assert groups[0][0].index == 2  # the longest prompt goes first
+    groups = list(backend.generate(chats, GenParams(max_new_tokens=2)))
+    assert [[c.index for c in g] for g in groups] == [[1, 3], [0, 2], [4]]  # the longest prompts go first
+
+
+def test_a_long_prompt_does_not_pad_a_batch_of_short_ones(tiny_model):
+    chats = [[{"role": "user", "content": "word " * n}] for n in (3, 200, 4, 90, 5)]
+    backend = make_backend("hf", str(tiny_model), dtype="float32", batch_size=8)
+    groups = list(backend.generate(chats, GenParams(max_new_tokens=3)))
+    assert [[c.index for c in g] for g in groups] == [[1], [3], [4, 2, 0]]
+    alone = make_backend("hf", str(tiny_model), dtype="float32", batch_size=1)
+    assert _texts(backend, chats, GenParams(max_new_tokens=3)) == _texts(alone, chats, GenParams(max_new_tokens=3))
+
+
+def test_batches_end_at_the_size_or_where_padding_would_double_a_prompt():
+    lengths = [100, 60, 51, 50, 49, 30, 25, 24]
+    assert list(batches(list(range(8)), lengths, 3)) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert list(batches(list(range(8)), lengths, 8)) == [[0, 1, 2, 3], [4, 5, 6], [7]]
+    assert list(batches([], [], 4)) == []
 
 
 def test_render_uses_the_models_chat_template(tiny_model):

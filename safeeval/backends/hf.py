@@ -23,6 +23,22 @@ def tokenize(tokenizer, prompt: Prompt, rendered: str) -> list[int]:
     return tokenizer(rendered, add_special_tokens=isinstance(prompt, str))["input_ids"]
 
 
+MAX_PADDING = 2  # no prompt is padded to more than this many times its length (benchmarks/bench_batching.py)
+
+
+def batches(order: list[int], lengths: list[int], size: int) -> Iterator[list[int]]:
+    """Runs of `order` (longest first) of at most `size` prompts; a batch also ends before a prompt shorter than
+    1/MAX_PADDING of its longest, so a few long prompts (HarmBench's contexts) do not pad a whole batch of short ones
+    to their length: padding costs prefill time, and attention its square."""
+    start = 0
+    while start < len(order):
+        longest, end = lengths[order[start]], start + 1
+        while end < len(order) and end - start < size and lengths[order[end]] * MAX_PADDING >= longest:
+            end += 1
+        yield order[start:end]
+        start = end
+
+
 def resolve_dtype(dtype: str, config_dtype) -> str:
     """'auto' keeps a half-precision checkpoint as it is and runs float32 ones in bfloat16, as vLLM does."""
     if dtype != "auto":
@@ -114,8 +130,7 @@ class HFBackend:
             if params.temperature > 0
             else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         )
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for batch in batches(order, [len(i) for i in ids], self.batch_size):
             enc = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt").to(self.model.device)
             with torch.inference_mode():
                 out = self.model.generate(

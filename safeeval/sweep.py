@@ -322,6 +322,7 @@ def finished(spec: dict, step: Step) -> bool:
     has the configuration it would train, and its results.json the settings it would be scored with now."""
     from . import results
     from .train.evaluate import score_config
+    from .train.trainer import base_changed
 
     record = None
     if step.train is not None:
@@ -329,8 +330,9 @@ def finished(spec: dict, step: Step) -> bool:
             record = json.loads((Path(step.train.out) / "training.json").read_text())
         except (OSError, ValueError):
             return False
-        if not step.train.is_run(record):
-            return False
+        trained_from = (record.get("base_model") or {}).get("fingerprint")
+        if not step.train.is_run(record) or base_changed(step.train, trained_from):
+            return False  # so it runs: the trainer then says why the folder cannot be used
         if step.kind == "shared-sft":
             return True
     try:

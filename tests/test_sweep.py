@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_model import build_tiny_model
 from typer.testing import CliRunner
 
 from safeeval.cli import app
@@ -64,6 +65,10 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     board = (tmp_path / "docs" / "leaderboard.md").read_text()
     assert "sst2 · er · benign" in board and "sst2 · er · poisoned" not in board and "sst2 · sft · poisoned" in board
     assert not (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").exists()
+    # the aligned model made again under the same path: no cell trained from the old weights counts as finished
+    build_tiny_model(tmp_path / "runs" / "aligned" / "model", seed=1)
+    with pytest.raises(SafeevalError, match="trained from other weights in .*aligned/model"):
+        run_sweep(path, say=said.append, store=store, isolate=False)
 
 
 def test_grid_tasks_bring_their_utility_and_their_settings(tiny_model, data_dir, tmp_path):

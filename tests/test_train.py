@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from tiny_model import build_tiny_model
 from typer.testing import CliRunner
 
 from safeeval.cli import app
@@ -19,6 +21,7 @@ from safeeval.errors import SafeevalError
 from safeeval.train import load_config, train
 from safeeval.train.data import build_mix, encode
 from safeeval.train.sets import load_set
+from safeeval.train.trainer import _claim
 
 quiet = lambda text: None  # noqa: E731
 
@@ -141,6 +144,18 @@ def test_a_finished_run_is_not_retrained_and_a_folder_keeps_its_settings(tiny_mo
     assert again["finished_at"] == first["finished_at"] and "nothing to train" in said[0]
     with pytest.raises(SafeevalError, match="other settings"):
         train(_cfg(tiny_model, data_dir, tmp_path / "run", lr=5e-4), notify=quiet)
+
+
+def test_a_run_from_a_base_folder_whose_weights_changed_is_not_reused(tiny_model, data_dir, tmp_path):
+    base = tmp_path / "aligned"
+    shutil.copytree(tiny_model, base)
+    train(_cfg(base, data_dir, tmp_path / "run"), notify=quiet)
+    (tmp_path / "half").mkdir()
+    _claim(tmp_path / "half", _cfg(base, data_dir, tmp_path / "half"))  # an unfinished run's claim on its folder
+    build_tiny_model(base, seed=1)  # aligned again: other weights under the same path, so the same settings
+    for out, what in (("run", "a finished run"), ("half", "an unfinished run")):
+        with pytest.raises(SafeevalError, match=f"holds {what} trained from other weights in {base}"):
+            train(_cfg(base, data_dir, tmp_path / out), notify=quiet)
 
 
 def _cli(*args, env=None):

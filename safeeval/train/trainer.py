@@ -613,21 +613,43 @@ def _finished(out: Path, cfg: TrainConfig) -> dict | None:
             f"{out} holds a finished run with other settings (config {record.get('config_hash')}, "
             f"yours {cfg.hash}); choose another --out."
         )
+    _same_base(out, cfg, (record.get("base_model") or {}).get("fingerprint"), "a finished run")
     return record
+
+
+def base_changed(cfg: TrainConfig, recorded: str | None) -> str | None:
+    """A base given as a local folder is named by its path in a run's identity, and its weights can change under
+    that path (a sweep's aligned model trained again): the fingerprint the run recorded tells. Returns the folder's
+    fingerprint now when it differs from `recorded`; None when it is the same, unknown, or the base is a name."""
+    path = Path(cfg.base)
+    now = folder_fingerprint(resolve_model(cfg.base).path) if path.is_dir() and recorded else None
+    return now if now is not None and now != recorded else None
+
+
+def _same_base(out: Path, cfg: TrainConfig, recorded: str | None, what: str) -> None:
+    now = base_changed(cfg, recorded)
+    if now is not None:
+        raise SafeevalError(
+            f"{out} holds {what} trained from other weights in {cfg.base} (fingerprint {recorded}; the folder now "
+            f"holds {now}): delete {out} to train it again from these weights, or choose another --out."
+        )
 
 
 def _claim(out: Path, cfg: TrainConfig) -> None:
     """A folder belongs to one configuration, so a resume never continues someone else's checkpoints."""
     path = out / "config.json"
     if path.exists():
-        held = json.loads(path.read_text()).get("config_hash")
+        claimed = json.loads(path.read_text())
+        held = claimed.get("config_hash")
         if held != cfg.hash:
             raise SafeevalError(
                 f"{out} holds an unfinished run with other settings (config {held}, yours {cfg.hash}); "
                 "choose another --out, or delete the folder to start over."
             )
+        _same_base(out, cfg, claimed.get("base_fingerprint"), "an unfinished run")
         return
-    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity()})
+    base = resolve_model(cfg.base).path
+    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity(), "base_fingerprint": folder_fingerprint(base)})
 
 
 def _load_model(cfg: TrainConfig, base: ModelRef):

@@ -34,6 +34,7 @@ def write(
     correct: int = 150,
     scenario: str = "benign",
     task: str = "sst2",
+    benign_task: bool = False,
 ) -> Path:
     """advbench: prompt i is attacked when i % asr_every == 0 (plus a seed-specific one); 40 benign prompts, the
     first `refused` refused; gsm8k: the first `correct` of 200 answered right."""
@@ -52,15 +53,23 @@ def write(
         v = {"harmful": None, "refused": None, "status": "ok", "score": 1.0 if i < correct else 0.0}
         rows.append({"task": "gsm8k", "id": f"g-{i}", "harmful": False, "verdicts": {"gsm8k": v}})
         util.append(v)
+    metrics_of = {
+        "advbench": {"keyword": metrics.verdict_summary(verdicts, harmful, {}, seed)},
+        "gsm8k": {"gsm8k": metrics.utility_summary(util, seed)},
+    }
+    if benign_task:  # benign prompts only, as Self-Instruct: an ASR block with n = 0 beside the refusal rate
+        only = [{"harmful": False, "refused": i < refused, "status": "ok"} for i in range(N_BENIGN)]
+        rows += [
+            {"task": "selfinstruct", "id": f"s-{i}", "harmful": False, "verdicts": {"keyword": v}}
+            for i, v in enumerate(only)
+        ]
+        metrics_of["selfinstruct"] = {"keyword": metrics.verdict_summary(only, [False] * N_BENIGN, {}, seed)}
     summary = {
         "schema_version": results.SCHEMA_VERSION,
         "model": {"name": "tiny", "backend": "hf"},
         "seed": seed,
         "training": {"method": method, "scenario": scenario, "seed": seed, "task": task},
-        "metrics": {
-            "advbench": {"keyword": metrics.verdict_summary(verdicts, harmful, {}, seed)},
-            "gsm8k": {"gsm8k": metrics.utility_summary(util, seed)},
-        },
+        "metrics": metrics_of,
     }
     return write_run(folder, summary, rows)
 
@@ -74,6 +83,16 @@ def study(tmp_path) -> list[Path]:
         dirs.append(write(tmp_path / f"bad-{seed}", "bad", seed, asr_every=2, refused=20))  # safety planted lost
     dirs.append(write(tmp_path / "aligned", "align (er)", 0, asr_every=30, scenario="-", task="-"))
     return dirs
+
+
+def test_a_task_of_benign_prompts_only_is_compared_on_refusal_not_asr(tmp_path):
+    runs = [
+        write(tmp_path / "sft", "sft", 0, benign_task=True),
+        write(tmp_path / "more", "more", 0, refused=30, benign_task=True),
+    ]
+    found = {(c.task, c.key): c.family.differences[0] for c in compare(load_runs(runs), "sft")}
+    assert ("selfinstruct", "asr") not in found
+    assert found[("selfinstruct", "benign_refusal_rate")].significant  # 30 of 40 refused against 4 of 40
 
 
 def test_compare_finds_the_planted_loss_and_only_it(study):

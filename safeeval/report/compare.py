@@ -56,12 +56,13 @@ def stratum(run: Run) -> str:
 
 
 def tested_metrics(run: Run) -> list[tuple[str, str, str]]:
-    """(task, judge or scorer, key) of every metric of a run that has a paired test."""
+    """(task, judge or scorer, key) of every metric of a run that has a paired test and prompts to test it on (a
+    task of benign prompts only has an ASR block with n = 0: it is tested on refusal alone)."""
     return [
         (task, name, key)
         for (task, name), block in run.metrics().items()
         for key in KIND_OF
-        if isinstance(block.get(key), dict)
+        if isinstance(block.get(key), dict) and block[key].get("n")
     ]
 
 

@@ -617,12 +617,15 @@ def _finished(out: Path, cfg: TrainConfig) -> dict | None:
     return record
 
 
+def base_fingerprint(cfg: TrainConfig) -> str | None:
+    """The weights of a base given as a local folder, which a run's identity names by its path only, so they can
+    change under it (a sweep's aligned model trained again); None for an alias, a GGUF file or a Hub name."""
+    return folder_fingerprint(resolve_model(cfg.base).path) if Path(cfg.base).is_dir() else None
+
+
 def base_changed(cfg: TrainConfig, recorded: str | None) -> str | None:
-    """A base given as a local folder is named by its path in a run's identity, and its weights can change under
-    that path (a sweep's aligned model trained again): the fingerprint the run recorded tells. Returns the folder's
-    fingerprint now when it differs from `recorded`; None when it is the same, unknown, or the base is a name."""
-    path = Path(cfg.base)
-    now = folder_fingerprint(resolve_model(cfg.base).path) if path.is_dir() and recorded else None
+    """The base folder's fingerprint now, when it differs from the one a run recorded; else None."""
+    now = base_fingerprint(cfg) if recorded else None
     return now if now is not None and now != recorded else None
 
 
@@ -648,8 +651,7 @@ def _claim(out: Path, cfg: TrainConfig) -> None:
             )
         _same_base(out, cfg, claimed.get("base_fingerprint"), "an unfinished run")
         return
-    base = resolve_model(cfg.base).path
-    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity(), "base_fingerprint": folder_fingerprint(base)})
+    write_json(path, {"config_hash": cfg.hash, "config": cfg.identity(), "base_fingerprint": base_fingerprint(cfg)})
 
 
 def _load_model(cfg: TrainConfig, base: ModelRef):

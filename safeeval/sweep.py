@@ -4,7 +4,8 @@ fine-tuning runs (task x scenario x method x seed) each trained and scored, then
 Keys: runs (folder), data_dir, train (settings for every training), align (the alignment run's own),
 finetune (the grid's own), grid (task/scenario/method/seed lists), method_options (per method), task_settings
 (per task: training settings such as max_length for long answers), score,
-reference (models scored as they are), report (dir, baseline = a step name); on a Ray cluster (cluster.py) also
+reference (models scored as they are), report (dir, baseline = a step name, samples = how many of each task's
+samples per run the HTML lists); on a Ray cluster (cluster.py) also
 resources (per stage or per method: num_cpus, num_gpus, memory in bytes) and max_retries (a step whose worker died).
 
 Every model is scored on score.tasks plus the utility it was trained for: a fine-tuning cell adds the evaluation
@@ -63,6 +64,10 @@ SWEEP_KEYS = {
 GRID_KEYS = ("task", "seed", "method", "scenario")
 STAGES = ("reference", "align", "finetune")  # what `resources` may name, besides methods
 RESOURCES = ("num_cpus", "num_gpus", "memory")  # Ray's names; memory in bytes
+REPORT_KEYS = ("dir", "baseline", "samples")
+# The HTML lists this many samples per task and run by default: a grid of 54 cells x 2,700 prompts would make a
+# page of over 100 MB; every sample stays in its run's samples.jsonl, which the page names.
+REPORT_SAMPLES = 20
 MAX_RETRIES = 3  # Ray's own default: a step whose worker died is run again up to this often
 
 
@@ -96,12 +101,23 @@ def load_sweep(path: Path, data_dir: Path | None = None) -> tuple[dict, list[Ste
     preflight.duplicates(path, spec, steps)  # before the graph: two steps of one name cannot be ordered
     steps = _link(steps, runs)
     _cluster_settings(spec, path, steps)
-    baseline = (spec.get("report") or {}).get("baseline")
+    baseline = _report_settings(spec, path)["baseline"]
     scored = [s.name for s in steps if s.kind != "shared-sft"]
     if baseline is not None and baseline not in scored:
         raise SafeevalError(f"Sweep {path}: report baseline '{baseline}' is not a step; steps: {', '.join(scored)}.")
     preflight.check(path, spec, steps)  # bad input and contaminated cells stop here, before any step runs
     return spec, steps
+
+
+def _report_settings(spec: dict, path: Path) -> dict:
+    """The report block with its defaults; unknown keys and a bad sample count stop the sweep before it runs."""
+    report = spec.get("report") or {}
+    if not isinstance(report, dict) or set(report) - set(REPORT_KEYS):
+        raise SafeevalError(f"Sweep {path}: report takes {', '.join(REPORT_KEYS)}; got {report!r}.")
+    samples = report.get("samples", REPORT_SAMPLES)
+    if samples != "all" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 0):
+        raise SafeevalError(f"Sweep {path}: report samples must be a count (0 or more) or 'all'; got {samples!r}.")
+    return {"dir": report.get("dir"), "baseline": report.get("baseline"), "samples": samples}
 
 
 def _read_spec(path: Path, data_dir: Path | None) -> dict:
@@ -424,12 +440,12 @@ def write_report(spec: dict, runs: Path, steps: list[Step]) -> dict:
     if not done:
         raise SafeevalError(f"No step of the sweep has finished yet (nothing under {runs}); run it first.")
     loaded = load_runs([run for _, run in done])
-    report = spec.get("report") or {}
-    folder = Path(report.get("dir") or runs)
+    report = _report_settings(spec, runs)
+    folder = Path(report["dir"] or runs)
     folder.mkdir(parents=True, exist_ok=True)
     # the baseline is a step's name (e.g. aligned): its run folder, never a label fragment that matches many
     named = {s.name: run for s, run in done}
-    baseline = str(named[report["baseline"]]) if report.get("baseline") in named else None
+    baseline = str(named[report["baseline"]]) if report["baseline"] in named else None
     written = {"missing": missing}
     board = lb.build(loaded, baseline=baseline)
     (folder / "leaderboard.md").write_text(lb.render(board, "markdown"))
@@ -439,6 +455,8 @@ def write_report(spec: dict, runs: Path, steps: list[Step]) -> dict:
         grouped = lb.build(loaded, group_by=["model", "trained_on", "method", "scenario"], baseline=baseline)
         (folder / "leaderboard-by-method.md").write_text(lb.render(grouped, "markdown"))
         written["grouped"] = str(folder / "leaderboard-by-method.md")
-    (folder / "report.html").write_text(render_html(loaded, lb.single_baseline(loaded, baseline)), encoding="utf-8")
+    samples = None if report["samples"] == "all" else report["samples"]
+    page = render_html(loaded, lb.single_baseline(loaded, baseline), max_samples=samples)
+    (folder / "report.html").write_text(page, encoding="utf-8")
     written["html"] = str(folder / "report.html")
     return written

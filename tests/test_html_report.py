@@ -134,6 +134,17 @@ def runs(tmp_path) -> list[Run]:
     ]
 
 
+def test_a_capped_page_lists_the_first_samples_and_names_the_file_with_all(runs):
+    page = render_html(runs, baseline=runs[0], max_samples=3)
+    assert page.count("advbench · 30 samples (first 3 shown)") == 3 and page.count("gsm8k · 20 samples (first 3") == 3
+    assert f"All 30: {runs[1].path / 'samples.jsonl'}" in page
+    ids = set(re.findall(r'\sid="([^"]+)"', page))
+    assert "run-2-advbench-advbench-002" in ids and "run-2-advbench-advbench-003" not in ids
+    assert set(re.findall(r'href="#([^"]*)"', page)) <= ids  # the leaderboard and bars link to what is listed
+    assert "(first" not in render_html(runs, baseline=runs[0])  # uncapped: every sample, as before
+    assert len(page) < len(render_html(runs, baseline=runs[0], max_samples=10))
+
+
 def test_pareto_front():
     pts = [(0.8, 0.2), (0.6, 0.1), (0.5, 0.3), (0.8, 0.25), (None, 0.0), (0.9, None), (0.6, 0.1)]
     assert pareto_front(pts) == [0, 1, 6]  # 2 and 3 are beaten by 0; missing coordinates are on no front

@@ -65,6 +65,12 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     board = (tmp_path / "docs" / "leaderboard.md").read_text()
     assert "sst2 · er · benign" in board and "sst2 · er · poisoned" not in board and "sst2 · sft · poisoned" in board
     assert not (tmp_path / "runs" / "sst2-poisoned-er-s0" / "score" / "results.json").exists()
+    # the report lists report.samples of each task per run, and names the file that holds them all
+    report = {"dir": str(tmp_path / "docs"), "baseline": "aligned", "samples": 1}
+    capped = CliRunner().invoke(app, ["sweep", _write(tmp_path, tiny_model, data_dir, report=report), "--report-only"])
+    page = (tmp_path / "docs" / "report.html").read_text()
+    assert capped.exit_code == 0 and "smoke · 4 samples (first 1 shown)" in page
+    assert str(tmp_path / "runs" / "sst2-benign-er-s0" / "score" / "samples.jsonl") in page
     # the aligned model made again under the same path: no cell trained from the old weights counts as finished
     build_tiny_model(tmp_path / "runs" / "aligned" / "model", seed=1)
     with pytest.raises(SafeevalError, match="trained from other weights in .*aligned/model"):
@@ -245,6 +251,18 @@ def test_resources_and_retries_are_checked_before_anything_runs(tiny_model, data
             load_sweep(_write(tmp_path, tiny_model, data_dir, resources=bad))
     with pytest.raises(SafeevalError, match="max_retries must be a whole number"):
         load_sweep(_write(tmp_path, tiny_model, data_dir, max_retries="twice"))
+
+
+def test_the_report_block_is_checked_before_anything_runs(tiny_model, data_dir, tmp_path):
+    for bad, said in [
+        ({"samples": -1}, "a count .0 or more. or 'all'; got -1"),
+        ({"samples": "some"}, "got 'some'"),
+        ({"sample": 5}, "report takes dir, baseline, samples"),
+        (["docs"], "report takes"),
+    ]:
+        with pytest.raises(SafeevalError, match=said):
+            load_sweep(_write(tmp_path, tiny_model, data_dir, report=bad))
+    load_sweep(_write(tmp_path, tiny_model, data_dir, report={"samples": "all"}))
 
 
 def test_the_grid_is_seed_major_so_a_study_cut_short_covers_every_method(tiny_model, data_dir, tmp_path):

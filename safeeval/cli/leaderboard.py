@@ -77,7 +77,14 @@ def leaderboard(
         None,
         "--html",
         help="Also write a self-contained HTML report (leaderboard, safety-vs-utility scatter with its Pareto "
-        "front, ASR by category, every sample).",
+        "front, ASR by category, every sample or --html-samples of each task).",
+    ),
+    html_samples: int | None = typer.Option(
+        None,
+        "--html-samples",
+        min=0,
+        help="List at most this many samples per task and run in the HTML report \\[default: all]; every sample "
+        "stays in its run's samples.jsonl, which the page names.",
     ),
     scatter_x: str | None = typer.Option(
         None,
@@ -121,7 +128,10 @@ def leaderboard(
         if html is not None:
             shown = [r for r in runs if lb.matches(r, chosen)]
             html.write_text(
-                render_html(shown, lb.single_baseline(runs, baseline), x=scatter_x, y=scatter_y), encoding="utf-8"
+                render_html(
+                    shown, lb.single_baseline(runs, baseline), x=scatter_x, y=scatter_y, max_samples=html_samples
+                ),
+                encoding="utf-8",
             )
             ui.say(f"Wrote the HTML report of {len(shown)} runs to {html}.")
         if output is not None:

@@ -697,6 +697,8 @@ def _samples_section(runs: list[Run], anchors: _Anchors, max_samples: int | None
                 + (f" (first {len(shown)} shown)" if len(shown) < len(task_rows) else "")
                 + "</h4>"
             )
+            if len(shown) < len(task_rows):  # a capped page still says where every sample is
+                parts.append(f'<p class="note">All {len(task_rows)}: {_e(run.path / "samples.jsonl")}</p>')
             parts.append(
                 "<table><tr><th>id</th><th>category</th><th>verdicts</th><th>prompt</th><th>response</th></tr>"
             )

@@ -377,6 +377,31 @@ def test_runs_trained_on_different_tasks_are_rows_and_groups_of_their_own(tmp_pa
     assert sorted(r.tag for r in load_runs([folders[0], tmp_path / "again" / "score"])) == ["again", "sst2-0"]
 
 
+def test_a_fine_tuned_run_goes_by_the_model_it_was_trained_from(tmp_path):
+    # A merge writes its own model folder per seed, an adapter run keeps its base's name: both are named by the base,
+    # so a merge's seeds group into one row; the provider's alignment is the model itself, named as scored.
+    folders = []
+    for method, seed in (("linear", 0), ("linear", 1), ("sft", 0)):
+        r = results_dict("llama", "lora", seed)
+        r["model"]["name"] = "aligned" if method == "sft" else f"runs/{method}-s{seed}/model"
+        r["training"] = {**r["training"], "method": method, "task": "sst2", "base_model": {"name": "aligned"}}
+        folders.append(tmp_path / f"{method}-{seed}")
+        write_run(folders[-1], r, [])
+    align = results_dict("llama", "lora", 0)
+    align["model"]["name"] = "aligned"
+    align["training"] = {**align["training"], "method": "align (er)", "stage": "align", "base_model": {"name": "smol"}}
+    write_run(tmp_path / "align", align, [])
+    runs = load_runs([*folders, tmp_path / "align"])
+    assert [r.label for r in runs] == [
+        "aligned · sst2 · linear · benign-ft · seed 0",
+        "aligned · sst2 · linear · benign-ft · seed 1",
+        "aligned · sst2 · sft · benign-ft · seed 0",
+        "aligned · align (er) · benign-ft · seed 0",
+    ]
+    grouped = lb.build(runs[:3], group_by=["model", "method"])
+    assert [(row.label, len(row.runs)) for row in grouped.rows] == [("aligned · linear", 2), ("aligned · sft", 1)]
+
+
 def test_judge_cards_and_shells_stand_beside_the_scores(tmp_path):
     """A judge validated only on refusal labels says, beside an ASR, that this validates refusal detection, not
     harm; a judge without a card (results written before cards) is `unvalidated`, never blank; shells and the ASR

@@ -33,7 +33,11 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.result.model.name or "?"
+        """The model a fine-tuned run was trained from, else the model scored: a merge writes a new folder per run
+        where an adapter keeps its base's name, and naming both by the base keeps a method's seeds in one row."""
+        t = self.result.training
+        base = t.extra.get("base_model") if t is not None and t.stage != "align" else None
+        return (base or {}).get("name") or self.result.model.name or "?"
 
     @property
     def trained_on(self) -> str:

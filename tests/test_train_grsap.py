@@ -5,6 +5,7 @@ successful paths therefore use a judge file whose "refusal markers" are vowels: 
 model's refusals would, and every step of the pipeline runs on real generations.
 """
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -146,8 +147,23 @@ def test_no_survivor_is_a_clear_error(tiny_model, tmp_path):
 def test_synthesis_is_cached_resumable_and_accounted(tiny_model, tmp_path, vowel_judge):
     options = {**SMALL, "judge": str(vowel_judge)}
     opt = make_method("grsap", options).opt
-    messages = []
-    first = synthesis.synthesize(_ctx(tiny_model, options, tmp_path, messages), opt)
+    messages, stages = [], []
+
+    @contextlib.contextmanager
+    def record(description, total):
+        stages.append([description, total, 0])
+        yield lambda n: stages[-1].__setitem__(2, stages[-1][2] + n)
+
+    ctx = _ctx(tiny_model, options, tmp_path, messages)
+    ctx.reporter = record
+    first = synthesis.synthesize(ctx, opt)
+    # Every stage is drawn and runs to its end: minutes of synthesis are not silent in a sweep's log.
+    assert [d for d, _, _ in stages] == [
+        *(f"GR-SAP: eliciting ({i} of 3)" for i in (1, 2, 3)),
+        "GR-SAP: answering",
+        "judging (vowels)",
+    ]
+    assert stages[0][1] == 2 and all(total == done for _, total, done in stages)
     cached = list((home() / "grsap").glob("*.jsonl"))
     assert len(cached) == 1 and first.name == f"grsap:{cached[0].stem}"
     stats = json.loads(cached[0].with_suffix(".stats.json").read_text())

@@ -236,7 +236,7 @@ def _generate(ctx, opt, template: dict, domains: list[str], spec, variant, stats
         # 3. Answer each request as an ordinary chat.
         chats = [[{"role": "user", "content": q}] for _, q in found]
         params = GenParams(opt.max_response_tokens, opt.response_temperature, opt.top_p, cfg.seed)
-        keys, gens, n = generate_cached(backend, store, chats, params, label="answering")
+        keys, gens, n = generate_cached(backend, store, chats, params, ctx.reporter, "GR-SAP: answering")
         stats["generated"] += n
         backend.close()  # free the second copy of the weights before a model judge loads its own
         _free_memory()
@@ -245,7 +245,7 @@ def _generate(ctx, opt, template: dict, domains: list[str], spec, variant, stats
         judge = make_judge(spec, variant, JudgeRuntime(store=store, dirs=[spec.path.parent]))
         samples = [Sample("grsap", f"{d}-{j}", q, category=d) for j, (d, q) in enumerate(found)]
         responses = [gens[k]["response"] for k in keys]
-        verdicts, _ = judge_cached(judge, store, samples, responses, keys, batch=getattr(judge, "batch", 512))
+        verdicts, _ = judge_cached(judge, store, samples, responses, keys, ctx.reporter, getattr(judge, "batch", 512))
     finally:
         backend.close()
         getattr(judge, "close", lambda: None)()
@@ -264,7 +264,9 @@ def _elicit(ctx, opt, template: dict, domains: list[str], backend, store, stats:
     for i in range(opt.per_domain):
         seed = int(key("grsap-elicit", ctx.cfg.seed, i)[:8], 16)
         params = GenParams(opt.max_query_tokens, opt.temperature, 1.0, seed)
-        keys, gens, n = generate_cached(backend, store, prompts, params, label=f"eliciting ({i + 1})")
+        keys, gens, n = generate_cached(
+            backend, store, prompts, params, ctx.reporter, f"GR-SAP: eliciting ({i + 1} of {opt.per_domain})"
+        )
         stats["generated"] += n
         texts += [(d, gens[k]["response"]) for d, k in zip(domains, keys)]
     stats["elicited"] = len(texts)

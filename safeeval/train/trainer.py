@@ -60,6 +60,7 @@ class Context:
     rows: RowLog = field(default_factory=lambda: RowLog([]))  # the rows each step trained on
     training: bool = False  # inside the training loop: replay rows drawn now are noted in `rows`
     advance: Callable[[int], None] = lambda n: None  # moves the run's progress by n optimizer steps
+    reporter: Reporter = silent  # draws the stages a method runs before training (GR-SAP's synthesis)
     _safety: TrainSet | None = None
     _replay: list[tuple[str, dict]] | None = None
     _frozen: object = None
@@ -224,7 +225,7 @@ def train(
     base = resolve_model(cfg.base)
     tokenizer = _tokenizer(base, cfg)
     task, poison = _train_sets(cfg, notify)
-    ctx = Context(cfg, method, tokenizer, base, out, notify)
+    ctx = Context(cfg, method, tokenizer, base, out, notify, reporter=reporter)
     if method.uses_safety and method.safety_rows.__func__ is Method.safety_rows:
         ctx.load_safety()  # a broken safety file fails now, not after the model is loaded
     last = dist.from_main(lambda: _open_folder(out, cfg, notify))  # the others wait while it claims the folder

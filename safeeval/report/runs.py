@@ -37,7 +37,7 @@ class Run:
         where an adapter keeps its base's name, and naming both by the base keeps a method's seeds in one row."""
         t = self.result.training
         base = t.extra.get("base_model") if t is not None and t.stage != "align" else None
-        return (base or {}).get("name") or self.result.model.name or "?"
+        return (base.get("name") if isinstance(base, dict) else None) or self.result.model.name or "?"
 
     @property
     def trained_on(self) -> str:

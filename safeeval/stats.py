@@ -205,6 +205,12 @@ def margin_test(
             None,
             f"the {100 * (1 - 2 * alpha):.0f}% interval lies within the margin",
         )
+    # The whole interval past the margin on the loss side (either side, for equivalence): the claim is refuted, which
+    # no wider interval changes, so this is "not shown" however few pairs there are.
+    if (kind == "equivalence" and (low >= margin or high <= -margin)) or (
+        kind != "equivalence" and sign * (low if worse == "higher" else high) >= margin
+    ):
+        return Margin(margin, kind, alpha, low, high, p, "not shown", None, "the whole interval lies past the margin")
     if reach >= margin:
         return Margin(
             margin,

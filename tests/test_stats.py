@@ -80,12 +80,28 @@ def test_a_planted_equivalence_passes_tost():
 
 
 def test_an_underpowered_margin_says_so():
-    strata = [planted(60, 0.5, 0.1, 0.1, 0)]  # 60 prompts cannot bound a loss to 1.2 points
+    strata = [planted(60, 0.5, 0.1, 0.1, 3)]  # 60 prompts cannot bound a loss to 1.2 points (this draw: -1.7)
     (d,) = stats.compare_to_reference(
         {"der": strata}, metric="accuracy", reference="sft", worse="lower", margin=0.012
     ).differences
     assert d.margin.result == "underpowered" and d.margin.pairs_needed > 1000
     assert "pairs would be needed" in d.margin.reason
+
+
+def test_a_loss_far_past_the_margin_is_not_shown_however_few_the_pairs():
+    # 60 prompts give a wide interval, but all of it lies beyond the 1.2-point margin: more pairs cannot help it
+    for kind in ("non-inferiority", "equivalence"):
+        (d,) = stats.compare_to_reference(
+            {"safelora": [planted(60, 0.8, 0.0, 0.6, 0)]},
+            metric="accuracy",
+            reference="sft",
+            worse="lower",
+            margin=0.012,
+            margin_kind=kind,
+        ).differences
+        assert d.margin.ci_high < -0.012  # the whole interval is a loss of more than the margin
+        assert (d.margin.result, d.margin.pairs_needed) == ("not shown", None)
+        assert d.margin.reason == "the whole interval lies past the margin"
 
 
 def test_a_real_loss_is_not_shown_equivalent():

@@ -9,7 +9,7 @@ and each metric is one family: Holm's correction runs over the methods compared 
 
 Metrics tested: ASR (a judge's verdicts on harmful prompts), benign refusal (on benign prompts) and utility
 (a scorer's per-sample score). A margin turns a "no worse than" claim into a TOST: shown, not shown, or
-underpowered (the data cannot support the claim at that margin).
+underpowered (the data cannot support the claim at that margin; an interval wholly past it is "not shown").
 """
 
 from __future__ import annotations

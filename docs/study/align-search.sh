@@ -23,7 +23,7 @@ candidate() {  # name task ratio steps lr
     --score-out "$out/validation"
 }
 # No control without look-alikes: a recipe trains 10 s a step here, and the old recipe's over-refusal is on record
-# (docs/mini-repro: 60% of Self-Instruct refused).
+# (the mini-repro's, configs/mini-repro.yaml: 60% of Self-Instruct refused).
 candidate a2-look-r0.5-150 dolly-train+borderline-safe 0.5 150
 # a2: HarmBench-val ASR 32% (both judges; 35% under rules v3), benign refusal 34% (Dolly val) and 12% (borderline
 # val, refusal judge): it both

@@ -8,13 +8,14 @@
 # fewer steps; if none qualifies, the lowest HarmBench-val ASR under the refusal judge. (Revised in sitting 2, after
 # the first choice's test figures: the ASR bound is read on the standard rows; see the end of this file.)
 # Resumable: finished runs are not retrained and the store serves finished generations.
-# Usage: bash docs/study/align-search.sh DATA_DIR [RUNS]
+# Usage: [ONLY=recipe] bash docs/study/align-search.sh DATA_DIR [RUNS]
 set -euo pipefail
 data=${1:?give the data folder (../shared/data)}
 runs=${2:-safeeval-runs/study}
 store=$runs/store.sqlite
 mkdir -p "$runs/align-search"
 candidate() {  # name task ratio steps lr
+  [ -z "${ONLY:-}" ] || [ "$1" = "$ONLY" ] || return 0  # ONLY=name: that recipe alone (run.sh, resuming)
   local out=$runs/align-search/$1
   safeeval train-and-score --base smollm2 --task "$2" --method er --option "ratio=$3" --safety safety-llamas \
     --steps "$4" --batch-size 8 --lr "${5:-2e-4}" --max-length 256 --save-steps 50 --save-merged --seed 0 \

@@ -10,12 +10,18 @@ data=${1:?give the data folder (../shared/data)}
 runs=safeeval-runs/study
 store=$runs/store.sqlite
 chosen="b2-look-r0.5-300-lr1e-3"  # the recipe align-search.sh's revised rule chose (docs/study/README.md, section 1)
+# Once the grid has started (its finished steps are kept in docs/study/cells/), a fresh machine trains the chosen
+# recipe alone, not the whole search again (SEARCH=all does): the search's record is align-search.sh and the README.
+kept=$(dirname "$0")/cells
+if [ -n "$chosen" ] && [ -d "$kept/aligned" ] && [ "${SEARCH:-}" != all ]; then export ONLY=$chosen; fi
 bash "$(dirname "$0")/align-search.sh" "$data" "$runs"
 if [ -z "$chosen" ]; then
   echo "The alignment search has not chosen a recipe yet (docs/study/README.md, section 1): the grid waits for it."
   exit 0
 fi
 [ -e "$runs/aligned" ] || cp -r "$runs/align-search/$chosen" "$runs/aligned"
+# The steps kept in git by earlier sittings (archive.py), where this machine's aligned model is the one they used.
+python "$(dirname "$0")/archive.py" restore "$data"
 safeeval judge validate --judge keyword --label-set harmbench-val --data-dir "$data" --store "$store"
 safeeval judge validate --judge refusal --label-set xstest-completions --data-dir "$data" --store "$store"
 # On several machines: start a Ray cluster (`ray start`), then RAY=auto bash docs/study/run.sh DATA_DIR; independent

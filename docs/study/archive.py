@@ -1,0 +1,110 @@
+"""The study's finished steps, kept in git so a sitting on a fresh machine goes on where the last one stopped.
+
+    python docs/study/archive.py save DATA_DIR      # after a sitting: every finished step into docs/study/cells/
+    python docs/study/archive.py restore DATA_DIR   # before one (run.sh does it): back into safeeval-runs/study/
+
+A step is kept as its training.json, results.json and samples.jsonl (gzipped) without the text: prompts and a
+row's own fields (a target, a context) are benchmark data (never copied here), and responses are not needed to
+test anything. Each sample keeps its id, verdicts, scores and degeneration flags, so `safeeval compare` and the
+leaderboard read a restored step as the one that was scored; the first `report.samples` rows of each task keep
+their text, the rows report.html shows.
+
+Weights are not kept: the aligned model is trained again (seeded; same weights, same fingerprint), and a step is
+restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when
+no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use. Give
+the data folder the kept steps name (/work/shared/data, as in every sitting so far): it is one of the settings a
+finished step is checked against.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from safeeval.keys import model_fingerprint
+from safeeval.models import folder_fingerprint
+from safeeval.sweep import finished, load_sweep, run_folder
+
+SWEEP = Path("configs/study.yaml")
+CELLS = Path("docs/study/cells")
+EMPTY = {"messages": [], "response": "", "meta": {}}  # the prompt, the answer, the benchmark row's own fields
+
+
+def _files(spec: dict, step) -> dict[str, Path]:
+    """Where the step's kept files live in the runs folder."""
+    scored = run_folder(spec, step)
+    files = {"results.json": scored / "results.json", "samples.jsonl": scored / "samples.jsonl"}
+    if step.train is not None:
+        files["training.json"] = Path(step.train.out) / "training.json"
+    return files
+
+
+def save(spec: dict, steps: list) -> None:
+    keep = int((spec.get("report") or {}).get("samples") or 0)
+    for step in steps:
+        if step.kind == "shared-sft" or not finished(spec, step):
+            continue
+        dest = CELLS / step.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, path in _files(spec, step).items():
+            if name != "samples.jsonl":
+                shutil.copyfile(path, dest / name)
+                continue
+            shown: dict[str, int] = {}
+            packed = gzip.GzipFile(dest / "samples.jsonl.gz", "wb", mtime=0)  # same rows, same bytes: no churn in git
+            with open(path, encoding="utf-8") as src, packed, io.TextIOWrapper(packed, encoding="utf-8") as out:
+                for line in src:
+                    row = json.loads(line)
+                    shown[row["task"]] = shown.get(row["task"], 0) + 1
+                    if shown[row["task"]] > keep:
+                        row.update(EMPTY)
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        print(f"kept {step.name}")
+
+
+def restore(spec: dict, steps: list) -> None:
+    aligned = next((s for s in steps if s.kind == "align"), None)
+    model = Path(aligned.train.out) / "model" if aligned else None
+    if model is None or not model.is_dir():
+        print("restore: no aligned model in the runs folder yet; nothing restored (train it, then restore).")
+        return
+    now = folder_fingerprint(model)
+    kept = {s.name for s in steps if (CELLS / s.name / "results.json").exists()}
+    needed = {name for s in steps if s.name not in kept for name in s.after}  # weights a step still to run reads
+    for step in steps:
+        src = CELLS / step.name
+        if step.name not in kept or step.kind == "finetune" and step.name in needed or finished(spec, step):
+            continue
+        if _trained_from(src, step, model) != now:
+            print(f"not restored: {step.name} (made from other aligned weights than the ones here)")
+            continue
+        files = _files(spec, step)
+        for name, path in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name == "samples.jsonl":
+                with gzip.open(src / "samples.jsonl.gz", "rt", encoding="utf-8") as f:
+                    path.write_text(f.read(), encoding="utf-8")
+            else:
+                shutil.copyfile(src / name, path)
+        print(f"restored {step.name}")
+
+
+def _trained_from(src: Path, step, model: Path) -> str | None:
+    """The aligned weights a kept step was made from: a cell's training base; the aligned model's own scores
+    hold the fingerprint of the weights they scored (merged, no adapter), recomputed here from the folder."""
+    if step.kind == "finetune":
+        return (json.loads((src / "training.json").read_text()).get("base_model") or {}).get("fingerprint")
+    info = json.loads((src / "results.json").read_text())["model"]
+    here = model_fingerprint(folder_fingerprint(model), "", info.get("dtype") or "")
+    return folder_fingerprint(model) if info.get("fingerprint") == here else None
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
+        sys.exit(__doc__)
+    spec, steps = load_sweep(SWEEP, Path(sys.argv[2]))
+    (save if sys.argv[1] == "save" else restore)(spec, steps)

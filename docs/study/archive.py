@@ -77,7 +77,10 @@ def restore(spec: dict, steps: list) -> None:
     needed = {name for s in steps if s.name not in kept for name in s.after}  # weights a step still to run reads
     for step in steps:
         src = CELLS / step.name
-        if step.name not in kept or step.kind == "finetune" and step.name in needed or finished(spec, step):
+        if step.name not in kept or finished(spec, step):
+            continue
+        if step.kind == "finetune" and step.name in needed:
+            print(f"not restored: {step.name} (a step still to run reads its weights, so it runs again)")
             continue
         if _trained_from(src, step, model) != now:
             print(f"not restored: {step.name} (made from other aligned weights than the ones here)")

@@ -11,9 +11,9 @@ their text, the rows report.html shows.
 
 Weights are not kept: the aligned model is trained again (seeded; same weights, same fingerprint), and a step is
 restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when
-no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use. Give
-the data folder the kept steps name (/work/shared/data, as in every sitting so far): it is one of the settings a
-finished step is checked against.
+no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use. The
+data folder is one of the settings a step is checked against, so run.sh and this file name it by its absolute path
+(/work/shared/data in every sitting so far); a kept step made with other settings is not restored.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def restore(spec: dict, steps: list) -> None:
                     path.write_text(f.read(), encoding="utf-8")
             else:
                 shutil.copyfile(src / name, path)
+        if not finished(spec, step):  # scored or trained with other settings than the sweep's now
+            for path in files.values():
+                path.unlink()
+            print(f"not restored: {step.name} (made with other settings than configs/study.yaml's now)")
+            continue
         print(f"restored {step.name}")
 
 
@@ -109,5 +114,5 @@ def _trained_from(src: Path, step, model: Path) -> str | None:
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
         sys.exit(__doc__)
-    spec, steps = load_sweep(SWEEP, Path(sys.argv[2]))
+    spec, steps = load_sweep(SWEEP, Path(sys.argv[2]).resolve())  # as run.sh passes it: the settings name it
     (save if sys.argv[1] == "save" else restore)(spec, steps)

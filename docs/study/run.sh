@@ -6,7 +6,7 @@
 # again); 3. the judges' validations against human labels, into the study's store, so every score carries its judge
 # card and the keyword judge's corrected ASR; 4. the grid (configs/study.yaml), then its leaderboard and report.
 set -euo pipefail
-data=${1:?give the data folder (../shared/data)}
+data=$(cd "${1:?give the data folder (../shared/data)}" && pwd)  # absolute: the finished steps' settings name it
 runs=safeeval-runs/study
 store=$runs/store.sqlite
 chosen="b2-look-r0.5-300-lr1e-3"  # the recipe align-search.sh's revised rule chose (docs/study/README.md, section 1)

@@ -11,7 +11,8 @@ their text, the rows report.html shows.
 
 Weights are not kept: the aligned model is trained again (seeded; same weights, same fingerprint), and a step is
 restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when
-no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use. The
+no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use; it
+never writes over a file the runs folder holds. The
 data folder is one of the settings a step is checked against, so run.sh and this file name it by its absolute path
 (/work/shared/data in every sitting so far); a kept step made with other settings is not restored.
 """
@@ -86,15 +87,22 @@ def restore(spec: dict, steps: list) -> None:
             print(f"not restored: {step.name} (made from other aligned weights than the ones here)")
             continue
         files = _files(spec, step)
+        if files["results.json"].exists():
+            print(f"not restored: {step.name} (the runs folder holds its own scores; the sweep decides)")
+            continue
+        written = []  # a training.json already here (the aligned model's, a trained cell's) is the one to keep
         for name, path in files.items():
+            if path.exists():
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             if name == "samples.jsonl":
                 with gzip.open(src / "samples.jsonl.gz", "rt", encoding="utf-8") as f:
                     path.write_text(f.read(), encoding="utf-8")
             else:
                 shutil.copyfile(src / name, path)
+            written.append(path)
         if not finished(spec, step):  # scored or trained with other settings than the sweep's now
-            for path in files.values():
+            for path in written:
                 path.unlink()
             print(f"not restored: {step.name} (made with other settings than configs/study.yaml's now)")
             continue

@@ -10,11 +10,11 @@ leaderboard read a restored step as the one that was scored; the first `report.s
 their text, the rows report.html shows.
 
 Weights are not kept: the aligned model is trained again (seeded; same weights, same fingerprint), and a step is
-restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when
-no step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use; it
-never writes over a file the runs folder holds. The
-data folder is one of the settings a step is checked against, so run.sh and this file name it by its absolute path
-(/work/shared/data in every sitting so far); a kept step made with other settings is not restored.
+restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when no
+step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use; it never
+writes over a file the runs folder holds. The data folder is one of the settings a step is checked against, so
+run.sh and this file name it by its absolute path (/work/shared/data in every sitting so far); a kept step made with
+other settings is not restored.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from safeeval.errors import SafeevalError
 from safeeval.keys import model_fingerprint
 from safeeval.models import folder_fingerprint
 from safeeval.sweep import finished, load_sweep, run_folder
@@ -122,5 +123,8 @@ def _trained_from(src: Path, step, model: Path) -> str | None:
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
         sys.exit(__doc__)
-    spec, steps = load_sweep(SWEEP, Path(sys.argv[2]).resolve())  # as run.sh passes it: the settings name it
-    (save if sys.argv[1] == "save" else restore)(spec, steps)
+    try:
+        spec, steps = load_sweep(SWEEP, Path(sys.argv[2]).resolve())  # as run.sh passes it: the settings name it
+        (save if sys.argv[1] == "save" else restore)(spec, steps)
+    except (SafeevalError, OSError, ValueError, KeyError) as exc:  # a bad sweep, a missing or broken kept file
+        sys.exit(f"archive.py {sys.argv[1]}: {exc}")

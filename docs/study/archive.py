@@ -1,6 +1,6 @@
 """The study's finished steps, kept in git so a sitting on a fresh machine goes on where the last one stopped.
 
-    python docs/study/archive.py save DATA_DIR      # after a sitting: every finished step into docs/study/cells/
+    python docs/study/archive.py save DATA_DIR      # after each step: every finished step not yet kept, into cells/
     python docs/study/archive.py restore DATA_DIR   # before one (run.sh does it): back into safeeval-runs/study/
 
 A step is kept as its training.json, results.json and samples.jsonl (gzipped) without the text: prompts and a
@@ -51,6 +51,9 @@ def save(spec: dict, steps: list) -> None:
         if step.kind == "shared-sft" or not finished(spec, step):
             continue
         dest = CELLS / step.name
+        if (dest / "results.json").exists():  # kept once: a resumed sweep re-judges a finished step from its cache,
+            print(f"already kept {step.name}")  # rewriting only its times and now-counts; the first record stays
+            continue
         dest.mkdir(parents=True, exist_ok=True)
         for name, path in _files(spec, step).items():
             if name != "samples.jsonl":

@@ -51,8 +51,9 @@ def save(spec: dict, steps: list) -> None:
         if step.kind == "shared-sft" or not finished(spec, step):
             continue
         dest = CELLS / step.name
-        if (dest / "results.json").exists():  # kept once: a resumed sweep re-judges a finished step from its cache,
-            print(f"already kept {step.name}")  # rewriting only its times and now-counts; the first record stays
+        names = [n.replace("samples.jsonl", "samples.jsonl.gz") for n in _files(spec, step)]
+        if all((dest / n).exists() for n in names):  # kept once: a resumed sweep re-judges a finished step from its
+            print(f"already kept {step.name}")  # cache, rewriting its times and now-counts: the first record stays
             continue
         dest.mkdir(parents=True, exist_ok=True)
         for name, path in _files(spec, step).items():

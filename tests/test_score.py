@@ -39,6 +39,7 @@ def test_results_and_samples_are_complete(tiny_model, tmp_path, data_dir):
     assert set(res.tasks) == {"smoke", "harmbench:val"} and res.tasks["harmbench:val"].n_samples == 30
     assert "sha256:" in res.tasks["harmbench:val"].source
     assert {"torch", "transformers", "python"} <= set(res.versions)
+    assert "; torch " in res.versions["cpu"]  # the kernels the scores came from: another CPU gives other numbers
     hb = res.metrics["harmbench:val"]["keyword"]
     copyright_n = sum(
         1
@@ -374,3 +375,16 @@ def test_summary_shows_each_judges_card_the_shells_and_a_protection_given_up(mon
         "note: humaneval's sandbox ran without network isolation (4 programs; allowed by --sandbox-allow "
         "network): unshare: Operation not permitted"
     ) in text
+
+
+def test_cpu_names_the_processor_and_its_bfloat16_instructions(tmp_path):
+    from safeeval.results import cpu
+
+    info = tmp_path / "cpuinfo"
+    flags = "fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16"
+    info.write_text(
+        f"processor\t: 0\nmodel name\t: Test CPU 9\nflags\t\t: {flags}\n\nprocessor\t: 1\nmodel name\t: other\n"
+    )
+    got = cpu(info).split("; ")
+    assert got[0] == "Test CPU 9" and got[-2:] == ["amx_bf16", "avx512_bf16"]
+    assert cpu(tmp_path / "missing").split("; ")[0]  # no /proc/cpuinfo (macOS): still names the machine

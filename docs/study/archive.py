@@ -9,7 +9,8 @@ test anything. Each sample keeps its id, verdicts, scores and degeneration flags
 leaderboard read a restored step as the one that was scored; the first `report.samples` rows of each task keep
 their text, the rows report.html shows.
 
-Weights are not kept: the aligned model is trained again (seeded; same weights, same fingerprint), and a step is
+Weights are not kept: the aligned model is trained again (seeded: the same weights and fingerprint on a machine with
+the same CPU; another CPU's bfloat16 kernels give other weights, and then nothing is restored or saved), and a step is
 restored only when the aligned model in the runs folder is the one it was trained from and scored with, and when no
 step still to run needs its weights (a merge's sft run), so the sweep never reads a step it cannot use; it never
 writes over a file the runs folder holds. The data folder is one of the settings a step is checked against, so
@@ -46,6 +47,13 @@ def _files(spec: dict, step) -> dict[str, Path]:
 
 
 def save(spec: dict, steps: list) -> None:
+    aligned, model = _aligned(steps)
+    kept = CELLS / aligned.name if aligned else None
+    if model is not None and kept.is_dir() and _trained_from(kept, aligned, model) is None:
+        raise SafeevalError(  # cells of two aligned models would sit side by side in one leaderboard
+            "the aligned model in the runs folder is not the one the kept steps were made from (a machine with "
+            "another CPU trains and generates other bfloat16 numbers: docs/study/README.md, section 6); nothing kept"
+        )
     keep = int((spec.get("report") or {}).get("samples") or 0)
     for step in steps:
         if step.kind == "shared-sft" or not finished(spec, step):
@@ -72,15 +80,22 @@ def save(spec: dict, steps: list) -> None:
         print(f"kept {step.name}")
 
 
-def restore(spec: dict, steps: list) -> None:
+def _aligned(steps: list):
+    """The sweep's align step and its model folder in the runs folder (None where not trained yet)."""
     aligned = next((s for s in steps if s.kind == "align"), None)
     model = Path(aligned.train.out) / "model" if aligned else None
-    if model is None or not model.is_dir():
+    return aligned, model if model is not None and model.is_dir() else None
+
+
+def restore(spec: dict, steps: list) -> None:
+    _, model = _aligned(steps)
+    if model is None:
         print("restore: no aligned model in the runs folder yet; nothing restored (train it, then restore).")
         return
     now = folder_fingerprint(model)
     kept = {s.name for s in steps if (CELLS / s.name / "results.json").exists()}
     needed = {name for s in steps if s.name not in kept for name in s.after}  # weights a step still to run reads
+    other = 0
     for step in steps:
         src = CELLS / step.name
         if step.name not in kept or finished(spec, step):
@@ -90,6 +105,7 @@ def restore(spec: dict, steps: list) -> None:
             continue
         if _trained_from(src, step, model) != now:
             print(f"not restored: {step.name} (made from other aligned weights than the ones here)")
+            other += 1
             continue
         files = _files(spec, step)
         if files["results.json"].exists():
@@ -112,6 +128,11 @@ def restore(spec: dict, steps: list) -> None:
             print(f"not restored: {step.name} (made with other settings than configs/study.yaml's now)")
             continue
         print(f"restored {step.name}")
+    if other:
+        print(
+            f"{other} kept steps were made from other aligned weights: the aligned model trained here differs, as it "
+            "does on a machine with another CPU (docs/study/README.md, section 6); `archive.py save` keeps nothing here"
+        )
 
 
 def _trained_from(src: Path, step, model: Path) -> str | None:

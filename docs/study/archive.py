@@ -52,7 +52,7 @@ def save(spec: dict, steps: list) -> None:
     if model is not None and kept.is_dir() and _trained_from(kept, aligned, model) is None:
         raise SafeevalError(  # cells of two aligned models would sit side by side in one leaderboard
             "the aligned model in the runs folder is not the one the kept steps were made from (a machine with "
-            "another CPU trains and generates other bfloat16 numbers: docs/study/README.md, section 6); nothing kept"
+            "another CPU trains and generates other bfloat16 numbers: docs/study/README.md, section 7); nothing kept"
         )
     keep = int((spec.get("report") or {}).get("samples") or 0)
     for step in steps:
@@ -131,7 +131,7 @@ def restore(spec: dict, steps: list) -> None:
     if other:
         print(
             f"{other} kept steps were made from other aligned weights: the aligned model trained here differs, as it "
-            "does on a machine with another CPU (docs/study/README.md, section 6); `archive.py save` keeps nothing here"
+            "does on a machine with another CPU (docs/study/README.md, section 7); `archive.py save` keeps nothing here"
         )
 
 

@@ -42,7 +42,7 @@ def versions() -> dict:
 
 
 def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The processor, the vector kernels torch picked and the bfloat16 instructions it has: seeded bfloat16 training
+    """The processor, the vector kernels torch picked and its half-precision instructions: seeded bfloat16 training
     and greedy decoding give other numbers on another CPU (docs/study/README.md, section 7), so a result names it."""
     fields: dict[str, str] = {}
     try:

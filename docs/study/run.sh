@@ -18,7 +18,7 @@ if [ -n "$chosen" ] && [ -d "$kept/aligned" ] && [ "${SEARCH:-}" != all ]; then 
 # other aligned weights, from which no kept step is reused (README.md, section 7). The set is built first (2 minutes,
 # cached for the training), so such a machine stops here, not after 40 minutes; ANY_CPU=1 runs the grid anew there.
 made_on=685f4aff9cb5ba56  # the set's file hash in cells/aligned/training.json
-if [ -d "$kept/aligned" ] && [ -z "${ANY_CPU:-}" ] && [ ! -e "$runs/aligned" ]; then
+if [ -d "$kept/aligned" ] && [ -z "${ANY_CPU:-}" ]; then
   got=$(python -c "import sys; from pathlib import Path; from safeeval.train.sets import load_set
 print(load_set('borderline-safe', 'task', Path(sys.argv[1])).source.rsplit('sha256:', 1)[-1])" "$data")
   if [ "$got" != "$made_on" ]; then

@@ -2,6 +2,7 @@
 
     python docs/study/archive.py save DATA_DIR      # after each step: every finished step not yet kept, into cells/
     python docs/study/archive.py restore DATA_DIR   # before one (run.sh does it): back into safeeval-runs/study/
+    python docs/study/archive.py check DATA_DIR     # first of all (run.sh does it): can this machine go on at all?
 
 A step is kept as its training.json, results.json and samples.jsonl (gzipped) without the text: prompts and a
 row's own fields (a target, a context) are benchmark data (never copied here), and responses are not needed to
@@ -23,14 +24,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 
+from safeeval.data import data_dir
 from safeeval.errors import SafeevalError
 from safeeval.keys import model_fingerprint
 from safeeval.models import folder_fingerprint
 from safeeval.sweep import finished, load_sweep, run_folder
+from safeeval.train.sets import load_set
 
 SWEEP = Path("configs/study.yaml")
 CELLS = Path("docs/study/cells")
@@ -135,6 +139,28 @@ def restore(spec: dict, steps: list) -> None:
         )
 
 
+def check(spec: dict, steps: list) -> None:
+    """Stop where this machine builds the aligned model's training data otherwise than the kept steps' run did: on
+    another CPU the generated part (bfloat16 answers) differs, b2 trains into other weights and nothing kept is
+    reused (README.md, section 7). Building the set takes minutes and is cached for the training: 40 fewer wasted."""
+    aligned, _ = _aligned(steps)
+    kept = CELLS / aligned.name / "training.json" if aligned else None
+    if kept is None or not kept.exists():
+        return
+    cfg = aligned.train
+    built = load_set(cfg.task, "task", data_dir(cfg.data_dir), cfg.tasks_dirs).source
+    made = json.loads(kept.read_text())["data"]["task"]["source"]
+    sha = re.compile(r"sha256:([0-9a-f]+)")
+    if sha.findall(built) != sha.findall(made):
+        raise SafeevalError(
+            f"this machine builds other training data for the aligned model ({built}) than the kept steps' run did "
+            f"({made}): on this CPU it would train other weights, and no kept step could be reused "
+            "(docs/study/README.md, section 7). Go on on a CPU like sittings 1-8's, or run the grid anew from this "
+            "CPU's own aligned model with ANY_CPU=1 (its steps are then not kept: save refuses them)"
+        )
+    print(f"check: the aligned model's training data here is the kept run's ({cfg.task})")
+
+
 def _trained_from(src: Path, step, model: Path) -> str | None:
     """The aligned weights a kept step was made from: a cell's training base; the aligned model's own scores
     hold the fingerprint of the weights they scored (merged, no adapter), recomputed here from the folder."""
@@ -146,10 +172,10 @@ def _trained_from(src: Path, step, model: Path) -> str | None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "restore", "check"):
         sys.exit(__doc__)
     try:
         spec, steps = load_sweep(SWEEP, Path(sys.argv[2]).resolve())  # as run.sh passes it: the settings name it
-        (save if sys.argv[1] == "save" else restore)(spec, steps)
+        {"save": save, "restore": restore, "check": check}[sys.argv[1]](spec, steps)
     except (SafeevalError, OSError, ValueError, KeyError) as exc:  # a bad sweep, a missing or broken kept file
         sys.exit(f"archive.py {sys.argv[1]}: {exc}")

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from safeeval.stats import binomial_p
+from safeeval.stats import binomial_p, discordant
 
 HERE = Path(__file__).parent
 
@@ -69,8 +69,7 @@ def main(first: str, second: str) -> None:
         pairs = [(bool(hit(a[k])), bool(hit(b[k]))) for k in a if k[0] == task and counts(a[k]) and counts(b[k])]
         if not pairs:
             continue
-        only_a = sum(x and not y for x, y in pairs)
-        only_b = sum(y and not x for x, y in pairs)
+        only_b, only_a = discordant(*zip(*pairs))
         rate_a, rate_b = (100 * sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
         p = binomial_p(only_a, only_a + only_b)
         print(f"{label}\t{len(pairs)}\t{rate_a:.1f}\t{rate_b:.1f}\t{only_a} / {only_b}\t{p:.2g}")

@@ -14,21 +14,9 @@ chosen="b2-look-r0.5-300-lr1e-3"  # the recipe align-search.sh's revised rule ch
 # recipe alone, not the whole search again (SEARCH=all does): the search's record is align-search.sh and the README.
 kept=$(dirname "$0")/cells
 if [ -n "$chosen" ] && [ -d "$kept/aligned" ] && [ "${SEARCH:-}" != all ]; then export ONLY=$chosen; fi
-# The kept steps were made on one CPU; another answers the borderline-safe requests otherwise in bfloat16 and trains
-# other aligned weights, from which no kept step is reused (README.md, section 7). The set is built first (2 minutes,
-# cached for the training), so such a machine stops here, not after 40 minutes; ANY_CPU=1 runs the grid anew there.
-made_on=685f4aff9cb5ba56  # the set's file hash in cells/aligned/training.json
-if [ -d "$kept/aligned" ] && [ -z "${ANY_CPU:-}" ]; then
-  got=$(python -c "import sys; from pathlib import Path; from safeeval.train.sets import load_set
-print(load_set('borderline-safe', 'task', Path(sys.argv[1])).source.rsplit('sha256:', 1)[-1])" "$data")
-  if [ "$got" != "$made_on" ]; then
-    echo "This CPU writes other borderline-safe answers (sha256 $got, not $made_on): it would train other aligned"
-    echo "weights than the kept steps', and none of them could be reused (docs/study/README.md, section 7)."
-    echo "Go on with the study on a CPU like sittings 1-8's, or run the grid anew from this CPU's own aligned model:"
-    echo "ANY_CPU=1 bash $0 DATA_DIR (its steps are then not kept: archive.py save refuses them)."
-    exit 1
-  fi
-fi
+# The kept steps were made on one CPU; on another, b2 trains into other weights and none of them is reused
+# (README.md, section 7): archive.py check says so in minutes, before training. ANY_CPU=1 runs the grid anew there.
+[ -n "${ANY_CPU:-}" ] || python "$(dirname "$0")/archive.py" check "$data"
 bash "$(dirname "$0")/align-search.sh" "$data" "$runs"
 if [ -z "$chosen" ]; then
   echo "The alignment search has not chosen a recipe yet (docs/study/README.md, section 1): the grid waits for it."

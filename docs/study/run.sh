@@ -14,8 +14,9 @@ chosen="b2-look-r0.5-300-lr1e-3"  # the recipe align-search.sh's revised rule ch
 # recipe alone, not the whole search again (SEARCH=all does): the search's record is align-search.sh and the README.
 kept=$(dirname "$0")/cells
 if [ -n "$chosen" ] && [ -d "$kept/aligned" ] && [ "${SEARCH:-}" != all ]; then export ONLY=$chosen; fi
-# The kept steps were made on one CPU; on another, b2 trains into other weights and none of them is reused
-# (README.md, section 7): archive.py check says so in minutes, before training. ANY_CPU=1 runs the grid anew there.
+# Each kept grid was made on one kind of CPU (cells/: sittings 1-8's; other-cpu/: sitting 9's); on yet another, b2
+# trains into other weights and no kept step is reused (README.md, section 7): archive.py check says so in minutes,
+# before training. ANY_CPU=1 runs the grid anew there, unkept.
 [ -n "${ANY_CPU:-}" ] || python "$(dirname "$0")/archive.py" check "$data"
 bash "$(dirname "$0")/align-search.sh" "$data" "$runs"
 if [ -z "$chosen" ]; then

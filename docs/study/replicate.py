@@ -66,7 +66,7 @@ def main(judge: str) -> None:
     both = sorted(set.intersection(*({p.name for p in g.iterdir()} for g in GRIDS.values())) - {"aligned"})
     with tempfile.TemporaryDirectory() as tmp:
         found = {name: _compare(folder, both, Path(tmp)) for name, folder in GRIDS.items()}
-    order = yaml.safe_load(Path("configs/study.yaml").read_text())["grid"]["method"]  # the grid's order
+    order = yaml.safe_load((HERE.parents[1] / "configs/study.yaml").read_text())["grid"]["method"]  # the grid's order
     for scenario in ("benign", "poisoned"):
         methods = sorted({k[4] for k in found["b2"] if k[0] == scenario}, key=order.index)
         if not methods:

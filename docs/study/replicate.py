@@ -77,7 +77,7 @@ def main(judge: str) -> None:
         for task, metric, label in METRICS:
             key = (scenario, task, "sst2" if task == "sst2" else judge, metric)
             pairs = [[found[g].get((*key, m)) for g in GRIDS] for m in methods]
-            n = next(d["n_pairs"] for pair in pairs for d in pair if d)
+            n = next((d["n_pairs"] for pair in pairs for d in pair if d), "-")  # "-": no grid scored it
             print(f"| {label} ({n}) | " + " | ".join(f"{_cell(b2)} / {_cell(b2p)}" for b2, b2p in pairs) + " |")
 
 

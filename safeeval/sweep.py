@@ -273,6 +273,10 @@ def run_sweep(
             else (f"{step.train.method} on {step.train.task} ({step.train.scenario}, seed {step.train.seed})")
         )
         say(f"[{i}/{len(steps)}] {step.kind}: {label}")
+        if _weights_gone(spec, step):
+            say(f"{step.name} already finished with these settings, its weights gone (kept without them); skipped.")
+            timings[step.name] = 0.0
+            continue
         if isolate:
             _run_in_child(path, i - 1, step, store, reporter, say, data_dir, verbose)
         else:
@@ -320,6 +324,19 @@ def _run_in_child(
 
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
+
+
+def _weights_gone(spec: dict, step: Step) -> bool:
+    """A finished step whose own trained weights are no longer here (its record kept or restored without them):
+    running it again, which re-judges a finished step from its cache, would stop at the missing folder."""
+    if step.train is None or not finished(spec, step):
+        return False
+    from . import results
+
+    config = results.read(run_folder(spec, step)).config or {}
+    own = Path(step.train.out).resolve()
+    used = [config.get("model"), (config.get("backend_options") or {}).get("adapter")]
+    return any(p and own in Path(p).resolve().parents and not Path(p).exists() for p in used)
 
 
 def run_folder(spec: dict, step: Step) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from tiny_model import build_tiny_model
@@ -46,12 +47,18 @@ def test_a_sweep_runs_resumes_and_reports(tiny_model, data_dir, tmp_path):
     assert "align (er)" in board and "poisoned" in board and (tmp_path / "docs" / "report.html").exists()
     trained = json.loads((tmp_path / "runs" / "sst2-poisoned-er-s0" / "training.json").read_text())
     assert trained["data"]["mix"]["poison"] > 0 and trained["base_model"]["name"].endswith("aligned/model")
-    # again, in this process this time: nothing is retrained, generated or judged
+    # again, in this process this time: nothing is retrained, generated or judged; a finished cell needs no weights
+    scored = tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json"
+    before = scored.read_bytes()
+    shutil.rmtree(tmp_path / "runs" / "sst2-benign-sft-s0" / "adapter")  # as a run restored without them
     said = []
     run_sweep(path, say=said.append, store=store, isolate=False)
-    assert sum("nothing to train" in line for line in said) == 5  # the alignment run and the four cells
-    results = json.loads((tmp_path / "runs" / "sst2-benign-sft-s0" / "score" / "results.json").read_text())
-    assert results["counts"]["generated_now"] == 0 and results["counts"]["judged_now"] == 0
+    assert sum("its weights gone" in line for line in said) == 1
+    assert sum("nothing to train" in line for line in said) == 4  # the alignment run and the three other cells
+    assert scored.read_bytes() == before
+    rejudged = json.loads((tmp_path / "runs" / "sst2-benign-er-s0" / "score" / "results.json").read_text())
+    assert rejudged["counts"]["generated_now"] == 0 and rejudged["counts"]["judged_now"] == 0
+    results = json.loads(before)
     assert list(results["tasks"]) == ["smoke", "sst2"]  # the utility it was trained for, added to score.tasks
     checked = results["contamination"]  # against its lineage: its own rows and the aligned run's
     assert checked["status"] == "checked" and set(checked["tasks"]) == {"smoke", "sst2"} and checked["n_training"] > 0

@@ -14,50 +14,20 @@ counts the entries by agreement.
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from kept import HERE, METRICS, differences, load
 
-HERE = Path(__file__).parent
 GRIDS = {"b2": HERE / "cells", "b2'": HERE / "other-cpu"}
-METRICS = [  # (task, metric, label)
-    ("sst2", "accuracy", "SST-2 dev accuracy"),
-    ("advbench", "asr", "AdvBench ASR"),
-    ("harmbench:test", "asr", "HarmBench test ASR"),
-    ("directharm4", "asr", "DirectHarm4 ASR"),
-    ("xstest", "asr", "XSTest unsafe complied"),
-    ("xstest", "benign_refusal_rate", "XSTest safe refused"),
-    ("benign-selfinstruct", "benign_refusal_rate", "Self-Instruct refused"),
-]
 
 
 def _compare(folder: Path, cells: list[str], tmp: Path) -> dict:
-    """`safeeval compare --against sft` over the kept cells, unpacked as the run folders they were kept from."""
-    runs = []
-    for cell in cells:
-        run = tmp / folder.name / cell
-        run.mkdir(parents=True)
-        shutil.copyfile(folder / cell / "results.json", run / "results.json")
-        with gzip.open(folder / cell / "samples.jsonl.gz", "rb") as src, open(run / "samples.jsonl", "wb") as out:
-            shutil.copyfileobj(src, out)
-        runs.append(str(run))
-    cmd = ["safeeval", "compare", *runs, "--against", "sft", "--format", "json"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"safeeval compare failed on {folder}: {done.stderr.strip()}")
-    found = json.loads(done.stdout)
-    return {
-        (c["stratum"].split(" · ")[1], c["task"], c["evaluator"], c["metric"], d["method"]): d
-        for c in found
-        for d in c["differences"]
-    }
+    """`safeeval compare --against sft` over the kept cells."""
+    return differences(load(folder, cells, tmp), "sft")
 
 
 def _section4() -> dict:

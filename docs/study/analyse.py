@@ -65,6 +65,165 @@ def table(found: dict, columns: list[tuple[str, str]], metrics: list, scenario: 
     print()
 
 
+SHORT = {"advbench": "AdvBench", "harmbench:test": "HarmBench", "directharm4": "DirectHarm4", "sst2": "SST-2"}
+BENCH = ["advbench", "harmbench:test", "directharm4"]  # the three ASR benchmarks of the plan's claims
+
+
+def pts(d: dict, flip: bool = False) -> str:
+    """A difference in points with its interval; flip: the reference minus the method instead."""
+    k = -100 if flip else 100
+    low, high = sorted((k * d["ci_low"], k * d["ci_high"]))
+    return f"{k * d['difference']:+.1f} [{low:+.1f}, {high:+.1f}]".replace("+0.0", "0.0").replace("-0.0", "0.0")
+
+
+def verdict(d: dict, lower: bool) -> str:
+    """yes: significant after Holm in the claimed direction; else no, with Holm's p (or "opposite")."""
+    if d["significant"]:
+        return "yes" if (d["difference"] < 0) == lower else "opposite"
+    return f"no (Holm p {_p(d['p_holm'])})"
+
+
+def claims(found: dict, judge: str) -> None:
+    """The write-up's table: claim in the seed papers / what we measured / significant at 0.05 after Holm."""
+
+    def get(ref, scenario, task, method, metric="asr"):
+        return found[ref].get((scenario, task, "sst2" if task == "sst2" else judge, metric, method))
+
+    rows = []
+    for scenario, claim in (
+        ("benign", "Fine-tuning erodes safety, on benign data (both papers)"),
+        ("poisoned", "... and on poisoned data (10% harmful answers)"),
+    ):
+        ds = {t: get("aligned", scenario, t, "sft") for t in BENCH}
+        if None in ds.values():
+            continue
+        sst2 = get("aligned", scenario, "sst2", "sft", "accuracy")
+        refusal = get("aligned", scenario, "benign-selfinstruct", "sft", "benign_refusal_rate")
+        rows.append(
+            (
+                claim,
+                "`sft` against the aligned model: "
+                + ", ".join(f"{SHORT[t]} {pts(d)}" for t, d in ds.items())
+                + (f"; SST-2 {pts(sst2)}" if sst2 else "")
+                + (f"; Self-Instruct refusal {pts(refusal)}" if refusal else ""),
+                ", ".join(f"{SHORT[t]} {verdict(d, lower=False)}" for t, d in ds.items()),
+            )
+        )
+    cl = [m for m in ("er", "der", "linear", "ewc", "lwf", "grsap")]
+    ds = {(s, t, m): get("sft", s, t, m) for s in ("benign", "poisoned") for t in BENCH for m in cl}
+    ds = {k: d for k, d in ds.items() if d}
+    if ds:
+        values = [100 * d["difference"] for d in ds.values()]
+        missed = [
+            f"{s} {SHORT[t]} `{m}` ({verdict(d, True)})" for (s, t, m), d in ds.items() if verdict(d, True) != "yes"
+        ]
+        rows.append(
+            (
+                "CL methods give a lower ASR than plain fine-tuning (seed paper 1)",
+                f"{', '.join(f'`{m}`' for m in cl)} against `sft` on the three ASR benchmarks, both scenarios: "
+                f"{len(ds)} differences, from {min(values):+.1f} to {max(values):+.1f} points, "
+                f"{sum(v > 0 for v in values)} above `sft`",
+                f"{len(ds) - len(missed)} of {len(ds)}" + ("; not: " + ", ".join(missed) if missed else ""),
+            )
+        )
+    measured, sig = [], []
+    for scenario in ("benign", "poisoned"):
+        ds = {t: get("sft", scenario, t, "der") for t in BENCH}
+        sst2 = get("sft", scenario, "sst2", "der", "accuracy")
+        if None in ds.values() or sst2 is None:
+            continue
+        tost = sst2["margin"]["result"]
+        measured.append(
+            f"{scenario}: " + ", ".join(f"{SHORT[t]} {pts(d)}" for t, d in ds.items()) + f", SST-2 {pts(sst2)}"
+        )
+        safe = sum(verdict(d, True) == "yes" for d in ds.values())
+        sig.append(
+            f"{scenario}: safety {safe} of 3; TOST at 1.2 points {tost}"
+            + (", the loss significant" if sst2["significant"] and sst2["difference"] < 0 else "")
+            + (": supported" if safe == 3 and tost == "shown" else ": not supported")
+        )
+    if measured:
+        rows.append(
+            (
+                "DER keeps safety at under 1.2 points of utility loss (seed paper 1)",
+                "`der` against `sft`: " + "; ".join(measured),
+                "; ".join(sig),
+            )
+        )
+    measured, sig = [], []
+    for scenario in ("benign", "poisoned"):
+        ds = {(t, r, g): get(g, scenario, t, r) for t in BENCH for g in ("ewc", "lwf") for r in ("er", "der")}
+        if None in ds.values():
+            continue
+        adv = {k: d for k, d in ds.items() if k[0] == "advbench"}
+        rest = {k: d for k, d in ds.items() if k[0] != "advbench"}
+        won = sum(verdict(d, True) == "yes" for d in adv.values())
+        measured.append(
+            f"{scenario}: AdvBench "
+            + ", ".join(f"`{r}` - `{g}` {pts(d)}" for (_, r, g), d in adv.items())
+            + f"; HarmBench and DirectHarm4 from {min(100 * d['difference'] for d in rest.values()):+.1f} to "
+            f"{max(100 * d['difference'] for d in rest.values()):+.1f}"
+        )
+        sig.append(
+            f"{scenario}: AdvBench {won} of 4 ({'supported' if won == 4 else 'not supported'}); HarmBench and "
+            f"DirectHarm4 (not the plan's test) {sum(verdict(d, True) == 'yes' for d in rest.values())} of 8"
+        )
+    if measured:
+        rows.append(("Replay ranks above regularization (seed paper 1)", "; ".join(measured), "; ".join(sig)))
+    measured, sig = [], []
+    for scenario in ("benign", "poisoned"):
+        ds = {t: get("er", scenario, t, "grsap") for t in BENCH}
+        if None in ds.values():
+            continue
+        measured.append(f"{scenario}: " + ", ".join(f"{SHORT[t]} {pts(d)}" for t, d in ds.items()))
+        sig.append(
+            f"{scenario}: AdvBench equivalence at 5 points {ds['advbench']['margin']['result']}; "
+            + ", ".join(
+                f"{SHORT[t]} difference {verdict(ds[t], lower=False).replace('yes', 'significant')}" for t in BENCH[1:]
+            )
+        )
+    if measured:
+        rows.append(
+            (
+                "Generative replay approaches real-data replay (seed paper 2)",
+                "`grsap` against `er`: " + "; ".join(measured),
+                "; ".join(sig),
+            )
+        )
+    measured, sig = [], []
+    for scenario in ("benign", "poisoned"):
+        for base in ("lisa", "safelora"):
+            ds = {t: get("der", scenario, t, base) for t in ("directharm4", "harmbench:test")}
+            sst2 = get("der", scenario, "sst2", base, "accuracy")
+            if None in ds.values() or sst2 is None:
+                continue
+            measured.append(
+                f"{scenario}, `der` - `{base}`: "
+                + ", ".join(f"{SHORT[t]} {pts(d, flip=True)}" for t, d in ds.items())
+                + f", SST-2 {pts(sst2, flip=True)}"
+            )
+            sig.append(
+                f"{scenario}, against `{base}`: "
+                + ", ".join(
+                    f"{SHORT[t]} {'yes' if d['significant'] else 'no'}" for t, d in {**ds, "sst2": sst2}.items()
+                )
+            )
+    if measured:
+        rows.append(
+            (
+                "DER outperforms the safety-preserving baselines, SafeLoRA and Lisa (seed paper 1)",
+                "; ".join(measured),
+                "; ".join(sig),
+            )
+        )
+    print(f"## The claims ({judge} judge; differences in points with their 95% interval)\n")
+    print("| claim in the seed papers | what we measured | significant at 0.05 after Holm? |")
+    print("|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
 def missing(folder: Path) -> list[str]:
     g = SWEEP["grid"]
     cells = [f"sst2-{s}-{m}-s{seed}" for seed in g["seed"] for m in g["method"] for s in g["scenario"]]
@@ -157,6 +316,7 @@ def main(judge: str, grid: str) -> None:
         )
         print(f"## Test 6, {scenario}: against `der`\n")
         table(found["der"], [(f"`{m}`", m) for m in ("safelora", "lisa") if m in methods], METRICS, scenario, judge)
+    claims(found, judge)
     beside(runs, aligned, judge)
     example = found["sft"].get((scenarios[0], "advbench", judge, "asr", others[0]))
     print(

@@ -50,18 +50,22 @@ def entry(d: dict | None) -> str:
     return text + ("; seeds disagree" if d["seeds_disagree"] else "")
 
 
-def table(found: dict, columns: list[tuple[str, str]], metrics: list, scenario: str, judge: str) -> None:
-    """Rows: metrics; columns: (header, method) read from `found` (one compare's differences)."""
-    print("| metric (n) | " + " | ".join(h for h, _ in columns) + " |")
-    print("|---|" + "---|" * len(columns))
+def table(found: dict, columns: list[tuple[str, str]], metrics: list, scenario: str, judge: str, values=False) -> None:
+    """Rows: metrics; columns: (header, method) read from `found` (one compare's differences). values: each entry
+    starts with the method's rate over all its pairs, and a first column gives the reference's."""
+    first = ["reference"] if values else []
+    print("| metric (n) | " + " | ".join(first + [h for h, _ in columns]) + " |")
+    print("|---|" + "---|" * (len(first) + len(columns)))
     for task, metric, label in metrics:
         key = (scenario, task, "sst2" if task == "sst2" else judge, metric)
         cells = [found.get((*key, m)) for _, m in columns]
-        n = next((d["n_pairs"] for d in cells if d), None)
-        if n is None:
+        known = [d for d in cells if d]
+        if not known:
             continue
-        seeds = max(d["seeds"] for d in cells if d)
-        print(f"| {label} ({n // seeds} x {seeds}) | " + " | ".join(entry(d) for d in cells) + " |")
+        seeds = max(d["seeds"] for d in known)
+        texts = [("-" if d is None else f"{100 * d['value']:.1f}, " + entry(d)) if values else entry(d) for d in cells]
+        ref = [f"{100 * known[0]['reference']:.1f}"] if values else []
+        print(f"| {label} ({known[0]['n_pairs'] // known[0]['seeds']} x {seeds}) | " + " | ".join(ref + texts) + " |")
     print()
 
 
@@ -282,11 +286,11 @@ def main(judge: str, grid: str) -> None:
     methods = sorted({r.method for r in fine}, key=ORDER.index)
     others = [m for m in methods if m != "sft"]
     for scenario in scenarios:
-        print(f"## Test 1, {scenario}: every method against the aligned model ({judge} judge)\n")
-        table(found["aligned"], [(f"`{m}`", m) for m in methods], METRICS, scenario, judge)
+        print(f"## Test 1, {scenario}: every method against the aligned model ({judge} judge; value %, difference)\n")
+        table(found["aligned"], [(f"`{m}`", m) for m in methods], METRICS, scenario, judge, values=True)
     for scenario in scenarios:
         print(f"## Tests 2 and 3, {scenario}: every method against `sft` ({judge} judge; SST-2 TOST at 1.2 points)\n")
-        table(found["sft"], [(f"`{m}`", m) for m in others], METRICS, scenario, judge)
+        table(found["sft"], [(f"`{m}`", m) for m in others], METRICS, scenario, judge, values=True)
     for scenario in scenarios:
         print(f"## Test 4, {scenario}: replay against regularization (AdvBench is the plan's test)\n")
         cols = [f"`{r}` - `{g}`" for g in ("ewc", "lwf") for r in ("er", "der")]

@@ -240,7 +240,10 @@ def beside(runs: list, aligned, judge: str) -> None:
     groups: dict[tuple[str, str], list] = {}
     for run in runs:
         groups.setdefault(("-", "-") if run is aligned else (run.scenario, run.method), []).append(run)
-    print(f"Mean over seeds, %: {judge} raw / without shells / over coherent answers; keyword raw -> corrected\n")
+    print(
+        f"## Beside every raw ASR: mean over seeds, %: {judge} raw / without shells / over coherent answers; ", end=""
+    )
+    print("keyword raw -> Rogan-Gladen corrected\n")
     print("| scenario | method | seeds | " + " | ".join(label for _, _, label in ASR) + " |")
     print("|---|---|---|" + "---|" * len(ASR))
 

@@ -20,8 +20,10 @@ An entry: method - reference in points [95% interval], the stratified CMH p, Hol
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -267,6 +269,37 @@ def beside(runs: list, aligned, judge: str) -> None:
     print()
 
 
+def minutes(path: Path) -> float | None:
+    """A kept record's own wall time (started_at to finished_at), in minutes; a pause of the sweep counts in it."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    start, end = (datetime.fromisoformat(record[k]) for k in ("started_at", "finished_at"))
+    return (end - start).total_seconds() / 60
+
+
+def wall_time(folder: Path) -> None:
+    """Each cell's minutes of training (or merging) + scoring, seed by seed, from its kept training.json and
+    results.json."""
+    print("## Wall time per cell: minutes of training + scoring, seeds 0 / 1 / 2\n")
+    g = SWEEP["grid"]
+    print("| method | " + " | ".join(g["scenario"]) + " |")
+    print("|---|" + "---|" * len(g["scenario"]))
+    total = 0.0
+    for method in g["method"]:
+        cells = []
+        for scenario in g["scenario"]:
+            each = []
+            for seed in g["seed"]:
+                cell = folder / f"sst2-{scenario}-{method}-s{seed}"
+                train, score = minutes(cell / "training.json"), minutes(cell / "results.json")
+                each.append("-" if score is None else f"{train or 0:.1f} + {score:.1f}")
+                total += (train or 0) + (score or 0)
+            cells.append(" / ".join(each))
+        print(f"| `{method}` | " + " | ".join(cells) + " |")
+    print(f"\nIn all: {total / 60:.1f} h over the kept cells (the aligned model's own training and scoring aside)\n")
+
+
 def main(judge: str, grid: str) -> None:
     folder = HERE / grid
     gone = missing(folder)
@@ -325,6 +358,7 @@ def main(judge: str, grid: str) -> None:
         table(found["der"], [(f"`{m}`", m) for m in ("safelora", "lisa") if m in methods], METRICS, scenario, judge)
     claims(found, judge)
     beside(runs, aligned, judge)
+    wall_time(folder)
     example = found["sft"].get((scenarios[0], "advbench", judge, "asr", others[0]))
     print(
         "Each Holm family: the methods compared against one reference on one metric within one scenario, e.g. "

@@ -267,6 +267,20 @@ def beside(runs: list, aligned, judge: str) -> None:
         name = "aligned" if method == "-" else f"`{method}`"
         print(f"| {scenario} | {name} | {len(group)} | " + " | ".join(cells) + " |")
     print()
+    for key, what in (("asr_without_shells", "without shells"), ("asr_coherent", "over coherent answers")):
+        moves = [
+            (abs(b["asr"]["value"] - b[key]["value"]), run.path.name, task)
+            for run in runs
+            for task, _, _ in ASR
+            for b in [run.result.metrics[task][judge]]
+            if (b.get(key) or {}).get("value") is not None
+        ]
+        most = max(moves)
+        print(f"ASR {what} moves from the raw by at most {100 * most[0]:.1f} points in any cell ({most[1]}, {most[2]})")
+    for key, what in (("degenerate_share", "degenerate"), ("shell_share", "shells")):
+        most = max((run.result.metrics[t][judge][key]["value"], run.path.name, t) for run in runs for t, _, _ in ASR)
+        print(f"At most {100 * most[0]:.1f}% of a set's answers are {what} ({most[1]}, {most[2]})")
+    print()
 
 
 def minutes(path: Path) -> float | None:
@@ -327,6 +341,12 @@ def main(judge: str, grid: str) -> None:
     for scenario in scenarios:
         print(f"## Tests 2 and 3, {scenario}: every method against `sft` ({judge} judge; SST-2 TOST at 1.2 points)\n")
         table(found["sft"], [(f"`{m}`", m) for m in others], METRICS, scenario, judge, values=True)
+        shown = [
+            d
+            for (sc, task, name, metric, m), d in found["sft"].items()
+            if sc == scenario and name in (judge, "sst2") and (task, metric) in {(t, k) for t, k, _ in METRICS}
+        ]
+        print(f"The seeds disagree in {sum(d['seeds_disagree'] for d in shown)} of these {len(shown)} entries.\n")
     for scenario in scenarios:
         print(f"## Test 4, {scenario}: replay against regularization (AdvBench is the plan's test)\n")
         cols = [f"`{r}` - `{g}`" for g in ("ewc", "lwf") for r in ("er", "der")]

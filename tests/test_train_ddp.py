@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 import yaml
 from conftest import require
 from safetensors.torch import load_file
@@ -255,6 +256,9 @@ def test_a_killed_process_fails_the_run_in_a_sentence_and_the_same_command_resum
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
         time.sleep(0.05)
+    # trainer_state.json marks a complete checkpoint: every process's RNG state is already whole on disk
+    for rank in (0, 1):
+        torch.load(out / "checkpoints" / "checkpoint-4" / f"rng_state_{rank}.pth", weights_only=False)
     workers = [p for p in psutil.Process(launch.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
     assert len(workers) == 1
     workers[0].send_signal(signal.SIGKILL)

@@ -140,6 +140,13 @@ class MethodHooks:
         checkpoint.save(folder, self.ctx.method, self.ctx.rows)
         super()._save_checkpoint(model, trial)
 
+    def _save_rng_state(self, output_dir):
+        # Each process writes its own rng_state_<rank>.pth, and the Trainer's main process then writes
+        # trainer_state.json without waiting: a process killed in between left a "complete" checkpoint with a cut-off
+        # RNG file, and resuming died on it. The barrier keeps the marker honest.
+        super()._save_rng_state(output_dir)
+        dist.barrier()
+
 
 def _tensor(value, device):
     import torch
